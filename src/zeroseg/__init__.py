@@ -1,0 +1,2 @@
+"""zeroseg: segment anything, name anything."""
+__version__ = "0.1.0"
