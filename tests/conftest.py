@@ -1,0 +1,36 @@
+"""Shared test fixtures: where the read-only shared fixtures and data live."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ZEROSEG_SHARED", REPO.parent / "shared"))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared fixtures not found at {path} (set ZEROSEG_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def goldens_dir() -> Path:
+    return _need(SHARED / "fixtures" / "goldens")
+
+
+@pytest.fixture(scope="session")
+def manifests_dir() -> Path:
+    return _need(SHARED / "fixtures" / "manifests")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _need(SHARED / "data")
