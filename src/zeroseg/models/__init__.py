@@ -1,0 +1,1 @@
+"""Model families: the SAM family (official checkpoints) and the embedded lite default."""

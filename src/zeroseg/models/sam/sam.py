@@ -1,0 +1,111 @@
+"""The Segment Anything model: image encoder + prompt encoder + mask decoder.
+
+Numerically equivalent to ``segment_anything/modeling/sam.py`` (also MobileSAM's, whose image
+encoder is a TinyViT); buffer and sub-module names follow the official checkpoints.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zeroseg.models.sam.mask_decoder import MaskDecoder
+from zeroseg.models.sam.prompt_encoder import PromptEncoder
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+class Sam(nn.Module):
+    """Predicts object masks from an image and prompts.
+
+    ``image_encoder`` is any module with an ``img_size`` attribute mapping a padded, normalised
+    ``(B, 3, img_size, img_size)`` image to the embedding the decoder expects.
+    """
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: Sequence[float] = PIXEL_MEAN,
+        pixel_std: Sequence[float] = PIXEL_STD,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.as_tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.as_tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @torch.inference_mode()
+    def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool) -> list[dict[str, torch.Tensor]]:
+        """Predict masks end to end, like the reference ``Sam.forward``.
+
+        Args:
+            batched_input: one dict per image with ``image`` (3xHxW, already resized so that its longest
+                side is ``img_size``), ``original_size`` (H, W) and optionally ``point_coords`` (BxNx2),
+                ``point_labels`` (BxN), ``boxes`` (Bx4) in the resized frame and ``mask_inputs``
+                (Bx1x256x256 logits).
+            multimask_output: predict several disambiguating masks instead of one.
+
+        Returns:
+            one dict per image with ``masks`` (BxCxHxW bool at the original size), ``iou_predictions``
+            (BxC) and ``low_res_logits`` (BxCx256x256).
+        """
+        images = torch.stack([self.preprocess(record["image"]) for record in batched_input], dim=0)
+        image_embeddings = self.image_encoder(images)
+
+        outputs = []
+        for record, embedding in zip(batched_input, image_embeddings):
+            points = (record["point_coords"], record["point_labels"]) if "point_coords" in record else None
+            sparse_embeddings, dense_embeddings = self.prompt_encoder(
+                points=points, boxes=record.get("boxes"), masks=record.get("mask_inputs")
+            )
+            low_res_masks, iou_predictions = self.mask_decoder(
+                image_embeddings=embedding.unsqueeze(0),
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse_embeddings,
+                dense_prompt_embeddings=dense_embeddings,
+                multimask_output=multimask_output,
+            )
+            masks = self.postprocess_masks(
+                low_res_masks, input_size=record["image"].shape[-2:], original_size=record["original_size"]
+            )
+            outputs.append(
+                {
+                    "masks": masks > self.mask_threshold,
+                    "iou_predictions": iou_predictions,
+                    "low_res_logits": low_res_masks,
+                }
+            )
+        return outputs
+
+    def postprocess_masks(
+        self, masks: torch.Tensor, input_size: Sequence[int], original_size: Sequence[int]
+    ) -> torch.Tensor:
+        """Upscale ``(B, C, h, w)`` decoder logits to the padded input, crop the padding (``input_size`` =
+        the resized image's (H, W)) and resize to ``original_size`` (H, W); bilinear, no antialias."""
+        size = self.image_encoder.img_size
+        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
+        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
+        original = (int(original_size[0]), int(original_size[1]))
+        return F.interpolate(masks, original, mode="bilinear", align_corners=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a ``(..., 3, H, W)`` image (0..255 values, any dtype) and zero-pad it at the bottom
+        and right to ``img_size`` x ``img_size``."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        size = self.image_encoder.img_size
+        return F.pad(x, (0, size - w, 0, size - h))
