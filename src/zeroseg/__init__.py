@@ -1,2 +1,25 @@
 """zeroseg: segment anything, name anything."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Public classes, imported on first use so that `import zeroseg` does not load torch.
+_LAZY_EXPORTS = {
+    "Predictor": "zeroseg.segment.predictor",
+    "MaskGenerator": "zeroseg.segment.mask_generator",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_EXPORTS:
+        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zeroseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_EXPORTS])

@@ -1,0 +1,255 @@
+"""Embed an image once, then predict masks for many prompts.
+
+:class:`Predictor` is a drop-in for the reference ``SamPredictor``: same methods, arguments,
+shapes and dtypes. It adds prompt validation with specific errors, a batched entry point
+(:meth:`Predictor.predict_batch`) and an LRU cache of image embeddings, so setting an image seen
+before skips the image encoder.
+
+It depends only on the SAM model interface (``image_encoder.img_size``, ``prompt_encoder``,
+``mask_decoder``, ``preprocess``, ``postprocess_masks``, ``mask_threshold``, ``image_format``),
+so every model family that provides it works.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
+from zeroseg.io import load_image
+from zeroseg.segment.transforms import ResizeLongestSide
+from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
+
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
+TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Embedding:
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+class Predictor:
+    """Predict masks from point, box and mask prompts on one image embedded once.
+
+    Arguments:
+      model: a SAM-interface model (e.g. built by ``zeroseg.models.sam.build_from_config``).
+      cache_size: how many image embeddings to keep (least recently used are dropped); 0 disables.
+    """
+
+    def __init__(self, model: nn.Module, cache_size: int = 8) -> None:
+        self.model = model
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[Any, ...], _Embedding] = OrderedDict()
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # --- image -----------------------------------------------------------------------------
+    def set_image(self, image: Any, image_format: str = "RGB") -> None:
+        """Embed an image: an HxWx3 uint8 array in ``image_format`` ('RGB' or 'BGR'), or a path,
+        bytes or PIL image (decoded as RGB, so ``image_format`` does not apply to them). Other
+        arrays that :func:`zeroseg.io.load_image` accepts are converted the same way."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if not isinstance(image, np.ndarray):
+            image_format = "RGB"
+        image = load_image(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+
+        key = self._cache_key(image)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            self._use(cached)
+            return
+
+        input_image = torch.as_tensor(self.transform.apply_image(image), device=self.device)
+        input_image = input_image.permute(2, 0, 1).contiguous()[None, :, :, :]
+        self.set_torch_image(input_image, image.shape[:2])
+        if self.cache_size > 0:
+            self._cache[key] = _Embedding(self.features, self.original_size, self.input_size)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    @torch.inference_mode()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """Embed a 1x3xHxW image already resized with :class:`ResizeLongestSide` (not normalised)."""
+        img_size = self.model.image_encoder.img_size
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size:
+            raise ImageError(f"set_torch_image expects a 1x3xHxW tensor with longest side {img_size}, got {shape}")
+        self.reset_image()
+        features = self.model.image_encoder(self.model.preprocess(transformed_image))
+        self._use(_Embedding(features, tuple(int(s) for s in original_image_size[:2]), shape[2:]))
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The embedding of the current image, 1xCxHxW."""
+        self._require_image()
+        return self.features
+
+    def reset_image(self) -> None:
+        """Forget the current image (cached embeddings stay available)."""
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    def clear_cache(self) -> None:
+        """Drop every cached embedding (e.g. after changing the model's weights in place)."""
+        self._cache.clear()
+
+    # --- prompts ---------------------------------------------------------------------------
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Prediction:
+        """Predict masks for one prompt on the current image.
+
+        Arguments:
+          point_coords: Nx2 (x, y) pixels of the original image.
+          point_labels: N labels, 1 = foreground, 0 = background.
+          box: XYXY pixels (4 values).
+          mask_input: 1xHxW low-resolution logits, e.g. a ``low_res_masks`` entry of an earlier call.
+          multimask_output: return 3 masks for an ambiguous prompt instead of 1.
+          return_logits: return mask logits instead of booleans.
+
+        Returns masks CxHxW (bool, or float32 logits) at the original size, iou_predictions C
+        (float32) and low_res_masks Cxhxw float32 logits (256x256 for SAM), with C = 3 or 1.
+        """
+        prompts = self._prompts_to_torch(point_coords, point_labels, box, mask_input, batched=False)
+        masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
+        return masks[0].cpu().numpy(), iou_predictions[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
+
+    def predict_batch(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Prediction:
+        """Predict masks for B prompts in one decoder call; prompt i of each kind goes to item i.
+
+        Arguments:
+          point_coords: BxNx2 (x, y) pixels; point_labels: BxN in {1, 0, -1}, where -1 pads a
+            ragged batch (a padding point is embedded as "not a point", which is close to but not
+            exactly the same as leaving it out).
+          boxes: Bx4 XYXY pixels.
+          mask_input: Bx1xHxW low-resolution logits.
+          multimask_output, return_logits: as in :meth:`predict`.
+
+        Returns masks BxCxHxW, iou_predictions BxC and low_res_masks BxCxhxw (numpy).
+        """
+        prompts = self._prompts_to_torch(point_coords, point_labels, boxes, mask_input, batched=True)
+        masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
+        return masks.cpu().numpy(), iou_predictions.cpu().numpy(), low_res_masks.cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> TorchPrediction:
+        """Predict masks for batched prompts already in the resized frame (see :attr:`transform`).
+
+        point_coords BxNx2, point_labels BxN, boxes Bx4, mask_input Bx1xHxW; returns masks BxCxHxW
+        at the original size, iou_predictions BxC and low_res_masks BxCxhxw, all on the device.
+        """
+        self._require_image()
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse_embeddings, dense_embeddings = self.model.prompt_encoder(
+            points=points, boxes=boxes, masks=mask_input
+        )
+        low_res_masks, iou_predictions = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse_embeddings,
+            dense_prompt_embeddings=dense_embeddings,
+            multimask_output=multimask_output,
+        )
+        masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou_predictions, low_res_masks
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _use(self, embedding: _Embedding) -> None:
+        self.features = embedding.features
+        self.original_size = embedding.original_size
+        self.input_size = embedding.input_size
+        self.is_image_set = True
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise NoImageSetError("no image is set: call set_image(...) before predicting")
+
+    def _cache_key(self, image: np.ndarray) -> tuple[Any, ...]:
+        """Content hash of the pixels plus what determines the embedding besides them."""
+        digest = hashlib.sha256(np.ascontiguousarray(image).data).hexdigest()
+        model_id = getattr(self.model, "name", None) or f"{type(self.model).__qualname__}@{id(self.model):x}"
+        return digest, image.shape, model_id, str(self.device)
+
+    def _mask_input_size(self) -> tuple[int, int]:
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    def _prompts_to_torch(
+        self, point_coords: Any, point_labels: Any, boxes: Any, mask_input: Any, batched: bool
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Validate prompts in original-image pixels and turn them into batched model inputs."""
+        self._require_image()
+        size = self.original_size
+        coords_torch = labels_torch = boxes_torch = mask_torch = None
+        batch_sizes: list[tuple[str, int]] = []
+        if point_coords is not None or point_labels is not None:
+            if point_coords is None:
+                raise PromptShapeError("point_coords must be given with point_labels")
+            coords, labels = check_points(point_coords, point_labels, size, batched)
+            coords = self.transform.apply_coords(coords, size)
+            coords_torch = torch.as_tensor(coords, dtype=torch.float, device=self.device)
+            labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)
+            if not batched:
+                coords_torch, labels_torch = coords_torch[None], labels_torch[None]
+            batch_sizes.append(("point_coords", len(coords_torch)))
+        if boxes is not None:
+            boxes = self.transform.apply_boxes(check_boxes(boxes, size, batched), size)
+            boxes_torch = torch.as_tensor(boxes, dtype=torch.float, device=self.device)
+            batch_sizes.append(("boxes", len(boxes_torch)))
+        if mask_input is not None:
+            mask = check_mask_input(mask_input, self._mask_input_size(), batched)
+            mask_torch = torch.as_tensor(mask, device=self.device)
+            if not batched:
+                mask_torch = mask_torch[None]
+            batch_sizes.append(("mask_input", len(mask_torch)))
+        if batched:
+            _check_same_batch(batch_sizes)
+        return coords_torch, labels_torch, boxes_torch, mask_torch
+
+
+def _check_same_batch(sizes: list[tuple[str, int]]) -> None:
+    if not sizes:
+        raise PromptShapeError("predict_batch needs at least one of point_coords, boxes or mask_input")
+    if len({n for _, n in sizes}) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in sizes)
+        raise PromptShapeError(f"prompts must have the same batch size B: {listed}")
