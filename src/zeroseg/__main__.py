@@ -1,0 +1,4 @@
+"""``python -m zeroseg``: the zeroseg command line."""
+from zeroseg.cli import app
+
+app(prog_name="zeroseg")

@@ -1,0 +1,436 @@
+"""The ``zeroseg`` command line: a thin face over io, hub, segment and viz.
+
+Every ZerosegError is caught in one place (:class:`_Group`) and printed as one line
+``error: <message>`` on stderr, exiting with the error's ``exit_code``. Every file is written
+atomically, and the JSON result last, so an output folder never holds half a result.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+import typer
+from typer.core import TyperGroup
+
+from zeroseg import __version__, hub
+from zeroseg.errors import PromptShapeError, PromptValueError, ZerosegError
+from zeroseg.io import (
+    atomic_write,
+    ensure_dir,
+    load_image,
+    masks_to_rles,
+    rle_area,
+    rle_bbox,
+    rle_to_mask,
+    save_mask_png,
+    save_png,
+)
+
+if TYPE_CHECKING:
+    from zeroseg.segment import Predictor
+
+DEFAULT_MODEL = "mobile_sam"
+
+
+class _Group(TyperGroup):
+    """A command group that reports ZerosegError as one line and its exit code, without a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZerosegError as err:
+            message = " ".join(str(err).split())
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="zeroseg",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain click help: paragraphs rewrapped, \b blocks (examples) kept
+    pretty_exceptions_show_locals=False,
+)
+
+ImageArg = Annotated[
+    Path, typer.Argument(metavar="IMAGE", help="Image file (PNG, JPEG, TIFF, ...).", show_default=False)
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if needed).", show_default=False)]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registered model name or alias (see `zeroseg models`).")]
+CheckpointOpt = Annotated[
+    Path | None, typer.Option(help="Weight file to use instead of the cached official one.", show_default=False)
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(help="JSON model config (needs --checkpoint); replaces --model.", show_default=False),
+]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"zeroseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Segment anything from the command line.
+
+    \b
+    Examples:
+      zeroseg segment photo.jpg --point 320,240 --out out
+      zeroseg everything photo.jpg --out out
+      zeroseg models download mobile_sam
+    """
+
+
+# --- segment ------------------------------------------------------------------------------
+@app.command()
+def segment(
+    image: ImageArg,
+    out: OutOpt,
+    point: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--point", "-p", metavar="X,Y[,LABEL]",
+            help="Point prompt in pixels; LABEL 1 = object (default), 0 = background. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    box: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--box", "-b", metavar="X0,Y0,X1,Y1",
+            help="Box prompt in pixels (corners). Repeatable: one mask per box.",
+            show_default=False,
+        ),
+    ] = None,
+    single: Annotated[bool, typer.Option("--single", help="Keep only the best mask of each prompt.")] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    checkpoint: CheckpointOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Segment objects from point and box prompts.
+
+    All points form one prompt. With boxes, each box is one prompt (the points, if any, are added
+    to every box) and gives one mask. A single point alone is ambiguous, so it gives three
+    candidates (whole, part, sub-part), best first; --single keeps the best one.
+
+    Writes OUT/mask_<i>.png (0/255), OUT/overlay.png and, last, OUT/result.json (image size,
+    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE).
+
+    \b
+    Examples:
+      zeroseg segment photo.jpg --point 320,240 --out out
+      zeroseg segment photo.jpg -p 320,240 -p 400,260,0 --single --out out
+      zeroseg segment photo.jpg --box 10,20,200,220 --box 250,30,400,300 --out out
+      zeroseg segment photo.jpg -p 50,60 --config tiny.json --checkpoint tiny.pth -o out
+    """
+    from zeroseg.segment import Predictor
+    from zeroseg.viz import overlay
+
+    rgb = load_image(image)
+    points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2])
+    ensure_dir(out)
+    predictor = Predictor(hub.load_model(model, checkpoint, config, device))
+    predictor.set_image(rgb)
+    masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
+
+    records = []
+    for i, (rle, score, prompt) in enumerate(zip(masks_to_rles(masks), scores, prompt_ids)):
+        save_mask_png(out / f"mask_{i}.png", masks[i])
+        records.append(
+            {
+                "id": i,
+                "file": f"mask_{i}.png",
+                "prompt": int(prompt),
+                "score": float(score),
+                "bbox": rle_bbox(rle),
+                "area": rle_area(rle),
+                "segmentation": rle,
+            }
+        )
+    captions = [f"#{i}:" for i in range(len(records))]
+    save_png(out / "overlay.png", overlay(rgb, masks, labels=captions, scores=scores, points=points, boxes=boxes))
+    result = {
+        "image": str(image),
+        "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
+        "model": _model_info(model, checkpoint, config),
+        "prompts": {
+            "points": [] if points is None else points.tolist(),
+            "boxes": [] if boxes is None else boxes.tolist(),
+            "multimask_output": multimask,
+        },
+        "bbox_format": "xywh",
+        "masks": records,
+    }
+    atomic_write(out / "result.json", json.dumps(result))
+    for record in records:
+        typer.echo(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px")
+    typer.echo(f"wrote {len(records)} mask(s), overlay.png and result.json to {out}")
+
+
+def _read_prompts(
+    point: list[str], box: list[str], size: tuple[int, int]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Parse and check the prompts against the image before any model work: Nx3 points, Bx4 boxes."""
+    from zeroseg.segment.validation import check_boxes, check_points
+
+    points, boxes = _parse_points(point), _parse_boxes(box)
+    if points is None and boxes is None:
+        raise PromptShapeError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
+    if points is not None:
+        check_points(points[:, :2], points[:, 2], size)
+    if boxes is not None:
+        check_boxes(boxes, size, batched=True)
+    return points, boxes
+
+
+def _predict(
+    predictor: Predictor, points: np.ndarray | None, boxes: np.ndarray | None, single: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Masks (M x H x W), scores and prompt index of each mask, best first within each prompt.
+
+    One prompt per box (the points join every box), or one prompt of points alone. Only a single
+    point alone asks for three candidates, as SAM recommends for ambiguous prompts.
+    """
+    n_prompts = 1 if boxes is None else len(boxes)
+    multimask = boxes is None and len(points) == 1
+    coords = labels = None
+    if points is not None:
+        coords = np.repeat(points[None, :, :2], n_prompts, axis=0)
+        labels = np.repeat(points[None, :, 2], n_prompts, axis=0)
+    masks, scores, _ = predictor.predict_batch(coords, labels, boxes, multimask_output=multimask)
+
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : 1 if single else None]
+    masks = np.take_along_axis(masks, order[:, :, None, None], axis=1).reshape(-1, *masks.shape[2:])
+    scores = np.take_along_axis(scores, order, axis=1).reshape(-1)
+    prompt_ids = np.repeat(np.arange(n_prompts), order.shape[1])
+    return masks, scores, prompt_ids, multimask
+
+
+def _parse_points(texts: list[str]) -> np.ndarray | None:
+    """``X,Y[,LABEL]`` strings -> Nx3 float array (x, y, label)."""
+    if not texts:
+        return None
+    rows = []
+    for text in texts:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) not in (2, 3):
+            raise PromptShapeError(f"--point expects X,Y or X,Y,LABEL in pixels, got {text!r}")
+        label = parts[2] if len(parts) == 3 else "1"
+        if label not in ("0", "1"):
+            raise PromptValueError(f"--point {text!r}: LABEL must be 1 (object) or 0 (background)")
+        rows.append([*_floats(parts[:2], "--point", text), float(label)])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _parse_boxes(texts: list[str]) -> np.ndarray | None:
+    """``X0,Y0,X1,Y1`` strings -> Bx4 float array."""
+    if not texts:
+        return None
+    rows = []
+    for text in texts:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 4:
+            raise PromptShapeError(f"--box expects X0,Y0,X1,Y1 in pixels, got {text!r}")
+        rows.append(_floats(parts, "--box", text))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _floats(parts: list[str], option: str, text: str) -> list[float]:
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise PromptShapeError(f"{option} {text!r}: coordinates must be numbers") from None
+    if not np.isfinite(values).all():
+        raise PromptValueError(f"{option} {text!r}: coordinates must be finite")
+    return values
+
+
+def _model_info(model: str, checkpoint: Path | None, config: Path | None) -> dict[str, Any]:
+    return {
+        "name": None if config is not None else hub.get(model).name,
+        "config": None if config is None else str(config),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+    }
+
+
+# --- everything ---------------------------------------------------------------------------
+@app.command()
+def everything(
+    image: ImageArg,
+    out: OutOpt,
+    points_per_side: Annotated[int, typer.Option(min=1, help="Grid of N x N point prompts.")] = 32,
+    pred_iou_thresh: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.")
+    ] = 0.88,
+    stability_score_thresh: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.")
+    ] = 0.95,
+    min_area: Annotated[
+        int,
+        typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then drop smaller masks."),
+    ] = 0,
+    model: ModelOpt = DEFAULT_MODEL,
+    checkpoint: CheckpointOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Segment everything: prompt a grid of points and keep the good, distinct masks.
+
+    Writes OUT/overlay.png and, last, OUT/annotations.json in COCO format (one image, one
+    category "object", annotations with RLE segmentation, XYWH bbox, area, score = predicted IoU,
+    stability_score, the prompt point), best first.
+
+    \b
+    Examples:
+      zeroseg everything photo.jpg --out out
+      zeroseg everything photo.jpg --points-per-side 16 --min-area 100 --out out
+      zeroseg everything photo.jpg --pred-iou-thresh 0.8 --model vit_b --out out
+    """
+    from zeroseg.segment import MaskGenerator
+    from zeroseg.viz import overlay
+
+    rgb = load_image(image)
+    height, width = rgb.shape[:2]
+    ensure_dir(out)
+    generator = MaskGenerator(
+        hub.load_model(model, checkpoint, config, device),
+        points_per_side=points_per_side,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        min_mask_region_area=min_area,
+        output_mode="coco_rle",
+        progress=True,
+    )
+    records = [r for r in generator.generate(rgb) if r["area"] >= max(min_area, 1)]
+
+    annotations = [
+        {
+            "id": i + 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": r["segmentation"],
+            "area": r["area"],
+            "bbox": r["bbox"],
+            "iscrowd": 0,
+            "score": r["predicted_iou"],
+            "stability_score": r["stability_score"],
+            "point_coords": r["point_coords"],
+            "crop_box": r["crop_box"],
+        }
+        for i, r in enumerate(records)
+    ]
+    coco = {
+        "info": {
+            "description": "zeroseg segment-everything",
+            "version": __version__,
+            "model": _model_info(model, checkpoint, config),
+            "parameters": {
+                "points_per_side": points_per_side,
+                "pred_iou_thresh": pred_iou_thresh,
+                "stability_score_thresh": stability_score_thresh,
+                "min_area": min_area,
+            },
+        },
+        "images": [{"id": 1, "file_name": image.name, "path": str(image), "height": height, "width": width}],
+        "categories": [{"id": 1, "name": "object"}],
+        "annotations": annotations,
+    }
+    save_png(out / "overlay.png", overlay(rgb, [rle_to_mask(r["segmentation"]) for r in records]))
+    atomic_write(out / "annotations.json", json.dumps(coco))
+    typer.echo(f"wrote {len(annotations)} mask(s), overlay.png and annotations.json to {out}")
+
+
+# --- models -------------------------------------------------------------------------------
+models_app = typer.Typer(cls=_Group, rich_markup_mode=None)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context) -> None:
+    """List the registered models and whether their weights are cached.
+
+    \b
+    Examples:
+      zeroseg models
+      zeroseg models download mobile_sam
+      zeroseg models verify vit_b
+      zeroseg models verify ~/Downloads/sam_vit_b_01ec64.pth
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = [("name", "aliases", "size", "weights", "licence", "description")]
+    for entry in hub.list_models():
+        if entry.downloadable:
+            status = "cached" if hub.is_cached(entry.name) else "not cached"
+            size = f"{entry.size / 1e6:,.0f} MB"
+        else:
+            status, size = "packaged", "-"
+        rows.append((entry.name, ",".join(entry.aliases) or "-", size, status, entry.licence, entry.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    typer.echo(f"\ncache: {hub.cache_dir() / 'checkpoints'} (set ZEROSEG_HOME to move it)")
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download a model's official weights into the cache and check their SHA-256.
+
+    \b
+    Examples:
+      zeroseg models download mobile_sam
+      ZEROSEG_HOME=/data/zeroseg zeroseg models download vit_h
+    """
+    entry = hub.get(name)
+    path = hub.download(entry.name, progress=not quiet)
+    if path is None:
+        typer.echo(f"{entry.name} ships with zeroseg: nothing to download")
+    else:
+        typer.echo(f"{entry.name}: {path} (sha256 ok)")
+
+
+@models_app.command("verify")
+def models_verify(
+    name_or_path: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Model name, or a weight file.")],
+) -> None:
+    """Check a weight file's SHA-256 against the registry.
+
+    \b
+    Examples:
+      zeroseg models verify vit_b
+      zeroseg models verify ./sam_vit_b_01ec64.pth
+    """
+    entry = hub.verify(name_or_path)
+    typer.echo(f"ok: {name_or_path} is {entry.name}" + (f" (sha256 {entry.sha256})" if entry.sha256 else ""))
+
+
+# --- optional sub-commands ----------------------------------------------------------------
+def _optional_app(module: str) -> typer.Typer | None:
+    """``module.app`` if that module exists and has one (a missing module or package is not an error)."""
+    try:
+        return getattr(importlib.import_module(module), "app", None)
+    except ModuleNotFoundError as err:
+        if err.name and (module == err.name or module.startswith(err.name + ".")):
+            return None
+        raise
+
+
+_eval_app = _optional_app("zeroseg.eval.cli")
+if _eval_app is not None:
+    app.add_typer(_eval_app, name="eval")

@@ -1,0 +1,58 @@
+"""Overlays: masks coloured distinctly (small ones on top), contours, prompts drawn where they are."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zeroseg import viz
+
+
+@pytest.fixture
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    image = np.full((60, 80, 3), 100, np.uint8)
+    big = np.zeros((60, 80), bool)
+    big[5:55, 5:60] = True
+    small = np.zeros((60, 80), bool)
+    small[20:30, 20:30] = True
+    return image, np.stack([big, small])
+
+
+def test_colors_are_distinct() -> None:
+    colors = viz.mask_colors(12)
+    assert colors.shape == (12, 3) and colors.dtype == np.uint8
+    assert len({tuple(c) for c in colors}) == 12
+    assert viz.mask_colors(0).shape == (0, 3)
+
+
+def test_masks_are_blended_and_small_masks_stay_on_top(scene) -> None:
+    image, masks = scene
+    out = np.asarray(viz.overlay(image, masks, alpha=0.5))
+    colors = viz.mask_colors(2).astype(float)
+    assert out.shape == image.shape
+    np.testing.assert_array_equal(out[58, 75], image[58, 75])  # outside every mask: untouched
+    np.testing.assert_allclose(out[40, 40], (100 + colors[0]) / 2, atol=1)  # inside the big mask only
+    np.testing.assert_allclose(out[25, 25], (100 + colors[1]) / 2, atol=1)  # the small one wins
+    np.testing.assert_array_equal(out[20, 25], colors[1].round())  # its contour, opaque
+    np.testing.assert_array_equal(out[5, 30], colors[0].round())
+
+
+def test_prompts_and_captions_are_drawn(scene) -> None:
+    image, masks = scene
+    out = np.asarray(
+        viz.overlay(
+            Image.fromarray(image), masks, labels=["cat", "eye"], scores=[0.9, 0.8],
+            points=[[70, 10, 1], [70, 50, 0]], boxes=[[2, 2, 62, 57]],
+        )
+    )
+    np.testing.assert_array_equal(out[10, 70], viz.POSITIVE)
+    np.testing.assert_array_equal(out[50, 70], viz.NEGATIVE)
+    np.testing.assert_array_equal(out[57, 30], viz.mask_colors(2)[0])  # box 0 in mask 0's colour
+    plain = np.asarray(viz.overlay(image, masks))
+    assert (out[5:55, 5:60] != plain[5:55, 5:60]).any()  # captions changed pixels inside the masks
+
+
+def test_no_masks() -> None:
+    image = np.zeros((8, 9, 3), np.uint8)
+    out = viz.overlay(image, np.zeros((0, 8, 9), bool), points=[[4, 4]])
+    assert out.size == (9, 8) and np.asarray(out)[4, 4].tolist() == list(viz.POSITIVE)
