@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from zeroseg import hub
-from zeroseg.cli import DEFAULT_MODEL, app
+from zeroseg.cli import app
 from zeroseg.io import rle_area, rle_to_mask
 
 runner = CliRunner()
@@ -218,8 +218,8 @@ def test_malformed_prompts(tmp_path: Path, image: Path, args: list[str], code: i
 
 def test_missing_weights_offline(tmp_path: Path, image: Path, cache: Path) -> None:
     out = tmp_path / "out"
-    result = run("segment", image, "--point", "10,10", "--out", out)
-    expected = hub.get(DEFAULT_MODEL)
+    result = run("segment", image, "--point", "10,10", "--model", "vit_b", "--out", out)
+    expected = hub.get("vit_b")
     dest = cache / "checkpoints" / expected.filename
     _assert_one_line_error(result, 32, expected.url, expected.sha256, str(dest), "zeroseg models download")
     assert list(out.iterdir()) == []  # nothing written

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from zeroseg.errors import CheckpointMismatchError, ConfigError, UnknownModelError, WeightsNotFoundError
-from zeroseg.models.sam import Sam, build_from_config, build_sam, load_checkpoint, official_config
+from zeroseg.models.sam import Sam, build_from_config, build_sam, official_config
 
 # --- reference preprocessing, as described in the goldens README ----------------------------
 

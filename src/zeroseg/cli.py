@@ -32,7 +32,7 @@ from zeroseg.io import (
 if TYPE_CHECKING:
     from zeroseg.segment import Predictor
 
-DEFAULT_MODEL = "mobile_sam"
+DEFAULT_MODEL = hub.DEFAULT_MODEL
 
 
 class _Group(TyperGroup):

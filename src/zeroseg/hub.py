@@ -121,6 +121,9 @@ _OFFICIAL = (
     ),
 )
 
+DEFAULT_MODEL = "lite"
+"""The model used when none is named: the embedded default, which needs no download."""
+
 _ENTRIES: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 
