@@ -98,11 +98,18 @@ class MaskDecoder(nn.Module):
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
 
-        src = (image_embeddings + dense_prompt_embeddings).expand(batch, -1, -1, -1)
-        pos_src = image_pe.expand(batch, -1, -1, -1)
-        b, c, h, w = src.shape
+        if dense_prompt_embeddings.shape[0] > 1 and dense_prompt_embeddings.stride(0) == 0:
+            dense_prompt_embeddings = dense_prompt_embeddings[:1]  # the same for all prompts (no mask input)
+        # With one image and no per-prompt mask, the image side stays at batch 1 until the first block
+        # mixes in the prompts, so its projections are computed once rather than once per prompt.
+        src = image_embeddings + dense_prompt_embeddings
+        if src.shape[0] not in (1, batch):
+            src = src.expand(batch, -1, -1, -1)
+        _, c, h, w = src.shape
 
-        hs, src = self.transformer(src, pos_src, tokens)
+        hs, src = self.transformer(src, image_pe, tokens)
+        src = src.expand(batch, -1, -1)
+        b = batch
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 

@@ -136,9 +136,18 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)  # (B, heads, N, c)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attend ``q`` ``(B, Nq, C)`` to ``k``/``v`` ``(B, Nk, C)``; either side may have batch 1 and is
+        then shared by all B (projected once: the first block's image side is the same for every
+        prompt of an image)."""
+        batch_q, batch_k = q.shape[0], k.shape[0]
+        if batch_k == 1 and batch_q > 1:
+            # Every prompt attends to the same keys: stack all queries into one attention call.
+            return self(q.reshape(1, -1, q.shape[-1]), k, v).reshape(batch_q, -1, self.embedding_dim)
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
+        if batch_q == 1 and batch_k > 1:
+            q = q.expand(batch_k, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(c), as the reference
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))
