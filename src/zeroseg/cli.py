@@ -6,7 +6,6 @@ atomically, and the JSON result last, so an output folder never holds half a res
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -420,17 +419,9 @@ def models_verify(
     typer.echo(f"ok: {name_or_path} is {entry.name}" + (f" (sha256 {entry.sha256})" if entry.sha256 else ""))
 
 
-# --- optional sub-commands ----------------------------------------------------------------
-def _optional_app(module: str) -> typer.Typer | None:
-    """``module.app`` if that module exists and has one (a missing module or package is not an error)."""
-    try:
-        return getattr(importlib.import_module(module), "app", None)
-    except ModuleNotFoundError as err:
-        if err.name and (module == err.name or module.startswith(err.name + ".")):
-            return None
-        raise
+# --- sub-commands from other packages -----------------------------------------------------
+from zeroseg.eval.cli import app as eval_app  # noqa: E402
+from zeroseg.train.cli import app as train_app  # noqa: E402
 
-
-_eval_app = _optional_app("zeroseg.eval.cli")
-if _eval_app is not None:
-    app.add_typer(_eval_app, name="eval")
+app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")

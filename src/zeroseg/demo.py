@@ -32,8 +32,8 @@ def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Pa
 
     model = hub.load_model(model_name)
     predictor = Predictor(model)
-    generator = MaskGenerator(predictor, points_per_side=16, pred_iou_thresh=0.8,
-                              stability_score_thresh=0.85, min_mask_region_area=64, progress=True)
+    generator = MaskGenerator(predictor, points_per_side=16, pred_iou_thresh=0.6,
+                              stability_score_thresh=0.2, min_mask_region_area=64, progress=True)
     ensure_dir(out)
     written = []
     for name, image in sample_photos().items():
@@ -50,7 +50,7 @@ def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Pa
         best = int(np.argmax(pscores))
         path = out / f"{name}_point.png"
         save_png(path, overlay(image, pmasks[best:best + 1], scores=pscores[best:best + 1],
-                               points=(point, np.array([1]))))
+                               points=np.c_[point, [1]]))
         written.append(path)
 
         box = np.array([w * 0.2, h * 0.2, w * 0.8, h * 0.8])

