@@ -37,6 +37,13 @@ def lite_prompt(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch (1 is fastest on a busy machine).")
     ] = None,
+    max_corrections: Annotated[
+        int, typer.Option(min=0, help="Correction clicks per step: 0..N, drawn uniformly.")
+    ] = 4,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = 1e-3,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from these head weights (fine-tune) instead of a random head.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC) and export
@@ -56,6 +63,9 @@ def lite_prompt(
         limit=limit,
         images_per_step=images_per_step,
         objects_per_image=objects_per_image,
+        max_corrections=max_corrections,
+        lr=lr,
+        init=None if init is None else str(init),
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     weights = train(out, cfg, resume=resume, cache_dir=cache_dir, progress=progress)

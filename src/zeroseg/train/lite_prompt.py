@@ -42,7 +42,7 @@ from tqdm import tqdm
 from zeroseg.errors import CheckpointMismatchError, ConfigError
 from zeroseg.eval.clicks import sample_training_clicks
 from zeroseg.io import atomic_path
-from zeroseg.models.lite.build import LiteConfig, build_lite_model, head_state_dict, save_head
+from zeroseg.models.lite.build import LiteConfig, build_lite_model, head_state_dict, load_head, save_head
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
 from zeroseg.segment.transforms import ResizeLongestSide
@@ -60,6 +60,7 @@ class TrainConfig:
 
     steps: int = 2500
     seed: int = 0
+    init: str | None = None  # head weights to start from (fine-tuning), instead of a random head
     sources: tuple[str, ...] = ("coco128", "camvid", "msrc21")
     limit: int | None = None  # first images of each source (small runs and tests)
     flips: bool = True  # also train on the mirror image of every photo
@@ -428,6 +429,8 @@ def train(
     checkpoint = out / CHECKPOINT_NAME
     torch.manual_seed(cfg.seed)
     model = build_lite_model(lite)
+    if cfg.init is not None:
+        load_head(model, cfg.init)
     if dataset is None:
         dataset = PromptMaskDataset(sources=cfg.sources, split="train", limit=cfg.limit)
     data = prepare_data(model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress)
