@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from goldens import unpack
 import pytest
 import torch
 from PIL import Image
@@ -45,8 +46,6 @@ def generator_kwargs(call: str) -> dict:
     return {kw.arg: ast.literal_eval(kw.value) for kw in constructor.keywords}
 
 
-def unpack(packed: np.ndarray, shape: list[int]) -> np.ndarray:
-    return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
 def amg_image_path(goldens_dir: Path, sam_goldens: dict) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from goldens import unpack
 import pytest
 import torch
 from PIL import Image
@@ -59,8 +60,6 @@ def images(goldens_dir: Path) -> dict[str, np.ndarray]:
     }
 
 
-def unpack(packed: np.ndarray, shape: list[int]) -> np.ndarray:
-    return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
 def prompt_kwargs(case: dict, arrays: np.lib.npyio.NpzFile) -> dict:

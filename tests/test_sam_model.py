@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from goldens import unpack
 import pytest
 import torch
 from PIL import Image
@@ -39,8 +40,6 @@ def read_image(goldens_dir: Path, name: str) -> np.ndarray:
     return np.array(Image.open(goldens_dir / name).convert("RGB"))
 
 
-def unpack(packed: np.ndarray, shape: list[int]) -> np.ndarray:
-    return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
 # --- fixtures -----------------------------------------------------------------------------
