@@ -300,3 +300,14 @@ def test_unreadable_checkpoint_is_rejected(
 def test_missing_checkpoint_file(tiny_config: dict, tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError):
         build_from_config(tiny_config, tmp_path / "nowhere.pth")
+
+
+@pytest.mark.parametrize("input_size, original_size", [((768, 1024), (480, 640)), ((1024, 723), (371, 262)),
+                                                       ((1024, 1024), (500, 500)), ((5, 1024), (3, 700))])
+def test_postprocess_is_bit_identical_to_the_reference_resizes(golden_sam: Sam, input_size, original_size) -> None:
+    size = golden_sam.image_encoder.img_size
+    logits = torch.randn(2, 3, size // 4, size // 4, generator=torch.Generator().manual_seed(0)) * 10
+    padded = torch.nn.functional.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
+    cropped = padded[..., : input_size[0], : input_size[1]]
+    expected = torch.nn.functional.interpolate(cropped, original_size, mode="bilinear", align_corners=False)
+    assert torch.equal(golden_sam.postprocess_masks(logits, input_size, original_size), expected)

@@ -97,8 +97,17 @@ class Sam(nn.Module):
         """Upscale ``(B, C, h, w)`` decoder logits to the padded input, crop the padding (``input_size`` =
         the resized image's (H, W)) and resize to ``original_size`` (H, W); bilinear, no antialias."""
         size = self.image_encoder.img_size
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
-        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
+        crop_h, crop_w = int(input_size[0]), int(input_size[1])
+        low_h, low_w = masks.shape[-2:]
+        if size % low_h == 0 and size % low_w == 0:
+            # Upscale only the low-res rows/columns the crop keeps (+1 for the interpolation's right
+            # neighbour). The scale stays size/low exactly, so the kept pixels are bit-identical.
+            fh, fw = size // low_h, size // low_w
+            rows, cols = min(low_h, -(-crop_h // fh) + 1), min(low_w, -(-crop_w // fw) + 1)
+            masks = F.interpolate(masks[..., :rows, :cols], (rows * fh, cols * fw), mode="bilinear", align_corners=False)
+        else:
+            masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
+        masks = masks[..., :crop_h, :crop_w]
         original = (int(original_size[0]), int(original_size[1]))
         return F.interpolate(masks, original, mode="bilinear", align_corners=False)
 
