@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
 from zeroseg.train.datasets import (
     OBJECT_CLASSES,
@@ -14,7 +15,6 @@ from zeroseg.train.datasets import (
     CocoYoloSegDataset,
     PromptMaskDataset,
     SemanticDataset,
-    data_root,
     object_masks_from_semantic,
     polygon_to_mask,
     read_classes,

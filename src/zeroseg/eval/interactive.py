@@ -21,7 +21,7 @@ from tqdm import tqdm
 from zeroseg.errors import DatasetError
 from zeroseg.eval.clicks import Click, next_click
 from zeroseg.io import load_image
-from zeroseg.train.datasets import data_root
+from zeroseg.data import data_root
 
 Box = tuple[float, float, float, float]
 

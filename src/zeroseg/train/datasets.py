@@ -11,7 +11,6 @@ mask model. ``grabcut`` and ``berkeley`` are evaluation sets: every reader here 
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
 from zeroseg.io import mask_to_rle, rle_to_mask
 
@@ -57,22 +57,6 @@ OBJECT_CLASSES: dict[str, tuple[str, ...]] = {
     ),
 }
 """Default classes cut into objects per semantic source (COCO instances are all objects already)."""
-
-
-def data_root() -> Path:
-    """The shared data folder: ``$ZEROSEG_DATA``, else ``<repo>/../shared/data`` next to this checkout."""
-    env = os.environ.get("ZEROSEG_DATA")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        here = Path(__file__).resolve()
-        repo = next((p for p in here.parents if (p / "pyproject.toml").is_file()), None)
-        if repo is None:
-            raise DatasetError(f"cannot locate the data from {here}: set ZEROSEG_DATA to the data folder")
-        root = repo.parent / "shared" / "data"
-    if not root.is_dir():
-        raise DatasetError(f"data folder {root} not found: set ZEROSEG_DATA to the data folder")
-    return root
 
 
 def read_classes(path: Path | str) -> dict[int, str]:
