@@ -3,8 +3,9 @@ PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# System packages the tests drive for real: Debian's Chromium (browser tests) and PostgreSQL (store tests).
 
-.PHONY: venv demo test bench clean
+.PHONY: venv sysdeps demo test bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,10 +18,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+sysdeps:
+	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian packages chromium and postgresql (browser and store tests)"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium postgresql; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/python -m zeroseg.demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -1,0 +1,5 @@
+"""Dense vision-language embedders: image -> HxWxD unit embeddings comparable with a text encoder's vectors."""
+
+from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding, load_dense_embedder
+
+__all__ = ["DenseEmbedder", "DenseEmbedding", "load_dense_embedder"]
