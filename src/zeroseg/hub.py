@@ -32,6 +32,9 @@ DOWNLOAD_TIMEOUT_S = 30.0
 
 Builder = Callable[["Path | None"], "nn.Module"]
 
+SEGMENTER = "segmenter"
+"""The ``kind`` of entries that :func:`load_model` builds; other kinds are files other models use."""
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -40,6 +43,10 @@ class ModelEntry:
     Either ``arch`` (an architecture name for ``build_sam``, with a downloadable weight file:
     ``filename``, ``url``, ``sha256``, ``size``) or ``builder`` (called with an explicit checkpoint
     path or None; for models whose weights ship inside the package).
+
+    ``kind`` says what the file is for: ``"segmenter"`` (what :func:`load_model` builds), ``"clip"``
+    (OpenAI CLIP weights, loaded by ``zeroseg.models.clip.load_clip``) or ``"vocab"`` (CLIP's BPE
+    vocabulary). Non-segmenter entries are plain downloadable files, with neither arch nor builder.
     """
 
     name: str
@@ -52,9 +59,13 @@ class ModelEntry:
     size: int | None = None
     builder: Builder | None = None
     aliases: tuple[str, ...] = ()
+    kind: str = SEGMENTER
 
     def __post_init__(self) -> None:
-        if (self.arch is None) == (self.builder is None):
+        if self.kind != SEGMENTER:
+            if self.arch is not None or self.builder is not None or self.url is None:
+                raise ValueError(f"model {self.name!r}: a {self.kind!r} entry is a downloadable file only")
+        elif (self.arch is None) == (self.builder is None):
             raise ValueError(f"model {self.name!r}: give exactly one of arch= or builder=")
         weight_fields = (self.filename, self.url, self.sha256, self.size)
         if any(f is not None for f in weight_fields) and None in weight_fields:
@@ -121,6 +132,48 @@ _OFFICIAL = (
     ),
 )
 
+# OpenAI CLIP: the URL's path holds the file's SHA-256; the BPE vocabulary at a fixed commit of openai/CLIP.
+_CLIP_URL = "https://openaipublic.azureedge.net/clip/models/"
+_CLIP_VOCAB_URL = (
+    "https://github.com/openai/CLIP/raw/d05afc436d78f1c48dc0dbf8e5980a9d471f35f6/clip/bpe_simple_vocab_16e6.txt.gz"
+)
+
+_CLIP = (
+    ModelEntry(
+        name="clip_vit_b16",
+        kind="clip",
+        filename="ViT-B-16.pt",
+        url=_CLIP_URL + "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+        sha256="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+        size=350_837_078,
+        licence="MIT",
+        description="OpenAI CLIP ViT-B/16 (TorchScript archive): text tower for naming, MaskCLIP dense features",
+        aliases=("ViT-B/16", "clip"),
+    ),
+    ModelEntry(
+        name="clip_vit_b32",
+        kind="clip",
+        filename="ViT-B-32.pt",
+        url=_CLIP_URL + "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+        sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+        size=353_976_522,
+        licence="MIT",
+        description="OpenAI CLIP ViT-B/32 (TorchScript archive)",
+        aliases=("ViT-B/32",),
+    ),
+    ModelEntry(
+        name="clip_vocab",
+        kind="vocab",
+        filename="bpe_simple_vocab_16e6.txt.gz",
+        url=_CLIP_VOCAB_URL,
+        sha256="924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+        size=1_356_917,
+        licence="MIT",
+        description="CLIP's byte-pair-encoding vocabulary (openai/CLIP), needed by every CLIP model",
+        aliases=("bpe_simple_vocab_16e6",),
+    ),
+)
+
 DEFAULT_MODEL = "lite"
 """The model used when none is named: the embedded default, which needs no download."""
 
@@ -183,7 +236,7 @@ register(
         aliases=("default", "zeroseg_lite"),
     )
 )
-for _entry in _OFFICIAL:
+for _entry in (*_OFFICIAL, *_CLIP):
     register(_entry)
 
 
@@ -241,7 +294,7 @@ def _existing_checkpoint(checkpoint: str | os.PathLike) -> Path:
 def _fetch_instructions(entry: ModelEntry, dest: Path, why: str) -> str:
     size_mb = (entry.size or 0) / 1e6
     return (
-        f"weights for {entry.name!r} {why}. Run `zeroseg models download {entry.name}`, or download "
+        f"{'the file' if entry.kind == 'vocab' else 'weights'} for {entry.name!r} {why}. Run `zeroseg models download {entry.name}`, or download "
         f"{entry.url} ({size_mb:,.0f} MB, sha256 {entry.sha256}) and save it as {dest}"
     )
 
@@ -367,6 +420,11 @@ def load_model(
         if name is None:
             raise UnknownModelError("give a model name or a config")
         entry = get(name)
+        if entry.kind != SEGMENTER:
+            raise ModelError(
+                f"{entry.name!r} is a {entry.kind} file, not a segmentation model; "
+                f"give one of: {', '.join(e.name for e in list_models() if e.kind == SEGMENTER)}"
+            )
         if entry.builder is not None:
             model = entry.builder(None if checkpoint is None else _existing_checkpoint(checkpoint))
         else:
