@@ -1,0 +1,196 @@
+"""Zero-shot naming: pixels and masks get free-text names by comparing dense image embeddings with text.
+
+A :class:`Namer` holds a vocabulary embedded once by the embedder's own text encoder. A pixel's logits
+are cosine(pixel embedding, name embedding) / temperature, computed on the embedder's coarse grid and
+resized bilinearly to the image (logits are resized, never features). A mask is named from the mean
+unit embedding of the grid cells it covers. Two zero-shot devices decide between names:
+
+- background: an embedder with a learned background embedding (ZSI/ViLD) adds it as a "none" class;
+  `background_threshold` also leaves a pixel or mask unnamed when its best softmax score is below it.
+- calibrated stacking (Chao et al., 2016): `calibration` is subtracted from the cosine of every name seen
+  in training, which counters the bias of a trained head towards seen names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zeroseg.errors import PromptShapeError, PromptValueError
+from zeroseg.io import load_image, rle_to_mask
+from zeroseg.models.text import clean_names
+from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding
+
+DEFAULT_TEMPERATURE = 0.01
+MASK_BATCH = 16  # masks pooled per step: bounds memory at MASK_BATCH x H x W floats
+CORE_COVER = 0.5  # a grid cell belongs to a mask when at least this share of its area is inside
+
+
+class Namer:
+    """Names pixels and masks with free-text names via a DenseEmbedder and its text encoder.
+
+    Arguments:
+      embedder: gives per-pixel unit embeddings and the text encoder of the same space.
+      vocabulary: names, as a list or "sky, grass, cow" (cleaned with `clean_names`).
+      seen: the names seen in training, whose cosine is lowered by `calibration` (calibrated stacking).
+      background: add the embedder's learned background embedding, if it has one, as a "none" class.
+      background_threshold: a pixel or mask whose best softmax score is below this stays unnamed.
+      temperature: logit = cosine / temperature; default the embedder's `temperature`, else 0.01.
+      cache_size: how many image embeddings to keep (least recently used are dropped).
+    """
+
+    def __init__(
+        self,
+        embedder: DenseEmbedder,
+        vocabulary: Sequence[str] | str,
+        seen: Sequence[str] = (),
+        calibration: float = 0.0,
+        background: bool = True,
+        background_threshold: float | None = None,
+        temperature: float | None = None,
+        cache_size: int = 8,
+    ) -> None:
+        self.embedder = embedder
+        self.vocabulary = clean_names(vocabulary)
+        if not self.vocabulary:
+            raise PromptValueError("a vocabulary needs at least one name")
+        self.seen = set(clean_names(seen))
+        self.calibration = float(calibration)
+        self.background_threshold = background_threshold
+        if temperature is None:
+            temperature = getattr(embedder, "temperature", None) or DEFAULT_TEMPERATURE
+        self.temperature = float(temperature)
+        learned = embedder.background() if background else None
+        self.background = None if learned is None else F.normalize(learned.detach().float().cpu(), dim=0)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[Any, ...], DenseEmbedding] = OrderedDict()
+        self._classes = self.classes(self.vocabulary)
+
+    # --- embeddings -----------------------------------------------------------------------------
+    def embed(self, image: Any) -> DenseEmbedding:
+        """The image's dense embedding, cached by pixel content (image = path, PIL image or array)."""
+        image = load_image(image)
+        key = (hashlib.sha1(image.tobytes()).hexdigest(), image.shape)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        out = self.embedder.embed(image)
+        embedding = DenseEmbedding(out.features.detach().float().cpu(), tuple(out.image_size))
+        if self.cache_size > 0:
+            self._cache[key] = embedding
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return embedding
+
+    def classes(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit embeddings of `names` (+ the background, last, if any) [K(+1), D] and the cosine offset
+        of each: -calibration for seen names, 0 otherwise."""
+        text = self.embedder.text_encoder.encode(list(names)).float().cpu()
+        offsets = torch.tensor([-self.calibration if n in self.seen else 0.0 for n in names])
+        if self.background is not None:
+            text = torch.cat([text, self.background[None]])
+            offsets = torch.cat([offsets, offsets.new_zeros(1)])
+        return text, offsets
+
+    def logits(self, embeddings: torch.Tensor, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Calibrated logits [K, ...] of unit embeddings [D, ...] against `classes` (see :meth:`classes`)."""
+        text, offsets = classes
+        cosine = torch.tensordot(text, embeddings, dims=([1], [0]))
+        return (cosine + offsets.view(-1, *([1] * (cosine.dim() - 1)))) / self.temperature
+
+    # --- pixels ---------------------------------------------------------------------------------
+    def pixel_logits(self, image: Any) -> torch.Tensor:
+        """[K(+1 if background), H, W] calibrated logits at the original image size."""
+        embedding = self.embed(image)
+        return resize_grid(self.logits(embedding.features, self._classes), embedding.image_size)
+
+    def label_pixels(self, image: Any) -> np.ndarray:
+        """[H, W] int64 index into `vocabulary`; -1 where the background wins or the best score is low."""
+        return self._decide(self.pixel_logits(image))[0].numpy()
+
+    def similarity(self, image: Any, phrase: str) -> np.ndarray:
+        """[H, W] float32 cosine similarity between each pixel and one phrase."""
+        names = clean_names([phrase])
+        if not names:
+            raise PromptValueError("the phrase is empty")
+        embedding = self.embed(image)
+        text = self.embedder.text_encoder.encode(names).float().cpu()
+        cosine = torch.tensordot(text, embedding.features, dims=([1], [0]))
+        return resize_grid(cosine, embedding.image_size)[0].numpy().astype(np.float32)
+
+    # --- masks ----------------------------------------------------------------------------------
+    def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
+        """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score).
+
+        The mask's embedding is the mean unit embedding of the grid cells mostly inside it (or, for a
+        mask smaller than that, of the cell it covers most), re-normalised. An empty mask gets (None, 0).
+        """
+        embedding = self.embed(image)
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != 3 or masks.shape[1:] != embedding.image_size:
+            raise PromptShapeError(
+                f"masks must be N x {embedding.image_size[0]} x {embedding.image_size[1]}, got {masks.shape}"
+            )
+        names: list[tuple[str | None, float]] = []
+        for start in range(0, len(masks), MASK_BATCH):
+            pooled, present = _pool(embedding.features, masks[start : start + MASK_BATCH])
+            labels, scores = self._decide(self.logits(pooled.T, self._classes))
+            for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist()):
+                if not ok:
+                    names.append((None, 0.0))
+                else:
+                    names.append((self.vocabulary[label] if label >= 0 else None, score))
+        return names
+
+    def name_records(self, image: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add `label` and `label_score` to segment records (in place; also returned), reading each
+        record's `segmentation` (bool HxW array or COCO RLE)."""
+        for batch in _batches(records, MASK_BATCH):
+            masks = np.stack([_as_mask(r["segmentation"]) for r in batch])
+            for record, (label, score) in zip(batch, self.name_masks(image, masks)):
+                record["label"], record["label_score"] = label, float(score)
+        return records
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Winner of logits [K(+1), ...] along dim 0 and its softmax score; the winner is -1 (none) for
+        the background or a score under `background_threshold`."""
+        scores, labels = logits.softmax(0).max(0)
+        none = labels == len(self.vocabulary)
+        if self.background_threshold is not None:
+            none |= scores < self.background_threshold
+        return torch.where(none, -1, labels), scores
+
+
+def resize_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[K, h, w] -> [K, H, W], bilinear (align_corners=False)."""
+    return F.interpolate(grid[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
+def _pool(features: torch.Tensor, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean unit feature [N, D] of each mask's grid cells, re-normalised, and which masks are non-empty."""
+    cover = F.adaptive_avg_pool2d(torch.from_numpy(masks).float()[:, None], features.shape[-2:])[:, 0]
+    weights = cover * (cover >= CORE_COVER)
+    tiny = weights.flatten(1).sum(1) == 0
+    if tiny.any():  # no cell mostly inside: use the cell the mask covers most
+        best = cover[tiny].flatten(1).argmax(1)
+        weights[tiny] = F.one_hot(best, cover[0].numel()).view(-1, *cover.shape[1:]).float()
+    present = cover.flatten(1).amax(1) > 0
+    pooled = torch.einsum("nhw,dhw->nd", weights, features)
+    return F.normalize(pooled, dim=1), present
+
+
+def _as_mask(segmentation: Any) -> np.ndarray:
+    return rle_to_mask(segmentation) if isinstance(segmentation, dict) else np.asarray(segmentation, dtype=bool)
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,125 @@
+"""Text prompts: "a red car" -> masks, by turning where the phrase wins into box + point prompts.
+
+The namer's dense embeddings say roughly where the phrase beats the rest of its vocabulary (and the
+background); each connected region of that map becomes a box around it plus its most confident pixel,
+and the promptable model draws the exact outline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from zeroseg.errors import PromptValueError
+from zeroseg.io import load_image
+from zeroseg.models.text import clean_names
+from zeroseg.segment.amg import batched_mask_to_box, box_xyxy_to_xywh
+from zeroseg.segment.naming import Namer, resize_grid
+from zeroseg.segment.predictor import Predictor
+
+DEFAULT_THRESHOLD = 0.5  # the phrase must win the softmax against the rest of the vocabulary
+NMS_IOU = 0.7  # masks overlapping a better one by more than this mask IoU are duplicates
+
+
+def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
+    """[H, W] float32 in [0, 1]: the phrase's softmax share against the namer's other names and background.
+
+    With nothing to compare against (a vocabulary of just the phrase, no background), the phrase's
+    cosine similarity rescaled to [0, 1] over the image instead.
+    """
+    names = clean_names([phrase])
+    if not names:
+        raise PromptValueError("the phrase is empty")
+    embedding = namer.embed(image)
+    classes = namer.classes(names + [n for n in namer.vocabulary if n != names[0]])
+    if len(classes[0]) > 1:
+        share = namer.logits(embedding.features, classes).softmax(0)[:1]
+    else:
+        cosine = torch.tensordot(classes[0], embedding.features, dims=([1], [0]))
+        share = (cosine - cosine.min()) / (cosine.max() - cosine.min()).clamp_min(1e-6)
+    return resize_grid(share, embedding.image_size)[0].clamp(0, 1).numpy().astype(np.float32)
+
+
+def text_to_masks(
+    image: Any,
+    phrase: str,
+    predictor: Predictor,
+    namer: Namer,
+    max_instances: int = 5,
+    threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """Masks of the instances of `phrase` in `image`, best first.
+
+    Each connected region where :func:`phrase_map` reaches `threshold` (default 0.5) becomes a prompt
+    (its box and its peak pixel); of the model's multimask outputs the one with the best score is kept,
+    where score = predicted IoU x IoU of the mask with the region; duplicates are removed by mask IoU.
+    Records have `segmentation` (bool HxW), `bbox` (XYWH), `area`, `score`, `predicted_iou`,
+    `point_coords` ([[x, y]], the peak) and `label` (= the phrase).
+    """
+    image = load_image(image)
+    share = phrase_map(image, phrase, namer)
+    grid = namer.embed(image).features.shape[-2:]
+    min_area = share.size / (grid[0] * grid[1]) / 4  # a quarter grid cell: below the embedder's resolution
+    regions = _regions(share, DEFAULT_THRESHOLD if threshold is None else threshold, min_area, max_instances)
+    if not regions:
+        return []
+
+    predictor.set_image(image)
+    boxes, points = (np.array(p, dtype=np.float64) for p in zip(*(_prompt(r, share) for r in regions)))
+    masks, ious, _ = predictor.predict_batch(
+        point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
+    )
+    regions = np.stack(regions)[:, None]  # [B, 1, H, W] against the [B, C, H, W] candidates
+    overlap = (masks & regions).sum((-2, -1)) / np.maximum((masks | regions).sum((-2, -1)), 1)
+    scores = ious * overlap
+    rows, best = np.arange(len(masks)), scores.argmax(1)
+    masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
+    keep = _mask_nms(masks, scores, NMS_IOU)
+    xywh = box_xyxy_to_xywh(batched_mask_to_box(torch.from_numpy(masks[keep]))).tolist()
+    label = clean_names([phrase])[0]
+    return [
+        {
+            "segmentation": masks[k],
+            "bbox": xywh[i],
+            "area": int(masks[k].sum()),
+            "score": float(scores[k]),
+            "predicted_iou": float(ious[k]),
+            "point_coords": [points[k].tolist()],
+            "label": label,
+        }
+        for i, k in enumerate(keep)
+    ]
+
+
+def _regions(share: np.ndarray, threshold: float, min_area: float, max_instances: int) -> list[np.ndarray]:
+    """Bool masks of the connected regions where `share` >= threshold, largest phrase mass (sum of
+    share) first, at most `max_instances`, ignoring regions under `min_area` pixels."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((share >= threshold).astype(np.uint8), connectivity=8)
+    regions = [labels == i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    regions.sort(key=lambda region: float(share[region].sum()), reverse=True)
+    return regions[:max_instances]
+
+
+def _prompt(region: np.ndarray, share: np.ndarray) -> tuple[list[int], list[int]]:
+    """The region's XYXY box and its peak (x, y): the pixel maximising share x distance to the region's
+    border, so a plateau of equal shares gives its middle rather than a corner."""
+    ys, xs = np.nonzero(region)
+    depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    y, x = np.unravel_index(np.argmax(share * depth), share.shape)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], [int(x), int(y)]
+
+
+def _mask_nms(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Indices of masks [N, H, W] kept by greedy NMS on mask IoU, best score first; empty masks dropped."""
+    flat = masks.reshape(len(masks), -1).astype(np.float32)
+    areas = flat.sum(1)
+    inter = flat @ flat.T
+    iou = inter / np.maximum(areas[:, None] + areas[None] - inter, 1)
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if areas[i] > 0 and all(iou[i, j] <= iou_threshold for j in keep):
+            keep.append(int(i))
+    return keep

@@ -1,0 +1,218 @@
+"""Namer and text prompts on hand-made embeddings whose right answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zeroseg.errors import PromptShapeError, PromptValueError
+from zeroseg.io import masks_to_rles
+from zeroseg.models.vl import DenseEmbedder, DenseEmbedding
+from zeroseg.segment import Namer, Predictor, text_to_masks
+from zeroseg.segment.text_prompt import phrase_map
+
+AXES = {"sky": 0, "grass": 1, "cow": 2, "square": 0, "floor": 1}
+DIM = 4  # axis 3 is the background's
+
+
+def unit(*weights: float) -> torch.Tensor:
+    return F.normalize(torch.tensor(weights + (0.0,) * (DIM - len(weights))), dim=0)
+
+
+class FakeText:
+    """Each known name is a unit axis."""
+
+    name, dim = "fake", DIM
+
+    def encode(self, names):
+        return torch.stack([F.one_hot(torch.tensor(AXES[n]), DIM).float() for n in names])
+
+
+class FakeEmbedder:
+    """Returns a fixed feature grid [D, h, w] for any image; counts its calls."""
+
+    name = "fake"
+
+    def __init__(self, features: torch.Tensor, background: torch.Tensor | None = None, **attributes):
+        self.features, self._background, self.calls = F.normalize(features, dim=0), background, 0
+        self.text_encoder = FakeText()
+        self.__dict__.update(attributes)
+
+    def embed(self, image: np.ndarray) -> DenseEmbedding:
+        self.calls += 1
+        return DenseEmbedding(self.features, image.shape[:2])
+
+    def background(self):
+        return self._background
+
+
+def grid(cells: list[tuple[slice, slice, torch.Tensor]], shape=(4, 4), fill=None) -> torch.Tensor:
+    """A [D, h, w] grid filled with `fill` (default: sky), with each (rows, cols) region of `cells` set
+    to its vector."""
+    out = (unit(1.0) if fill is None else fill)[:, None, None].repeat(1, *shape)
+    for rows, cols, vector in cells:
+        out[:, rows, cols] = vector[:, None, None]
+    return out
+
+
+IMAGE = np.zeros((40, 40, 3), np.uint8)
+HALVES = grid([(slice(None), slice(2, None), unit(0.0, 1.0))])  # left sky, right grass
+
+
+def test_fake_embedder_follows_the_protocol():
+    assert isinstance(FakeEmbedder(HALVES), DenseEmbedder)
+
+
+def test_label_pixels_and_logits():
+    namer = Namer(FakeEmbedder(HALVES), "sky, grass")
+    assert namer.vocabulary == ["sky", "grass"] and namer.temperature == 0.01
+    logits = namer.pixel_logits(IMAGE)
+    assert logits.shape == (2, 40, 40)
+    torch.testing.assert_close(logits[:, 5, 5], torch.tensor([100.0, 0.0]))
+    labels = namer.label_pixels(IMAGE)
+    assert labels.dtype == np.int64 and labels.shape == (40, 40)
+    assert (labels[:, :20] == 0).all() and (labels[:, 20:] == 1).all()
+
+
+def test_temperature_comes_from_the_embedder_or_the_argument():
+    assert Namer(FakeEmbedder(HALVES, temperature=0.05), ["sky"]).temperature == 0.05
+    assert Namer(FakeEmbedder(HALVES, temperature=0.05), ["sky"], temperature=0.2).temperature == 0.2
+
+
+def test_learned_background_is_a_none_class():
+    features = grid([(slice(0, 2), slice(None), unit(0.0, 0.0, 0.0, 1.0))])  # top half: background
+    embedder = FakeEmbedder(features, background=unit(0.0, 0.0, 0.0, 2.0))
+    namer = Namer(embedder, ["sky", "grass"])
+    assert namer.pixel_logits(IMAGE).shape == (3, 40, 40)
+    labels = namer.label_pixels(IMAGE)
+    assert (labels[:20] == -1).all() and (labels[20:] == 0).all()
+    unnamed = Namer(embedder, ["sky", "grass"], background=False)
+    assert unnamed.pixel_logits(IMAGE).shape == (2, 40, 40) and (unnamed.label_pixels(IMAGE) >= 0).all()
+
+
+def test_background_threshold_leaves_ambiguous_pixels_unnamed():
+    features = grid([(slice(None), slice(2, None), unit(1.0, 1.0))])  # right half: halfway sky/grass
+    loose = Namer(FakeEmbedder(features), ["sky", "grass"])
+    strict = Namer(FakeEmbedder(features), ["sky", "grass"], background_threshold=0.6)
+    assert (loose.label_pixels(IMAGE) >= 0).all()
+    labels = strict.label_pixels(IMAGE)
+    assert (labels[:, :20] == 0).all() and (labels[:, 25:] == -1).all()  # 20-25: interpolated towards sky
+
+
+def test_calibrated_stacking_moves_pixels_from_seen_to_unseen():
+    features = grid([], fill=unit(0.6, 0.4))  # cosine 0.83 sky (seen), 0.55 grass (unseen)
+    plain = Namer(FakeEmbedder(features), ["sky", "grass"], seen=["sky"])
+    calibrated = Namer(FakeEmbedder(features), ["sky", "grass"], seen=["sky"], calibration=0.3)
+    assert (plain.label_pixels(IMAGE) == 0).all()
+    assert (calibrated.label_pixels(IMAGE) == 1).all()
+    shift = plain.pixel_logits(IMAGE) - calibrated.pixel_logits(IMAGE)
+    torch.testing.assert_close(shift[:, 0, 0], torch.tensor([30.0, 0.0]))
+
+
+def test_name_masks():
+    namer = Namer(FakeEmbedder(HALVES), ["sky", "grass"], background_threshold=0.6)
+    masks = np.zeros((5, 40, 40), bool)
+    masks[0, :, :20] = True  # left half
+    masks[1, 10:30, 18:40] = True  # mostly right
+    masks[2, 3:5, 33:35] = True  # tiny, inside a grass cell
+    masks[4, :, 10:30] = True  # straddles both halves equally
+    named = namer.name_masks(IMAGE, masks)
+    assert [n for n, _ in named] == ["sky", "grass", "grass", None, None]
+    assert named[0][1] > 0.99 and named[3] == (None, 0.0) and named[4][1] < 0.6
+    with pytest.raises(PromptShapeError):
+        namer.name_masks(IMAGE, masks[:, :10])
+
+
+def test_name_records_reads_rles_and_arrays():
+    namer = Namer(FakeEmbedder(HALVES), ["sky", "grass"])
+    masks = np.zeros((2, 40, 40), bool)
+    masks[0, :, :20], masks[1, :, 20:] = True, True
+    records = [{"segmentation": rle} for rle in masks_to_rles(masks)] + [{"segmentation": masks[1]}]
+    assert namer.name_records(IMAGE, records) is records
+    assert [r["label"] for r in records] == ["sky", "grass", "grass"]
+    assert all(isinstance(r["label_score"], float) and r["label_score"] > 0.99 for r in records)
+
+
+def test_similarity_map():
+    similarity = Namer(FakeEmbedder(HALVES), ["sky", "grass"]).similarity(IMAGE, "grass")
+    assert similarity.dtype == np.float32 and similarity.shape == (40, 40)
+    np.testing.assert_allclose(similarity[:, :10], 0.0, atol=1e-6)
+    np.testing.assert_allclose(similarity[:, 30:], 1.0, atol=1e-6)
+
+
+def test_embeddings_are_cached_per_image():
+    embedder = FakeEmbedder(HALVES)
+    namer = Namer(embedder, ["sky", "grass"])
+    namer.label_pixels(IMAGE)
+    namer.similarity(IMAGE.copy(), "sky")
+    assert embedder.calls == 1
+    namer.label_pixels(IMAGE + 1)
+    assert embedder.calls == 2
+
+
+def test_empty_vocabulary_or_phrase_is_refused():
+    with pytest.raises(PromptValueError):
+        Namer(FakeEmbedder(HALVES), " , ")
+    with pytest.raises(PromptValueError):
+        Namer(FakeEmbedder(HALVES), ["sky"]).similarity(IMAGE, "  ")
+
+
+# --- text prompts ---------------------------------------------------------------------------------
+SQUARES = [(slice(40, 100), slice(20, 80)), (slice(60, 120), slice(120, 180))]  # pixel rows, cols
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A 160x200 image with two red squares, and an embedder that marks their 20x20 grid cells."""
+    image = np.full((160, 200, 3), 40, np.uint8)
+    cells = []
+    for rows, cols in SQUARES:
+        image[rows, cols] = (220, 60, 60)
+        cells.append((slice(rows.start // 20, rows.stop // 20), slice(cols.start // 20, cols.stop // 20), unit(1.0)))
+    return image, FakeEmbedder(grid(cells, shape=(8, 10), fill=unit(0.0, 1.0)))
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from zeroseg.hub import load_model
+
+    return Predictor(load_model("lite"))
+
+
+def test_phrase_map_marks_where_the_phrase_wins(scene):
+    image, embedder = scene
+    share = phrase_map(image, "square", Namer(embedder, ["square", "floor"]))
+    rows, cols = SQUARES[0]
+    inner = share[rows.start + 10 : rows.stop - 10, cols.start + 10 : cols.stop - 10]  # half a cell in
+    assert share.shape == image.shape[:2] and share.dtype == np.float32
+    assert (inner > 0.5).all() and share[0, 0] < 0.01
+
+
+def test_text_to_masks_finds_each_square(scene, predictor):
+    image, embedder = scene
+    records = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
+    assert len(records) == 2
+    truths = []
+    for rows, cols in SQUARES:
+        truth = np.zeros(image.shape[:2], bool)
+        truth[rows, cols] = True
+        truths.append(truth)
+    found = set()
+    for record in records:
+        mask = record["segmentation"]
+        assert mask.dtype == bool and mask.shape == image.shape[:2] and record["label"] == "square"
+        assert 0 < record["score"] <= record["predicted_iou"]
+        ious = [(mask & t).sum() / (mask | t).sum() for t in truths]
+        assert max(ious) > 0.5, ious
+        found.add(int(np.argmax(ious)))
+        x, y, w, h = record["bbox"]
+        assert mask[y : y + h + 1, x : x + w + 1].sum() == mask.sum()
+    assert found == {0, 1}
+    assert records[0]["score"] >= records[1]["score"]
+    assert len(text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]), max_instances=1)) == 1
+
+
+def test_text_to_masks_without_a_match(scene, predictor):
+    image, embedder = scene
+    assert text_to_masks(image, "square", predictor, Namer(embedder, ["square", "floor"]), threshold=1.01) == []
