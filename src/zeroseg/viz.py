@@ -129,3 +129,48 @@ def _anchor(mask: np.ndarray) -> tuple[int, int]:
     ys, xs = np.nonzero(mask)
     nearest = np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2)
     return int(xs[nearest]), int(ys[nearest])
+
+
+def label_map_overlay(
+    image: np.ndarray | Image.Image,
+    labels: np.ndarray,
+    names: Sequence[str],
+    alpha: float = 0.55,
+    none_name: str = "(none)",
+) -> Image.Image:
+    """Colour a semantic label map over an image and add a legend panel on the right.
+
+    ``labels`` is HxW int: an index into ``names``, or -1 for "none of these" (left uncoloured).
+    The legend lists the names present, largest first, with their share of the image.
+    """
+    base = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
+    height, width = base.shape[:2]
+    labels = np.asarray(labels).reshape(height, width)
+    colors = mask_colors(max(len(names), 1))
+    painted = labels >= 0
+    blended = base.astype(np.float32)
+    blended[painted] = (1.0 - alpha) * blended[painted] + alpha * colors[labels[painted]]
+    edges = _edges(labels)
+    blended[edges & painted] = colors[labels[edges & painted]]
+
+    counts = np.bincount(labels[painted].ravel(), minlength=len(names)) if painted.any() else np.zeros(len(names))
+    rows = [(names[i], tuple(int(c) for c in colors[i]), counts[i] / labels.size) for i in np.argsort(-counts)]
+    rows = [row for row in rows if row[2] > 0]
+    if not painted.all():
+        rows.append((none_name, None, 1.0 - painted.mean()))
+
+    scale = max(1.0, min(height, width) / 300.0)
+    font = ImageFont.load_default(size=max(10, round(11 * scale)))
+    line = round(16 * scale)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max((probe.textlength(f"{n}  {share:.0%}", font=font) for n, _, share in rows), default=0)
+    panel = round(text_width + line * 2)
+    canvas = Image.new("RGB", (width + panel, max(height, line * (len(rows) + 1))), (255, 255, 255))
+    canvas.paste(Image.fromarray(blended.round().astype(np.uint8)), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, (name, color, share) in enumerate(rows):
+        y = line // 2 + k * line
+        swatch = [width + line // 3, y, width + line // 3 + line * 2 // 3, y + line * 2 // 3]
+        draw.rectangle(swatch, fill=color or (255, 255, 255), outline=(0, 0, 0))
+        draw.text((width + line + line // 3, y), f"{name}  {share:.0%}", fill=(0, 0, 0), font=font)
+    return canvas

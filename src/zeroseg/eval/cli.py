@@ -76,5 +76,169 @@ def interactive(
     console.print(results_table(results, f"{model} on {dataset} ({results['n_objects']} objects)"))
 
 
+UnseenOption = Annotated[
+    str | None,
+    typer.Option(help="comma-separated unseen class names (default: the dataset's split in ZERO_SHOT_SPLITS)"),
+]
+DroppedOption = Annotated[
+    str | None, typer.Option(help="comma-separated classes treated as void (default: the dataset's split)")
+]
+EmbedderOption = Annotated[str, typer.Option(help="dense vision-language embedder (lite, maskclip, groupvit)")]
+CheckpointOption = Annotated[Path | None, typer.Option(help="weights file for the embedder")]
+CalibrationOption = Annotated[
+    float | None, typer.Option(help="gamma subtracted from seen-class scores (default: the embedder's own, else 0)")
+]
+LimitOption = Annotated[int | None, typer.Option(min=1, help="evaluate only the first N images")]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="write all results here")]
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def settings_table(rows: dict[str, dict[str, Any]], columns: dict[str, str], title: str) -> Table:
+    """One row per setting (zsl, gzsl, ...) with the given metric keys as percentage columns."""
+    table = Table(title=title)
+    table.add_column("setting")
+    for header in columns.values():
+        table.add_column(f"{header} %", justify="right")
+    for setting, results in rows.items():
+        table.add_row(setting, *(_percent(results[key]) for key in columns))
+    return table
+
+
+def per_class_table(results: dict[str, dict[str, Any]], unseen: list[str]) -> Table:
+    """IoU of every class in each setting, each class marked seen or unseen."""
+    table = Table(title="per-class IoU (%)")
+    table.add_column("class")
+    table.add_column("split")
+    for setting in results:
+        table.add_column(setting, justify="right")
+    for name in results["gzsl"]["per_class_iou"]:
+        ious = [_percent(r["per_class_iou"].get(name)) for r in results.values()]
+        table.add_row(name, "unseen" if name in unseen else "seen", *ious)
+    return table
+
+
+def _fail(err: ZerosegError) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {err}")
+    return typer.Exit(err.exit_code)
+
+
+def _names(value: str | None) -> list[str] | None:
+    from zeroseg.models.text import clean_names
+
+    return None if value is None else clean_names(value)
+
+
+def _embedder(model: str, checkpoint: Path | None) -> Any:
+    from zeroseg.models.vl import load_dense_embedder
+
+    return load_dense_embedder(model, None if checkpoint is None else str(checkpoint))
+
+
+def _write_json(path: Path | None, results: dict[str, Any]) -> None:
+    if path is not None:
+        atomic_write(path, json.dumps(results, indent=2))
+
+
+@app.command("zero-shot")
+def zero_shot(
+    dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
+    split: Annotated[str, typer.Option(help="split folder (not used by YOLO-seg folders like coco128)")] = "val",
+    unseen: UnseenOption = None,
+    dropped: DroppedOption = None,
+    model: EmbedderOption = "lite",
+    checkpoint: CheckpointOption = None,
+    calibration: CalibrationOption = None,
+    limit: LimitOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Zero-shot semantic segmentation: mIoU of seen and unseen classes and their harmonic mean (zsl, gzsl)."""
+    from zeroseg.eval.zero_shot import evaluate_semantic, open_semantic_dataset, zero_shot_split
+
+    try:
+        data = open_semantic_dataset(dataset, split, limit)
+        unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
+        results = evaluate_semantic(_embedder(model, checkpoint), data, unseen_names, calibration, dropped_names)
+        _write_json(json_path, {
+            "dataset": dataset, "split": split, "model": model, "n_images": len(data),
+            "unseen": unseen_names, "dropped": dropped_names, **results,
+        })
+    except ZerosegError as err:
+        raise _fail(err) from None
+    console = Console()
+    columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
+    title = f"{model} on {dataset} {split} ({len(data)} images, gamma {results['gzsl']['calibration']:g})"
+    console.print(settings_table(results, columns, title))
+    console.print(per_class_table(results, unseen_names))
+
+
+@app.command()
+def naming(
+    dataset: Annotated[str, typer.Option(help="coco128, a COCO instances .json, or a folder (index.csv or YOLO-seg)")],
+    images: Annotated[
+        Path | None, typer.Option(help="image folder of a COCO .json (default: images/ beside it)")
+    ] = None,
+    unseen: UnseenOption = None,
+    model: EmbedderOption = "lite",
+    checkpoint: CheckpointOption = None,
+    calibration: CalibrationOption = None,
+    limit: LimitOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Top-1 accuracy of naming ground-truth instance masks among all the dataset's names, seen vs unseen."""
+    from zeroseg.eval.naming import evaluate_naming, load_naming_dataset
+    from zeroseg.eval.zero_shot import zero_shot_split
+
+    try:
+        data = load_naming_dataset(dataset, images, limit)
+        unseen_names, _ = zero_shot_split(dataset, data.classes, _names(unseen), dropped=())
+        results = evaluate_naming(_embedder(model, checkpoint), data, unseen_names, calibration)
+        _write_json(json_path, {"dataset": dataset, "model": model, "unseen": unseen_names, **results})
+    except ZerosegError as err:
+        raise _fail(err) from None
+    columns = {"seen_acc": "seen acc", "unseen_acc": "unseen acc", "hmean": "hmean", "accuracy": "all"}
+    title = f"{model} naming on {dataset} ({results['n_masks']} masks, gamma {results['calibration']:g})"
+    Console().print(settings_table({"top-1": results}, columns, title))
+
+
+@app.command("text-prompt")
+def text_prompt(
+    dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
+    split: Annotated[str, typer.Option(help="split folder (not used by YOLO-seg folders like coco128)")] = "val",
+    unseen: UnseenOption = None,
+    dropped: DroppedOption = None,
+    model: EmbedderOption = "lite",
+    checkpoint: CheckpointOption = None,
+    segmenter: Annotated[str, typer.Option(help="promptable segmentation model (hub name)")] = "lite",
+    device: Annotated[str, typer.Option(help="torch device of the segmentation model")] = "cpu",
+    calibration: CalibrationOption = None,
+    limit: LimitOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Mean IoU of the masks a class name prompts against that class's region, seen vs unseen classes."""
+    from zeroseg.eval.naming import evaluate_text_prompts
+    from zeroseg.eval.zero_shot import open_semantic_dataset, zero_shot_split
+    from zeroseg.hub import load_model
+    from zeroseg.segment import Predictor
+
+    try:
+        data = open_semantic_dataset(dataset, split, limit)
+        unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
+        predictor = Predictor(load_model(segmenter, device=device))
+        embedder = _embedder(model, checkpoint)
+        results = evaluate_text_prompts(predictor, embedder, data, unseen_names, calibration, dropped_names)
+        _write_json(json_path, {
+            "dataset": dataset, "split": split, "model": model, "segmenter": segmenter, "n_images": len(data),
+            "unseen": unseen_names, "dropped": dropped_names, **results,
+        })
+    except ZerosegError as err:
+        raise _fail(err) from None
+    columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
+    title = f"{segmenter} + {model} text prompts on {dataset} {split} ({results['n_prompts']} prompts)"
+    Console().print(settings_table({"text": results}, columns, title))
+
+
 if __name__ == "__main__":
     app()
