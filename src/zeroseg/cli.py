@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from zeroseg import __version__, hub
 from zeroseg.errors import PromptShapeError, PromptValueError, ZerosegError
+from zeroseg.models.text import clean_names
 from zeroseg.io import (
     atomic_write,
     ensure_dir,
@@ -68,6 +69,17 @@ ConfigOpt = Annotated[
     typer.Option(help="JSON model config (needs --checkpoint); replaces --model.", show_default=False),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
+NamesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--names", "-n", metavar="NAMES",
+        help='Vocabulary for naming, comma-separated: "sky, grass, cow". Any words: unseen classes work too.',
+        show_default=False,
+    ),
+]
+EmbedderOpt = Annotated[
+    str, typer.Option(help="Dense vision-language embedder for names and text: lite, maskclip, groupvit.")
+]
 
 
 def _version(show: bool) -> None:
@@ -113,24 +125,40 @@ def segment(
             show_default=False,
         ),
     ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text", "-t", metavar="PHRASE",
+            help="Text prompt: masks of the regions matching the phrase (zero-shot). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    names: NamesOpt = None,
     single: Annotated[bool, typer.Option("--single", help="Keep only the best mask of each prompt.")] = False,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = None,
     config: ConfigOpt = None,
+    embedder: EmbedderOpt = "lite",
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Segment objects from point and box prompts.
+    """Segment objects from point, box and text prompts.
 
     All points form one prompt. With boxes, each box is one prompt (the points, if any, are added
     to every box) and gives one mask. A single point alone is ambiguous, so it gives three
     candidates (whole, part, sub-part), best first; --single keeps the best one.
 
+    A text prompt finds the regions whose pixels match the phrase better than the other names
+    (--names) and the background, and prompts the model with each region's box and peak. With
+    --names every mask is also named from that vocabulary (label and label score).
+
     Writes OUT/mask_<i>.png (0/255), OUT/overlay.png and, last, OUT/result.json (image size,
-    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE).
+    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE, label).
 
     \b
     Examples:
       zeroseg segment photo.jpg --point 320,240 --out out
+      zeroseg segment photo.jpg --text "a cat" --out out
+      zeroseg segment photo.jpg -p 320,240 --names "cat, dog, sofa" --out out
       zeroseg segment photo.jpg -p 320,240 -p 400,260,0 --single --out out
       zeroseg segment photo.jpg --box 10,20,200,220 --box 250,30,400,300 --out out
       zeroseg segment photo.jpg -p 50,60 --config tiny.json --checkpoint tiny.pth -o out
@@ -139,11 +167,39 @@ def segment(
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
-    points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2])
+    phrases = clean_names(text) if text else []
+    if text and not phrases:
+        raise PromptValueError("--text needs a non-empty phrase")
+    points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2], allow_none=bool(phrases))
+    vocabulary = _vocabulary(names)
     ensure_dir(out)
     predictor = Predictor(hub.load_model(model, checkpoint, config, device))
     predictor.set_image(rgb)
-    masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
+    masks = np.zeros((0, *rgb.shape[:2]), dtype=bool)
+    scores, prompt_ids, multimask, labels = np.zeros(0), np.zeros(0, dtype=int), False, []
+    if points is not None or boxes is not None:
+        masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
+        labels = [None] * len(masks)
+    namer = _namer(vocabulary + phrases, embedder) if (phrases or vocabulary) else None
+    if phrases:
+        from zeroseg.segment import text_to_masks
+
+        n_prompts = int(prompt_ids.max()) + 1 if len(prompt_ids) else 0
+        for k, phrase in enumerate(phrases):
+            found = text_to_masks(rgb, phrase, predictor, namer)[: 1 if single else None]
+            if found:
+                masks = np.concatenate([masks, np.stack([r["segmentation"] for r in found])])
+                scores = np.concatenate([scores, [r["score"] for r in found]])
+                prompt_ids = np.concatenate([prompt_ids, np.full(len(found), n_prompts + k)])
+                labels += [phrase] * len(found)
+            else:
+                typer.echo(f"no region matches {phrase!r}")
+    label_scores: list[float | None] = [None] * len(masks)
+    if vocabulary and len(masks):
+        named = namer.name_masks(rgb, masks)
+        for i, (label, score) in enumerate(named):
+            if labels[i] is None:
+                labels[i], label_scores[i] = label, score
 
     records = []
     for i, (rle, score, prompt) in enumerate(zip(masks_to_rles(masks), scores, prompt_ids)):
@@ -156,10 +212,12 @@ def segment(
                 "score": float(score),
                 "bbox": rle_bbox(rle),
                 "area": rle_area(rle),
+                "label": labels[i],
+                "label_score": label_scores[i],
                 "segmentation": rle,
             }
         )
-    captions = [f"#{i}:" for i in range(len(records))]
+    captions = [f"#{i}:{labels[i] or ''}" for i in range(len(records))]
     save_png(out / "overlay.png", overlay(rgb, masks, labels=captions, scores=scores, points=points, boxes=boxes))
     result = {
         "image": str(image),
@@ -169,25 +227,28 @@ def segment(
             "points": [] if points is None else points.tolist(),
             "boxes": [] if boxes is None else boxes.tolist(),
             "multimask_output": multimask,
+            "text": phrases,
         },
+        "names": vocabulary,
         "bbox_format": "xywh",
         "masks": records,
     }
     atomic_write(out / "result.json", json.dumps(result))
     for record in records:
-        typer.echo(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px")
+        named = f", {record['label']}" if record["label"] else ""
+        typer.echo(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px{named}")
     typer.echo(f"wrote {len(records)} mask(s), overlay.png and result.json to {out}")
 
 
 def _read_prompts(
-    point: list[str], box: list[str], size: tuple[int, int]
+    point: list[str], box: list[str], size: tuple[int, int], allow_none: bool = False
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Parse and check the prompts against the image before any model work: Nx3 points, Bx4 boxes."""
     from zeroseg.segment.validation import check_boxes, check_points
 
     points, boxes = _parse_points(point), _parse_boxes(box)
-    if points is None and boxes is None:
-        raise PromptShapeError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
+    if points is None and boxes is None and not allow_none:
+        raise PromptShapeError('give at least one --point X,Y[,LABEL], --box X0,Y0,X1,Y1 or --text "PHRASE"')
     if points is not None:
         check_points(points[:, :2], points[:, 2], size)
     if boxes is not None:
@@ -257,6 +318,23 @@ def _floats(parts: list[str], option: str, text: str) -> list[float]:
     return values
 
 
+def _vocabulary(names: str | None) -> list[str]:
+    """``--names "sky, grass, cow"`` -> cleaned names; an option given but empty is an error."""
+    if names is None:
+        return []
+    vocabulary = clean_names(names)
+    if not vocabulary:
+        raise PromptValueError('--names needs at least one name, e.g. --names "sky, grass, cow"')
+    return vocabulary
+
+
+def _namer(vocabulary: list[str], embedder: str):
+    """A Namer over the vocabulary with the named dense embedder (the lite head by default)."""
+    from zeroseg.segment.naming import load_namer
+
+    return load_namer(vocabulary, embedder)
+
+
 def _model_info(model: str, checkpoint: Path | None, config: Path | None) -> dict[str, Any]:
     return {
         "name": None if config is not None else hub.get(model).name,
@@ -281,20 +359,25 @@ def everything(
         int,
         typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then drop smaller masks."),
     ] = 0,
+    names: NamesOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = None,
     config: ConfigOpt = None,
+    embedder: EmbedderOpt = "lite",
     device: DeviceOpt = "cpu",
 ) -> None:
     """Segment everything: prompt a grid of points and keep the good, distinct masks.
 
-    Writes OUT/overlay.png and, last, OUT/annotations.json in COCO format (one image, one
-    category "object", annotations with RLE segmentation, XYWH bbox, area, score = predicted IoU,
-    stability_score, the prompt point), best first.
+    Writes OUT/overlay.png and, last, OUT/annotations.json in COCO format (one image,
+    annotations with RLE segmentation, XYWH bbox, area, score = predicted IoU, stability_score,
+    the prompt point), best first. With --names each mask is named from the vocabulary (zero-shot:
+    any names work) and gets that category, label_score and a caption in the overlay; masks that
+    match no name (the background wins) keep the category "object".
 
     \b
     Examples:
       zeroseg everything photo.jpg --out out
+      zeroseg everything photo.jpg --names "sky, grass, cow" --out out
       zeroseg everything photo.jpg --points-per-side 16 --min-area 100 --out out
       zeroseg everything photo.jpg --pred-iou-thresh 0.8 --model vit_b --out out
     """
@@ -313,13 +396,18 @@ def everything(
         output_mode="coco_rle",
         progress=True,
     )
+    vocabulary = _vocabulary(names)
     records = [r for r in generator.generate(rgb) if r["area"] >= max(min_area, 1)]
+    if vocabulary:
+        _namer(vocabulary, embedder).name_records(rgb, records)
+    categories = ["object", *vocabulary]
 
     annotations = [
         {
             "id": i + 1,
             "image_id": 1,
-            "category_id": 1,
+            "category_id": categories.index(r.get("label") or "object") + 1,
+            "label_score": r.get("label_score"),
             "segmentation": r["segmentation"],
             "area": r["area"],
             "bbox": r["bbox"],
@@ -344,12 +432,72 @@ def everything(
             },
         },
         "images": [{"id": 1, "file_name": image.name, "path": str(image), "height": height, "width": width}],
-        "categories": [{"id": 1, "name": "object"}],
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(categories)],
         "annotations": annotations,
     }
-    save_png(out / "overlay.png", overlay(rgb, [rle_to_mask(r["segmentation"]) for r in records]))
+    masks = [rle_to_mask(r["segmentation"]) for r in records]
+    captions = [r.get("label") or "" for r in records] if vocabulary else None
+    save_png(out / "overlay.png", overlay(rgb, masks, labels=captions))
     atomic_write(out / "annotations.json", json.dumps(coco))
+    if vocabulary:
+        counts = {name: sum(r.get("label") == name for r in records) for name in vocabulary}
+        typer.echo("named: " + ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "named: none")
     typer.echo(f"wrote {len(annotations)} mask(s), overlay.png and annotations.json to {out}")
+
+
+# --- label-pixels -------------------------------------------------------------------------
+@app.command("label-pixels")
+def label_pixels(
+    image: ImageArg,
+    out: OutOpt,
+    names: Annotated[
+        str,
+        typer.Option(
+            "--names", "-n", metavar="NAMES", show_default=False,
+            help='Vocabulary, comma-separated: "sky, grass, cow". Any words: unseen classes work too.',
+        ),
+    ],
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Leave pixels whose best name scores below this unlabelled.",
+                     show_default=False),
+    ] = None,
+    embedder: EmbedderOpt = "lite",
+) -> None:
+    """Label every pixel with one of the names (zero-shot semantic segmentation).
+
+    Writes OUT/labels.png (8- or 16-bit: 0 = none, i = the i-th name), OUT/overlay.png (colours
+    and a legend) and, last, OUT/result.json (names with their pixel counts).
+
+    \b
+    Examples:
+      zeroseg label-pixels photo.jpg --names "sky, grass, tree, cow, road" --out out
+      zeroseg label-pixels photo.jpg -n "cat, sofa, floor, wall" --threshold 0.3 -o out
+    """
+    from zeroseg.viz import label_map_overlay
+
+    rgb = load_image(image)
+    vocabulary = _vocabulary(names)
+    ensure_dir(out)
+    namer = _namer(vocabulary, embedder)
+    namer.background_threshold = threshold
+    labels = namer.label_pixels(rgb)
+    ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
+    save_png(out / "labels.png", ids)
+    save_png(out / "overlay.png", label_map_overlay(rgb, labels, vocabulary))
+    counts = np.bincount(ids.ravel(), minlength=len(vocabulary) + 1)
+    result = {
+        "image": str(image),
+        "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
+        "embedder": embedder,
+        "labels_png": {"0": None, **{str(i + 1): name for i, name in enumerate(vocabulary)}},
+        "pixels": {"none": int(counts[0]), **{name: int(counts[i + 1]) for i, name in enumerate(vocabulary)}},
+    }
+    atomic_write(out / "result.json", json.dumps(result))
+    for i in np.argsort(-counts[1:]):
+        if counts[i + 1]:
+            typer.echo(f"{vocabulary[i]}: {counts[i + 1] / labels.size:.1%}")
+    typer.echo(f"wrote labels.png, overlay.png and result.json to {out}")
 
 
 # --- models -------------------------------------------------------------------------------

@@ -194,3 +194,21 @@ def _as_mask(segmentation: Any) -> np.ndarray:
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def load_namer(
+    vocabulary: Sequence[str] | str, embedder: str | DenseEmbedder = "lite", checkpoint: str | None = None, **options: Any
+) -> Namer:
+    """A Namer over `vocabulary` on a registered dense embedder (default: the embedded lite head).
+
+    Unless given in `options`, the seen names are the vocabulary names the embedder was trained on
+    (its `seen` attribute) and the calibration is the embedder's own (`calibration`, else 0).
+    """
+    if isinstance(embedder, str):
+        from zeroseg.models.vl import load_dense_embedder
+
+        embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
+    trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
+    options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
+    options.setdefault("calibration", float(getattr(embedder, "calibration", 0.0) or 0.0))
+    return Namer(embedder, vocabulary, **options)
