@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 _LAZY_EXPORTS = {
     "Predictor": "zeroseg.segment.predictor",
     "MaskGenerator": "zeroseg.segment.mask_generator",
+    "Namer": "zeroseg.segment.naming",
+    "load_namer": "zeroseg.segment.naming",
+    "text_to_masks": "zeroseg.segment.text_prompt",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
