@@ -124,3 +124,10 @@ class DatasetError(ZerosegError, ValueError):
 
     exit_code = 50
     http_status = 422
+
+
+class NotFoundError(DatasetError, LookupError):
+    """A dataset, image or annotation named by id or name is not in the store."""
+
+    exit_code = 51
+    http_status = 404
