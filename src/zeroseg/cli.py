@@ -16,7 +16,6 @@ from typer.core import TyperGroup
 
 from zeroseg import __version__, hub
 from zeroseg.errors import PromptShapeError, PromptValueError, ZerosegError
-from zeroseg.models.text import clean_names
 from zeroseg.io import (
     atomic_write,
     ensure_dir,
@@ -167,6 +166,8 @@ def segment(
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
+    from zeroseg.models.text import clean_names
+
     phrases = clean_names(text) if text else []
     if text and not phrases:
         raise PromptValueError("--text needs a non-empty phrase")
@@ -320,6 +321,8 @@ def _floats(parts: list[str], option: str, text: str) -> list[float]:
 
 def _vocabulary(names: str | None) -> list[str]:
     """``--names "sky, grass, cow"`` -> cleaned names; an option given but empty is an error."""
+    from zeroseg.models.text import clean_names
+
     if names is None:
         return []
     vocabulary = clean_names(names)
@@ -571,5 +574,8 @@ def models_verify(
 from zeroseg.eval.cli import app as eval_app  # noqa: E402
 from zeroseg.train.cli import app as train_app  # noqa: E402
 
+from zeroseg.server.cli import serve  # noqa: E402
+
 app.add_typer(eval_app, name="eval")
+app.command("serve")(serve)
 app.add_typer(train_app, name="train")

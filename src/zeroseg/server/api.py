@@ -1,0 +1,343 @@
+"""The HTTP API under ``/api``: images, prompts -> mask candidates, annotations, names, proposals.
+
+Endpoints are plain functions (FastAPI runs them in its thread pool); the model work inside them
+is serialised by the app's lock (see :mod:`zeroseg.server.segmenter`). Everything an endpoint
+needs lives in one :class:`AppState` on ``app.state.zeroseg``. Zeroseg errors become their
+``http_status`` with ``{"detail": message}`` (see :mod:`zeroseg.server.app`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from zeroseg.engine import (
+    AnnotationRecord,
+    DatasetRecord,
+    ImageRecord,
+    NewAnnotation,
+    Source,
+    Status,
+    Store,
+    stages,
+)
+from zeroseg.engine.masks import canonical_rle
+from zeroseg.errors import NotFoundError, PromptValueError
+from zeroseg.io import rle_to_mask
+from zeroseg.server.files import check_upload, resolve_inside, save_upload
+from zeroseg.server.names import NameSuggester
+from zeroseg.server.schemas import (
+    RLE,
+    AnnotationIn,
+    AnnotationOut,
+    AnnotationPatch,
+    CandidateOut,
+    EditOut,
+    EmbedOut,
+    ImageOut,
+    ImagePage,
+    ImageStatusIn,
+    Info,
+    NamesOut,
+    NameSuggestion,
+    PredictIn,
+    PredictOut,
+    ProposeIn,
+    ProposeOut,
+    UndoOut,
+    Vocabulary,
+)
+from zeroseg.server.segmenter import Segmenter
+
+
+@dataclass
+class AppState:
+    """What the endpoints share: the store, the dataset, the model and the namer."""
+
+    store: Store
+    dataset: DatasetRecord
+    segmenter: Segmenter
+    suggester: NameSuggester
+    author: str
+    token: str | None
+    max_upload_bytes: int
+
+    @property
+    def root(self) -> Path:
+        return self.dataset.root.resolve()
+
+    def image(self, image_id: int) -> ImageRecord:
+        """An image of this dataset (NotFoundError for images of other datasets too)."""
+        image = self.store.get_image(image_id)
+        if image.dataset_id != self.dataset.id:
+            raise NotFoundError(f"no image with id {image_id} in dataset {self.dataset.name!r}")
+        return image
+
+    def file(self, image: ImageRecord) -> Path:
+        """The image's file, resolved and checked to lie inside the dataset root."""
+        return resolve_inside(self.root, image.path)
+
+    def annotation(self, annotation_id: int) -> AnnotationRecord:
+        annotation = self.store.get_annotation(annotation_id)
+        self.image(annotation.image_id)
+        return annotation
+
+    def summary(self, image: ImageRecord) -> ImageOut:
+        return ImageOut.of(image, self.store.annotations_for(image.id))
+
+    def mask_of(self, image: ImageRecord, candidate: str | None, rle: RLE | None) -> tuple[dict, float | None]:
+        """The mask named by a candidate id or given as RLE (exactly one), and its predicted IoU."""
+        if (candidate is None) == (rle is None):
+            raise PromptValueError("give exactly one of candidate or rle")
+        if candidate is not None:
+            found = self.segmenter.candidate(candidate, image.id)
+            return found.rle, found.score
+        return canonical_rle(rle.model_dump(), image.height, image.width), None
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.zeroseg
+
+
+def _author(
+    state: Annotated[AppState, Depends(_state)],
+    x_author: Annotated[
+        str | None, Header(max_length=100, description="who makes the change (default: the server's author)")
+    ] = None,
+) -> str:
+    return " ".join(x_author.split()) if x_author and x_author.strip() else state.author
+
+
+State = Annotated[AppState, Depends(_state)]
+Author = Annotated[str, Depends(_author)]
+router = APIRouter(prefix="/api")
+
+
+# --- dataset and images ---------------------------------------------------------------------
+@router.get("/info", response_model=Info, tags=["dataset"])
+def info(state: State) -> Info:
+    """The dataset, model and settings this server works with."""
+    return Info(
+        dataset=state.dataset.name,
+        model=state.segmenter.model_name,
+        author=state.author,
+        images=len(state.store.images(state.dataset.name)),
+        vocabulary=state.suggester.vocabulary,
+        token_required=state.token is not None,
+        max_upload_bytes=state.max_upload_bytes,
+    )
+
+
+@router.get("/images", response_model=ImagePage, tags=["images"])
+def list_images(
+    state: State,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ImagePage:
+    """Images of the dataset in the order they were added, with their status and annotation counts."""
+    name = state.dataset.name
+    page = state.store.images(name, offset=offset, limit=limit)
+    total = len(state.store.images(name))
+    return ImagePage(total=total, offset=offset, images=[state.summary(image) for image in page])
+
+
+@router.post("/images", response_model=ImageOut, status_code=201, tags=["images"])
+def upload_image(state: State, file: Annotated[UploadFile, File(description="a JPEG, PNG, BMP, TIFF or WebP image")]) -> ImageOut:
+    """Add an image: checked with Pillow, saved under ``uploads/`` in the dataset root."""
+    data = file.file.read(state.max_upload_bytes + 1)
+    suffix = check_upload(data, state.max_upload_bytes)
+    path = save_upload(state.root, file.filename or "upload", data, suffix)
+    (image,) = state.store.add_images(state.dataset.name, [path])
+    return state.summary(image)
+
+
+@router.post("/images/scan", response_model=ImagePage, tags=["images"])
+def scan_images(state: State) -> ImagePage:
+    """Add image files that appeared in the dataset folder since it was opened (returns the new ones)."""
+    name = state.dataset.name
+    known = {image.id for image in state.store.images(name)}
+    added = [image for image in state.store.add_images(name) if image.id not in known]
+    return ImagePage(total=len(known) + len(added), offset=0, images=[state.summary(image) for image in added])
+
+
+@router.get("/images/{image_id}", response_model=ImageOut, tags=["images"])
+def get_image(state: State, image_id: int) -> ImageOut:
+    return state.summary(state.image(image_id))
+
+
+@router.get("/images/{image_id}/file", response_class=FileResponse, tags=["images"])
+def image_file(state: State, image_id: int) -> FileResponse:
+    """The image file itself (only from inside the dataset root)."""
+    return FileResponse(state.file(state.image(image_id)), headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.put("/images/{image_id}/status", response_model=ImageOut, tags=["images"])
+def set_image_status(state: State, image_id: int, body: ImageStatusIn) -> ImageOut:
+    """Mark an image reviewed (or back to new)."""
+    image = state.image(image_id)
+    state.store.set_image_status(image.id, body.status)
+    return state.summary(state.image(image_id))
+
+
+# --- prediction -----------------------------------------------------------------------------
+@router.post("/images/{image_id}/embed", response_model=EmbedOut, tags=["predict"])
+def embed(state: State, image_id: int) -> EmbedOut:
+    """Embed the image now (it is cached), so that the first click is answered fast."""
+    image = state.image(image_id)
+    return EmbedOut(image_id=image.id, seconds=state.segmenter.embed(image.id, state.file(image)))
+
+
+@router.post("/images/{image_id}/predict", response_model=PredictOut, tags=["predict"])
+def predict(state: State, image_id: int, body: PredictIn) -> PredictOut:
+    """Mask candidates for points and/or a box (and optionally an earlier candidate or stored mask)."""
+    start = time.perf_counter()
+    image = state.image(image_id)
+    prior = None
+    if body.annotation is not None:
+        stored = state.annotation(body.annotation)
+        if stored.image_id != image.id:
+            raise NotFoundError(f"annotation {body.annotation} is not on image {image.id}")
+        prior = stored.mask()
+    candidates = state.segmenter.predict(
+        image.id, state.file(image), body.points, body.box, body.mask_input, prior, body.multimask
+    )
+    return PredictOut(
+        image_id=image.id,
+        candidates=[
+            CandidateOut(id=c.id, rle=RLE(**c.rle), score=c.score, area=c.area, bbox=c.bbox) for c in candidates
+        ],
+        seconds=time.perf_counter() - start,
+    )
+
+
+# --- annotations ----------------------------------------------------------------------------
+@router.get("/images/{image_id}/annotations", response_model=list[AnnotationOut], tags=["annotations"])
+def list_annotations(state: State, image_id: int) -> list[AnnotationOut]:
+    """Live annotations of the image (proposals and rejected ones included), oldest first."""
+    return [AnnotationOut.of(a) for a in state.store.annotations_for(state.image(image_id).id)]
+
+
+@router.post("/images/{image_id}/annotations", response_model=AnnotationOut, status_code=201, tags=["annotations"])
+def create_annotation(state: State, author: Author, image_id: int, body: AnnotationIn) -> AnnotationOut:
+    """Accept a candidate (source "assisted") or store a given mask (source "manual")."""
+    image = state.image(image_id)
+    rle, score = state.mask_of(image, body.candidate, body.rle)
+    assisted = body.candidate is not None
+    record = state.store.add_annotation(
+        NewAnnotation(
+            image_id=image.id,
+            mask=rle,
+            label=body.label,
+            label_score=body.label_score if body.label else None,
+            predicted_iou=score,
+            source=Source.ASSISTED if assisted else Source.MANUAL,
+            status=Status.ACCEPTED,
+            model_name=state.segmenter.model_name if assisted else None,
+        ),
+        author=author,
+    )
+    return AnnotationOut.of(record)
+
+
+@router.get("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
+def get_annotation(state: State, annotation_id: int) -> AnnotationOut:
+    return AnnotationOut.of(state.annotation(annotation_id))
+
+
+@router.patch("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
+def update_annotation(state: State, author: Author, annotation_id: int, body: AnnotationPatch) -> AnnotationOut:
+    """Rename, re-mask (from a candidate or RLE), or accept/reject a proposal."""
+    current = state.annotation(annotation_id)
+    given = body.model_fields_set
+    changes: dict = {}
+    if "label" in given:
+        changes["label"] = body.label
+        changes["label_score"] = body.label_score if body.label else None
+    if body.candidate is not None or body.rle is not None:
+        image = state.image(current.image_id)
+        changes["mask"], changes["predicted_iou"] = state.mask_of(image, body.candidate, body.rle)
+        if body.candidate is not None:
+            changes["source"], changes["model_name"] = Source.ASSISTED, state.segmenter.model_name
+    if body.status is not None:
+        changes["status"] = body.status
+    return AnnotationOut.of(state.store.update_annotation(current.id, author=author, **changes))
+
+
+@router.delete("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
+def delete_annotation(state: State, author: Author, annotation_id: int) -> AnnotationOut:
+    """Delete an annotation (undo brings it back)."""
+    return AnnotationOut.of(state.store.delete_annotation(state.annotation(annotation_id).id, author=author))
+
+
+@router.post("/images/{image_id}/undo", response_model=UndoOut, tags=["annotations"])
+def undo(state: State, author: Author, image_id: int) -> UndoOut:
+    """Revert the newest edit on the image that is not undone yet (create, update or delete)."""
+    edit = state.store.undo(image_id=state.image(image_id).id, author=author)
+    if edit is None:
+        return UndoOut(edit=None, annotation=None)
+    return UndoOut(edit=EditOut.of(edit), annotation=AnnotationOut.of(state.store.get_annotation(edit.annotation_id)))
+
+
+# --- names ----------------------------------------------------------------------------------
+@router.get("/names", response_model=NamesOut, tags=["names"])
+def suggest_names(
+    state: State,
+    image: Annotated[int, Query(description="image id")],
+    mask: Annotated[str, Query(description="a candidate id (c12) or an annotation id (17)")],
+    k: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> NamesOut:
+    """Zero-shot names for a mask, from the current vocabulary."""
+    record = state.image(image)
+    if mask.isdigit():
+        annotation = state.annotation(int(mask))
+        if annotation.image_id != record.id:
+            raise NotFoundError(f"annotation {mask} is not on image {record.id}")
+        pixels = annotation.mask()
+    else:
+        pixels = rle_to_mask(state.segmenter.candidate(mask, record.id).rle)
+    best, ranked = state.suggester.suggest(state.segmenter.pixels(record.id, state.file(record)), pixels, k)
+    return NamesOut(best=best, suggestions=[NameSuggestion(name=n, score=s) for n, s in ranked])
+
+
+@router.get("/vocabulary", response_model=Vocabulary, tags=["names"])
+def get_vocabulary(state: State) -> Vocabulary:
+    return Vocabulary(names=state.suggester.vocabulary)
+
+
+@router.put("/vocabulary", response_model=Vocabulary, tags=["names"])
+def set_vocabulary(state: State, body: Vocabulary) -> Vocabulary:
+    """Replace the vocabulary (names are cleaned: trimmed, duplicates dropped)."""
+    return Vocabulary(names=state.suggester.set_vocabulary(body.names))
+
+
+# --- semi-automatic -------------------------------------------------------------------------
+@router.post("/images/{image_id}/propose", response_model=ProposeOut, tags=["semi-automatic"])
+def propose(state: State, image_id: int, body: ProposeIn | None = None) -> ProposeOut:
+    """Run the automatic stage on the image and store its masks as proposals to accept or reject.
+
+    If the image has pending proposals already, they are returned as they are (accept or reject
+    them to propose again; masks that duplicate a live annotation are not proposed). Names come
+    from the vocabulary through the engine's default dense embedder.
+    """
+    body = body or ProposeIn()
+    start = time.perf_counter()
+    image = state.image(image_id)
+    pending = state.store.annotations_for(image.id, status=Status.PROPOSED)
+    if not pending:
+        state.file(image)  # the stage reads the file: refuse one outside the root first
+        with state.segmenter.lock:  # the stage's model would compete with clicks for the same cores
+            stages.propose(
+                state.store,
+                image.id,
+                model=state.segmenter.model_name,
+                names=state.suggester.vocabulary if body.name else (),
+                min_score=body.min_score,
+            )
+        pending = state.store.annotations_for(image.id, status=Status.PROPOSED)
+    return ProposeOut(
+        image_id=image.id, proposals=[AnnotationOut.of(a) for a in pending], seconds=time.perf_counter() - start
+    )

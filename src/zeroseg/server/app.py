@@ -1,0 +1,134 @@
+"""The annotation web app: the JSON API of :mod:`zeroseg.server.api` plus a static page.
+
+``create_app`` wires one store, one dataset, one model and one namer into a FastAPI app. The
+page (``static/``, plain JS, no build step) is served at ``/``; the API at ``/api`` is described
+at ``/docs`` and ``/openapi.json``. With a token, every ``/api`` request must carry it as
+``Authorization: Bearer <token>`` or ``?token=<token>``, checked before the body is read.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from torch import nn
+
+from zeroseg import __version__, hub
+from zeroseg.engine import Store
+from zeroseg.errors import ZerosegError
+from zeroseg.models.vl import DenseEmbedder
+from zeroseg.server.api import AppState, router
+from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
+from zeroseg.server.names import NameSuggester
+from zeroseg.server.segmenter import Segmenter
+
+STATIC = Path(__file__).resolve().parent / "static"
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around an upload
+
+
+def create_app(
+    store: Store,
+    dataset: str,
+    model: str | nn.Module = hub.DEFAULT_MODEL,
+    token: str | None = None,
+    vocabulary: Sequence[str] | str = (),
+    author: str = "web",
+    *,
+    embedder: str | DenseEmbedder = "lite",
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The web app for one dataset of ``store``.
+
+    Arguments:
+      model: the segmentation model, by registered name (loaded on first use) or built.
+      token: if set, required on every /api request (Bearer header or ``?token=``).
+      vocabulary: the initial names for zero-shot naming (the page can change them).
+      author: recorded on every change unless a request names its own (``X-Author`` header).
+      embedder: the dense embedder for names, by name (loaded on first use) or built.
+      max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
+    """
+    lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
+    state = AppState(
+        store=store,
+        dataset=store.get_dataset(dataset),
+        segmenter=Segmenter(model, lock),
+        suggester=NameSuggester(vocabulary, embedder, lock),
+        author=author,
+        token=token or None,
+        max_upload_bytes=max_upload_bytes,
+    )
+    app = FastAPI(
+        title="zeroseg annotation",
+        version=__version__,
+        description="Click or box to get masks live, accept, name and review them; "
+        "masks travel as compressed COCO RLE.",
+        max_body_size=max_upload_bytes + FORM_OVERHEAD,
+    )
+    app.state.zeroseg = state
+    app.include_router(router)
+    app.add_exception_handler(ZerosegError, _zeroseg_error)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/", _index, include_in_schema=False)
+    if state.token is not None:
+        app.add_middleware(TokenGuard, token=state.token)
+        _document_token(app)
+    return app
+
+
+def _index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _zeroseg_error(_request: Request, err: ZerosegError) -> JSONResponse:
+    return JSONResponse({"detail": " ".join(str(err).split())}, status_code=err.http_status)
+
+
+class TokenGuard:
+    """ASGI middleware: /api requests need the token (Bearer header or ``?token=``), else 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/api" or path.startswith("/api/")):
+            request = Request(scope)
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                given = request.query_params.get("token", "")
+            if not secrets.compare_digest(given.strip().encode(), self.token):
+                response = JSONResponse(
+                    {"detail": "this server needs an access token (Authorization: Bearer <token> or ?token=)"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _document_token(app: FastAPI) -> None:
+    """Describe the token in the OpenAPI schema, so /docs can send it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "query": {"type": "apiKey", "in": "query", "name": "token"},
+            }
+            for path, operations in schema["paths"].items():
+                if path.startswith("/api"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}, {"query": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,72 @@
+"""Zero-shot name suggestions for the app: the current vocabulary ranked for one mask.
+
+The dense embedder is loaded once (on first use) and a :class:`~zeroseg.segment.Namer` is rebuilt
+over it whenever the vocabulary changes. The namer's own decision (which may be "none": the
+background wins) is reported with the top names and their softmax scores.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from zeroseg.errors import PromptValueError
+from zeroseg.models.text import clean_names
+from zeroseg.models.vl import DenseEmbedder, load_dense_embedder
+from zeroseg.segment.naming import Namer, _pool, load_namer
+
+
+class NameSuggester:
+    """Names masks from a vocabulary that can change while the app runs.
+
+    Arguments:
+      vocabulary: the initial names ("sky, grass" or a list).
+      embedder: a registered dense embedder name (loaded on first use) or a built one.
+      lock: the lock every torch call of the app takes.
+    """
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str] | str = (),
+        embedder: str | DenseEmbedder = "lite",
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.lock = lock or threading.RLock()
+        self._embedder = embedder
+        self._vocabulary = clean_names(vocabulary)
+        self._namer: Namer | None = None
+        self._classes: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self._vocabulary)
+
+    def set_vocabulary(self, names: Sequence[str] | str) -> list[str]:
+        with self.lock:
+            self._vocabulary = clean_names(names)
+            self._namer = self._classes = None
+        return self.vocabulary
+
+    def namer(self) -> Namer:
+        """The Namer over the current vocabulary (raises PromptValueError if it is empty)."""
+        with self.lock:
+            if not self._vocabulary:
+                raise PromptValueError("the vocabulary is empty: set some names first")
+            if self._namer is None:
+                if isinstance(self._embedder, str):
+                    self._embedder = load_dense_embedder(self._embedder)
+                self._namer = load_namer(self._vocabulary, self._embedder)
+                self._classes = self._namer.classes(self._namer.vocabulary)
+            return self._namer
+
+    def suggest(self, image: np.ndarray, mask: np.ndarray, k: int = 5) -> tuple[str | None, list[tuple[str, float]]]:
+        """The namer's choice for ``mask`` (bool HxW) and the ``k`` best names with their scores."""
+        with self.lock:
+            namer = self.namer()
+            best = namer.name_masks(image, mask[None])[0][0]
+            pooled, _ = _pool(namer.embed(image).features, mask[None])
+            scores = namer.logits(pooled.T, self._classes).softmax(0)[: len(namer.vocabulary), 0]
+        top = torch.argsort(scores, descending=True)[:k].tolist()
+        return best, [(namer.vocabulary[i], float(scores[i])) for i in top]

@@ -1,0 +1,219 @@
+"""The JSON shapes of the HTTP API, as pydantic models (they are what /openapi.json describes).
+
+Masks travel as compressed COCO RLE (``{"size": [h, w], "counts": str}``, column-major runs), the
+same string the store keeps; the page decodes it in a few milliseconds. Coordinates are pixels of
+the original image, (x, y); boxes are XYXY in prompts and XYWH (COCO) in annotations.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zeroseg.engine import (
+    AnnotationRecord,
+    EditRecord,
+    ImageRecord,
+    ImageStatus,
+    Source,
+    Status,
+)
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RLE(BaseModel):
+    """A mask as compressed COCO RLE."""
+
+    size: tuple[int, int] = Field(description="[height, width]")
+    counts: str = Field(description="pycocotools' compressed run-length string (column-major)")
+
+
+class Info(BaseModel):
+    dataset: str
+    model: str
+    author: str
+    images: int = Field(description="number of images in the dataset")
+    vocabulary: list[str]
+    token_required: bool
+    max_upload_bytes: int
+
+
+# --- images -------------------------------------------------------------------------------
+class ImageOut(BaseModel):
+    id: int
+    path: str = Field(description="relative to the dataset root, '/'-separated")
+    width: int
+    height: int
+    status: ImageStatus
+    counts: dict[Status, int] = Field(description="live (not deleted) annotations by review status")
+
+    @classmethod
+    def of(cls, image: ImageRecord, annotations: list[AnnotationRecord]) -> ImageOut:
+        counts = {status: 0 for status in Status}
+        for annotation in annotations:
+            counts[annotation.status] += 1
+        return cls(
+            id=image.id, path=image.path, width=image.width, height=image.height, status=image.status, counts=counts
+        )
+
+
+class ImagePage(BaseModel):
+    total: int
+    offset: int
+    images: list[ImageOut]
+
+
+class ImageStatusIn(BaseModel):
+    status: ImageStatus
+
+
+class EmbedOut(BaseModel):
+    image_id: int
+    seconds: float = Field(description="server time to load the image and embed it (or find it cached)")
+
+
+# --- prediction ---------------------------------------------------------------------------
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[tuple[Coordinate, Coordinate, Literal[0, 1]]] = Field(
+        default=[], description="[[x, y, label], ...], label 1 = positive (object), 0 = negative (background)"
+    )
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = Field(
+        default=None, description="[x0, y0, x1, y1]"
+    )
+    mask_input: str | None = Field(
+        default=None, description="id of an earlier candidate whose low-resolution logits refine this prediction"
+    )
+    annotation: int | None = Field(
+        default=None, description="id of a stored annotation of this image to refine: its mask is the prior"
+    )
+    multimask: bool = Field(default=True, description="three candidates for an ambiguous prompt instead of one")
+
+
+class CandidateOut(BaseModel):
+    id: str = Field(description="pass as mask_input to refine, or as candidate to accept")
+    rle: RLE
+    score: float = Field(description="the model's predicted IoU")
+    area: int
+    bbox: list[float] = Field(description="XYWH")
+
+
+class PredictOut(BaseModel):
+    image_id: int
+    candidates: list[CandidateOut] = Field(description="best predicted IoU first")
+    seconds: float = Field(description="server time spent on the prediction")
+
+
+# --- annotations --------------------------------------------------------------------------
+class AnnotationOut(BaseModel):
+    id: int
+    image_id: int
+    rle: RLE
+    bbox: list[float] = Field(description="XYWH")
+    area: float
+    label: str | None
+    label_score: float | None
+    predicted_iou: float | None
+    stability_score: float | None
+    source: Source = Field(description="who or what made the mask: manual, assisted or auto")
+    status: Status
+    model_name: str | None
+    author: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: AnnotationRecord) -> AnnotationOut:
+        return cls(
+            id=record.id,
+            image_id=record.image_id,
+            rle=RLE(size=tuple(record.rle["size"]), counts=record.rle["counts"]),
+            bbox=record.bbox,
+            area=record.area,
+            label=record.label,
+            label_score=record.label_score,
+            predicted_iou=record.predicted_iou,
+            stability_score=record.stability_score,
+            source=record.source,
+            status=record.status,
+            model_name=record.model_name,
+            author=record.author,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AnnotationIn(BaseModel):
+    """A new annotation: an accepted candidate (source "assisted") or a mask drawn elsewhere ("manual")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str | None = Field(default=None, description="id of a candidate from predict")
+    rle: RLE | None = Field(default=None, description="a mask given directly instead of a candidate")
+    label: Label | None = None
+    label_score: float | None = None
+
+
+class AnnotationPatch(BaseModel):
+    """Changes to an annotation; fields left out keep their value (``"label": null`` clears the label)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label | None = None
+    label_score: float | None = None
+    candidate: str | None = Field(default=None, description="replace the mask by this candidate's")
+    rle: RLE | None = Field(default=None, description="replace the mask by this one")
+    status: Status | None = Field(default=None, description="accept or reject a proposal")
+
+
+class EditOut(BaseModel):
+    id: int
+    annotation_id: int
+    action: str
+    author: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, record: EditRecord) -> EditOut:
+        return cls(
+            id=record.id, annotation_id=record.annotation_id, action=record.action, author=record.author, at=record.at
+        )
+
+
+class UndoOut(BaseModel):
+    edit: EditOut | None = Field(description="the edit that reverted the newest one; null if nothing was left")
+    annotation: AnnotationOut | None = Field(description="the annotation as it is after the undo")
+
+
+# --- naming and proposals -----------------------------------------------------------------
+class Vocabulary(BaseModel):
+    names: list[str] = Field(description="free-text names the zero-shot namer chooses from")
+
+
+class NameSuggestion(BaseModel):
+    name: str
+    score: float = Field(description="softmax score over the vocabulary (and the background, if any)")
+
+
+class NamesOut(BaseModel):
+    best: str | None = Field(description="the namer's choice; null when the background wins or no name is sure")
+    suggestions: list[NameSuggestion] = Field(description="top names, best first")
+
+
+class ProposeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="keep automatic masks above this predicted IoU")
+    name: bool = Field(default=True, description="name the proposals from the vocabulary")
+
+
+class ProposeOut(BaseModel):
+    image_id: int
+    proposals: list[AnnotationOut] = Field(description="the image's pending proposals")
+    seconds: float

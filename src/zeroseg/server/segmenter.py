@@ -1,0 +1,194 @@
+"""The model side of the app: one model, one Predictor, every torch call serialised by one lock.
+
+Images are embedded once and the embeddings cached (by the Predictor, keyed by pixel content), so
+a click costs only the prompt encoder and mask decoder. Each prediction's candidates are kept for
+a while under short ids, so the page can accept one, or refine the next prediction with its
+low-resolution logits, without sending masks back.
+
+The decoder runs on one thread: its tensors are small, so a second thread saves little, and on a
+busy machine the spin-waiting of torch's thread pool turns a 20 ms decode into hundreds of
+milliseconds (measured on the 2-core CI box: median 20 ms on one thread, 50 ms median and 1.4 s
+p90 on two while another process was busy). Embedding keeps every thread.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from zeroseg import hub
+from zeroseg.errors import NotFoundError, PromptValueError
+from zeroseg.io import load_image, masks_to_rles, rle_area, rle_bbox
+from zeroseg.segment import Predictor
+
+DECODE_THREADS = 1
+CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
+IMAGES_KEPT = 4  # decoded images kept for naming and re-embedding
+PRIOR_LOGIT = 8.0  # magnitude of the logits a stored mask becomes when it is used as a prior
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One mask of one prediction, as the page sees it, plus the logits that refine it."""
+
+    id: str
+    image_id: int
+    rle: dict[str, Any]
+    score: float
+    low_res: np.ndarray = field(repr=False)  # 1 x h x w logits, the Predictor's mask_input format
+
+    @property
+    def area(self) -> int:
+        return rle_area(self.rle)
+
+    @property
+    def bbox(self) -> list[float]:
+        return [float(v) for v in rle_bbox(self.rle)]
+
+
+class Segmenter:
+    """Embeds images and predicts masks from clicks and boxes for the web app.
+
+    Arguments:
+      model: a registered model name (loaded on first use) or a built SAM-interface model.
+      lock: the lock every torch call of the app takes (re-entrant: callers may hold it already).
+      cache_size: image embeddings the Predictor keeps.
+    """
+
+    def __init__(
+        self, model: str | nn.Module = hub.DEFAULT_MODEL, lock: threading.RLock | None = None, cache_size: int = 8
+    ) -> None:
+        if isinstance(model, str):
+            self.model_name = hub.get(model).name
+            self._model: nn.Module | None = None
+        else:
+            self.model_name = getattr(model, "name", None) or type(model).__name__
+            self._model = model
+        self.lock = lock or threading.RLock()
+        self.cache_size = cache_size
+        self._predictor: Predictor | None = None
+        self._current: int | None = None  # image id whose embedding the Predictor holds
+        self._pixels: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._candidates: OrderedDict[str, Candidate] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.load()
+
+    def load(self) -> Predictor:
+        """The Predictor, loading the model on first use."""
+        with self.lock:
+            if self._predictor is None:
+                model = self._model if self._model is not None else hub.load_model(self.model_name)
+                self._predictor = Predictor(model, cache_size=self.cache_size)
+            return self._predictor
+
+    # --- images ---------------------------------------------------------------------------
+    def pixels(self, image_id: int, file: Path) -> np.ndarray:
+        """The decoded RGB image (a few recent ones are kept)."""
+        with self.lock:
+            cached = self._pixels.get(image_id)
+            if cached is None:
+                cached = self._pixels[image_id] = load_image(file)
+                while len(self._pixels) > IMAGES_KEPT:
+                    self._pixels.popitem(last=False)
+            self._pixels.move_to_end(image_id)
+            return cached
+
+    def embed(self, image_id: int, file: Path) -> float:
+        """Make ``image_id`` the current image, embedding it unless cached; returns the seconds taken."""
+        start = time.perf_counter()
+        with self.lock:
+            if self._current != image_id:
+                self._current = None
+                self.predictor.set_image(self.pixels(image_id, file))
+                self._current = image_id
+        return time.perf_counter() - start
+
+    # --- prediction -----------------------------------------------------------------------
+    def predict(
+        self,
+        image_id: int,
+        file: Path,
+        points: Sequence[tuple[float, float, int]] = (),
+        box: Sequence[float] | None = None,
+        mask_input: str | None = None,
+        prior: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> list[Candidate]:
+        """Candidates for one prompt, best predicted IoU first.
+
+        ``mask_input`` names an earlier candidate of this image whose logits guide the decoder;
+        ``prior`` is a bool HxW mask (a stored annotation) used the same way when no candidate is given.
+        """
+        if not points and box is None and mask_input is None and prior is None:
+            raise PromptValueError("a prediction needs at least one point, a box or a mask to refine")
+        with self.lock:
+            self.embed(image_id, file)
+            predictor = self.predictor
+            logits = self.candidate(mask_input, image_id).low_res if mask_input else None
+            if logits is None and prior is not None:
+                logits = mask_to_prior(predictor, prior)
+            coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
+            labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
+            with torch_threads(DECODE_THREADS):
+                masks, scores, low_res = predictor.predict(
+                    coords, labels, None if box is None else np.asarray(box, dtype=np.float64), logits, multimask
+                )
+            order = np.argsort(-scores, kind="stable")
+            rles = masks_to_rles(masks[order])
+            made = [
+                Candidate(f"c{next(self._ids)}", image_id, rle, float(scores[i]), low_res[i : i + 1].copy())
+                for rle, i in zip(rles, order)
+            ]
+            for candidate in made:
+                self._candidates[candidate.id] = candidate
+            while len(self._candidates) > CANDIDATES_KEPT:
+                self._candidates.popitem(last=False)
+            return made
+
+    def candidate(self, candidate_id: str, image_id: int) -> Candidate:
+        """A recent candidate of ``image_id``; NotFoundError once it has been forgotten."""
+        with self.lock:
+            found = self._candidates.get(candidate_id)
+        if found is None or found.image_id != image_id:
+            raise NotFoundError(f"no candidate {candidate_id!r} for image {image_id} (predict again)")
+        return found
+
+
+def mask_to_prior(predictor: Predictor, mask: np.ndarray) -> np.ndarray:
+    """A bool HxW mask of the current image as 1 x h x w decoder logits (+/- PRIOR_LOGIT).
+
+    The mask goes through the model's own input frame: resized like the image (longest side to the
+    encoder's size), padded at the bottom and right, then shrunk to the mask-input size.
+    """
+    height, width = predictor.input_size
+    side = predictor.model.image_encoder.img_size
+    frame = np.zeros((side, side), np.float32)
+    frame[:height, :width] = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    out_h, out_w = predictor.model.prompt_encoder.mask_input_size
+    small = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return ((small * 2.0 - 1.0) * PRIOR_LOGIT)[None].astype(np.float32)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with at most ``count`` intra-op threads (call with the app's lock held)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(count, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

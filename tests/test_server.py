@@ -1,0 +1,434 @@
+"""The web app's HTTP API through FastAPI's TestClient, on a synthetic dataset with the real lite model."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import torch
+import torch.nn.functional as F
+from fastapi.testclient import TestClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from zeroseg.engine import Source, Status, Store
+from zeroseg.io import rle_to_mask
+from zeroseg.models.vl import DenseEmbedding
+from zeroseg.server import create_app
+from zeroseg.server.cli import is_local, open_dataset, serve
+
+SQUARE = (slice(40, 100), slice(60, 120))  # rows, cols of the red square in square.png
+HEIGHT, WIDTH = 160, 200
+AXES = {"square": 0, "floor": 1, "sky": 2}
+
+
+def scene() -> np.ndarray:
+    image = np.full((HEIGHT, WIDTH, 3), 40, np.uint8)
+    image[SQUARE] = (220, 60, 60)
+    return image
+
+
+def truth() -> np.ndarray:
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[SQUARE] = True
+    return mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+class AxisText:
+    """Each name is one axis of a 3-d space."""
+
+    name, dim = "axes", 3
+
+    def encode(self, names):
+        return torch.stack([F.one_hot(torch.tensor(AXES[n]), 3).float() for n in names])
+
+
+class ColorEmbedder:
+    """Red pixels embed as "square", all others as "floor"."""
+
+    name = "colors"
+    text_encoder = AxisText()
+
+    def embed(self, image: np.ndarray) -> DenseEmbedding:
+        red = torch.from_numpy((image[..., 0] > 150) & (image[..., 1] < 100))
+        features = torch.stack([red.float(), (~red).float(), torch.zeros(red.shape)])
+        return DenseEmbedding(features, image.shape[:2])
+
+    def background(self):
+        return None
+
+
+@pytest.fixture(scope="module")
+def lite():
+    from zeroseg.hub import load_model
+
+    model = load_model("lite")
+    model.name = "lite"  # what the registry would record for it
+    return model
+
+
+@pytest.fixture
+def root(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(scene()).save(folder / "square.png")
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "plain.png")
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path, root):
+    with Store.open(tmp_path / "db") as opened:
+        opened.create_dataset("photos", root)
+        opened.add_images("photos")
+        yield opened
+
+
+def make_client(store, lite, **options) -> TestClient:
+    options.setdefault("embedder", ColorEmbedder())
+    return TestClient(create_app(store, "photos", lite, **options))
+
+
+@pytest.fixture
+def client(store, lite):
+    return make_client(store, lite, vocabulary=["floor", "square", "sky"])
+
+
+def square_id(client) -> int:
+    images = client.get("/api/images").json()["images"]
+    return next(i["id"] for i in images if i["path"] == "square.png")
+
+
+def click_square(client, image_id: int) -> list[dict]:
+    response = client.post(f"/api/images/{image_id}/predict", json={"points": [[90, 70, 1]]})
+    assert response.status_code == 200, response.text
+    return response.json()["candidates"]
+
+
+# --- images -----------------------------------------------------------------------------------
+def test_info_and_image_list(client, root):
+    info = client.get("/api/info").json()
+    assert info["dataset"] == "photos" and info["model"] == "lite" and info["images"] == 2
+    assert info["vocabulary"] == ["floor", "square", "sky"] and not info["token_required"]
+    page = client.get("/api/images").json()
+    assert page["total"] == 2 and [i["path"] for i in page["images"]] == ["plain.png", "square.png"]
+    first = page["images"][1]
+    assert (first["width"], first["height"], first["status"]) == (WIDTH, HEIGHT, "new")
+    assert first["counts"] == {"proposed": 0, "accepted": 0, "rejected": 0}
+    assert client.get("/api/images?offset=1&limit=1").json()["images"] == [first]
+    assert client.get(f"/api/images/{first['id']}").json() == first
+    served = client.get(f"/api/images/{first['id']}/file")
+    assert served.status_code == 200 and served.content == (root / "square.png").read_bytes()
+
+
+def test_unknown_ids_are_404_with_a_detail(client):
+    for path in ("/api/images/999", "/api/images/999/file", "/api/annotations/999"):
+        response = client.get(path)
+        assert response.status_code == 404 and "999" in response.json()["detail"]
+    assert client.post("/api/images/999/predict", json={"points": [[1, 1, 1]]}).status_code == 404
+
+
+def test_images_of_other_datasets_are_not_served(client, store, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(scene()).save(other / "secret.png")
+    store.create_dataset("other", other)
+    (secret,) = store.add_images("other")
+    assert client.get(f"/api/images/{secret.id}/file").status_code == 404
+
+
+def test_scan_adds_new_files(client, root):
+    Image.fromarray(scene()).save(root / "later.png")
+    found = client.post("/api/images/scan").json()
+    assert found["total"] == 3 and [i["path"] for i in found["images"]] == ["later.png"]
+    assert client.post("/api/images/scan").json()["images"] == []
+
+
+# --- prediction -------------------------------------------------------------------------------
+def test_click_and_box_give_masks_around_the_object(client):
+    image_id = square_id(client)
+    embedded = client.post(f"/api/images/{image_id}/embed").json()
+    assert embedded["image_id"] == image_id and embedded["seconds"] > 0
+    candidates = click_square(client, image_id)
+    assert len(candidates) == 3
+    scores = [c["score"] for c in candidates]
+    assert scores == sorted(scores, reverse=True)
+    masks = [rle_to_mask(c["rle"]) for c in candidates]
+    assert all(m.shape == (HEIGHT, WIDTH) for m in masks)
+    assert all(c["area"] == m.sum() for c, m in zip(candidates, masks))
+    assert max(iou(m, truth()) for m in masks) > 0.8
+    assert masks[0][70, 90]  # the best mask holds the clicked point
+
+    boxed = client.post(f"/api/images/{image_id}/predict", json={"box": [58, 38, 122, 102], "multimask": False})
+    (box_candidate,) = boxed.json()["candidates"]
+    assert iou(rle_to_mask(box_candidate["rle"]), truth()) > 0.7
+
+    refined = client.post(
+        f"/api/images/{image_id}/predict",
+        json={"points": [[90, 70, 1], [20, 20, 0]], "mask_input": candidates[0]["id"], "multimask": False},
+    )
+    assert refined.status_code == 200 and len(refined.json()["candidates"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({}, 422),  # no prompt
+        ({"points": [[500, 10, 1]]}, 422),  # outside the image
+        ({"points": [[10, 10, 2]]}, 422),  # bad label
+        ({"box": [50, 50, 10, 10]}, 422),  # inverted box
+        ({"points": [[10, 10, 1]], "mask_input": "c999999"}, 404),  # unknown candidate
+        ({"points": [[10, 10, 1]], "extra": 1}, 422),
+    ],
+)
+def test_bad_prompts_are_refused(client, body, status):
+    response = client.post(f"/api/images/{square_id(client)}/predict", json=body)
+    assert response.status_code == status and response.json()["detail"]
+
+
+# --- annotations ------------------------------------------------------------------------------
+def test_accept_name_delete_undo(client, store):
+    image_id = square_id(client)
+    best = click_square(client, image_id)[0]
+    created = client.post(f"/api/images/{image_id}/annotations", json={"candidate": best["id"]})
+    assert created.status_code == 201
+    annotation = created.json()
+    assert annotation["rle"] == best["rle"] and annotation["predicted_iou"] == pytest.approx(best["score"])
+    provenance = (annotation["source"], annotation["status"], annotation["author"], annotation["model_name"])
+    assert provenance == ("assisted", "accepted", "web", "lite")
+    aid = annotation["id"]
+
+    label = {"label": "square", "label_score": 0.9}
+    named = client.patch(f"/api/annotations/{aid}", json=label, headers={"X-Author": "alice"})
+    assert named.json()["label"] == "square" and named.json()["label_score"] == 0.9
+    stored = store.get_annotation(aid)
+    assert stored.label == "square" and stored.source is Source.ASSISTED
+    assert store.history(annotation_id=aid)[-1].author == "alice"
+    assert client.get(f"/api/images/{image_id}").json()["counts"]["accepted"] == 1
+
+    assert client.delete(f"/api/annotations/{aid}").status_code == 200
+    assert client.get(f"/api/images/{image_id}/annotations").json() == []
+    assert client.patch(f"/api/annotations/{aid}", json={"label": "x"}).status_code == 422  # deleted
+
+    undone = client.post(f"/api/images/{image_id}/undo").json()  # the delete
+    assert undone["edit"]["action"] == "restore" and undone["annotation"]["label"] == "square"
+    undone = client.post(f"/api/images/{image_id}/undo").json()  # the naming
+    assert undone["annotation"]["label"] is None
+    client.post(f"/api/images/{image_id}/undo")  # the create
+    assert client.get(f"/api/images/{image_id}/annotations").json() == []
+    assert client.post(f"/api/images/{image_id}/undo").json() == {"edit": None, "annotation": None}
+
+
+def test_edit_a_stored_mask_by_more_clicks(client):
+    image_id = square_id(client)
+    best = click_square(client, image_id)[0]
+    aid = client.post(f"/api/images/{image_id}/annotations", json={"candidate": best["id"]}).json()["id"]
+    edited = client.post(
+        f"/api/images/{image_id}/predict", json={"points": [[110, 90, 1]], "annotation": aid, "multimask": False}
+    )
+    (candidate,) = edited.json()["candidates"]
+    assert rle_to_mask(candidate["rle"])[90, 110]
+    updated = client.patch(f"/api/annotations/{aid}", json={"candidate": candidate["id"]}).json()
+    assert updated["rle"] == candidate["rle"] and updated["label"] is None
+
+
+def test_manual_masks_and_mask_validation(client):
+    image_id = square_id(client)
+    rle = client.post(f"/api/images/{image_id}/predict", json={"points": [[90, 70, 1]]}).json()["candidates"][0]["rle"]
+    manual = client.post(f"/api/images/{image_id}/annotations", json={"rle": rle, "label": "square"}).json()
+    assert manual["source"] == "manual" and manual["model_name"] is None and manual["label"] == "square"
+    wrong_size = {"size": [10, 10], "counts": "0R20"}
+    assert client.post(f"/api/images/{image_id}/annotations", json={"rle": wrong_size}).status_code == 422
+    assert client.post(f"/api/images/{image_id}/annotations", json={}).status_code == 422
+
+
+# --- names ------------------------------------------------------------------------------------
+def test_name_suggestions_from_the_vocabulary(client):
+    image_id = square_id(client)
+    candidates = click_square(client, image_id)
+    best = max(candidates, key=lambda c: iou(rle_to_mask(c["rle"]), truth()))
+    by_candidate = client.get(f"/api/names?image={image_id}&mask={best['id']}&k=2").json()
+    assert by_candidate["best"] == "square"
+    assert [s["name"] for s in by_candidate["suggestions"]] == ["square", "floor"]
+    assert by_candidate["suggestions"][0]["score"] > 0.9
+
+    aid = client.post(f"/api/images/{image_id}/annotations", json={"candidate": best["id"]}).json()["id"]
+    by_annotation = client.get(f"/api/names?image={image_id}&mask={aid}").json()
+    assert by_annotation["best"] == "square" and len(by_annotation["suggestions"]) == 3
+
+    assert client.put("/api/vocabulary", json={"names": [" sky ", "floor", "sky", ""]}).json() == {"names": ["sky", "floor"]}
+    assert client.get("/api/vocabulary").json()["names"] == ["sky", "floor"]
+    renamed = client.get(f"/api/names?image={image_id}&mask={aid}").json()
+    assert [s["name"] for s in renamed["suggestions"]] == ["floor", "sky"]
+
+    client.put("/api/vocabulary", json={"names": []})
+    assert client.get(f"/api/names?image={image_id}&mask={aid}").status_code == 422
+    assert client.get(f"/api/names?image={image_id}&mask=c999999").status_code == 404
+
+
+# --- files ------------------------------------------------------------------------------------
+def forge_path(store: Store, image_id: int, path: str) -> None:
+    """Write a path into the database directly, as a tampered or foreign database could hold it."""
+    engine = sa.create_engine(store.url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE images SET path = :path WHERE id = :id"), {"path": path, "id": image_id})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_paths_outside_the_root_are_refused(client, store, root, tmp_path, kind):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(scene()))
+    image_id = square_id(client)
+    if kind == "dotdot":
+        forge_path(store, image_id, "../outside.png")
+    elif kind == "absolute":
+        forge_path(store, image_id, str(outside))
+    else:
+        (root / "square.png").unlink()
+        (root / "square.png").symlink_to(outside)
+    for response in (
+        client.get(f"/api/images/{image_id}/file"),
+        client.post(f"/api/images/{image_id}/embed"),
+        client.post(f"/api/images/{image_id}/predict", json={"points": [[5, 5, 1]]}),
+    ):
+        assert response.status_code == 403, response.text
+        assert "outside" in response.json()["detail"] or "not a path inside" in response.json()["detail"]
+
+
+def test_uploads_stay_inside_the_root(client, root):
+    for name in ("../../evil.png", "/tmp/evil.png", "..\\..\\evil.png"):
+        response = client.post("/api/images", files={"file": (name, png_bytes(scene()[::-1].copy()), "image/png")})
+        assert response.status_code == 201, response.text
+        assert response.json()["path"] == "uploads/evil.png"
+    assert (root / "uploads" / "evil.png").is_file()
+    assert not (root.parent / "evil.png").exists()
+    other = client.post("/api/images", files={"file": ("evil.png", png_bytes(scene()), "image/png")}).json()
+    assert other["path"] == "uploads/evil-1.png" and (other["width"], other["height"]) == (WIDTH, HEIGHT)
+    assert client.get("/api/images").json()["total"] == 4
+
+
+def test_bad_uploads_are_refused(store, lite, root):
+    client = make_client(store, lite, max_upload_bytes=20_000)
+    gif = io.BytesIO()
+    Image.fromarray(scene()).save(gif, format="GIF")
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    cases = [
+        (b"not an image at all", 422),
+        (png_bytes(scene())[:200], 422),  # truncated
+        (gif.getvalue(), 422),  # a type we do not take
+        (png_bytes(noise), 413),  # over the limit
+    ]
+    for data, status in cases:
+        response = client.post("/api/images", files={"file": ("x.png", data, "image/png")})
+        assert response.status_code == status, (status, response.text)
+    huge = client.post("/api/images", files={"file": ("x.png", b"\0" * 200_000, "image/png")})
+    assert huge.status_code == 413  # refused by the body limit before parsing
+    assert client.get("/api/images").json()["total"] == 2
+    assert not (root / "uploads").exists() or not any((root / "uploads").iterdir())
+
+
+# --- token and OpenAPI ------------------------------------------------------------------------
+def test_token_is_required_when_set(store, lite):
+    client = make_client(store, lite, token="s3cret")
+    assert client.get("/api/info").status_code == 401
+    assert client.get("/api/images/1/file").status_code == 401
+    assert client.get("/api/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/info", headers={"Authorization": "Bearer s3cret"}).json()["token_required"]
+    assert client.get("/api/info?token=s3cret").status_code == 200
+    assert client.post("/api/images/1/embed?token=nope").status_code == 401
+    assert client.get("/").status_code == 200  # the page itself asks for the token
+    schema = client.get("/openapi.json").json()
+    assert "bearer" in schema["components"]["securitySchemes"]
+    assert schema["paths"]["/api/info"]["get"]["security"]
+
+
+EXPECTED_ENDPOINTS = {
+    ("get", "/api/info"),
+    ("get", "/api/images"),
+    ("post", "/api/images"),
+    ("post", "/api/images/scan"),
+    ("get", "/api/images/{image_id}"),
+    ("get", "/api/images/{image_id}/file"),
+    ("put", "/api/images/{image_id}/status"),
+    ("post", "/api/images/{image_id}/embed"),
+    ("post", "/api/images/{image_id}/predict"),
+    ("get", "/api/images/{image_id}/annotations"),
+    ("post", "/api/images/{image_id}/annotations"),
+    ("post", "/api/images/{image_id}/undo"),
+    ("post", "/api/images/{image_id}/propose"),
+    ("get", "/api/annotations/{annotation_id}"),
+    ("patch", "/api/annotations/{annotation_id}"),
+    ("delete", "/api/annotations/{annotation_id}"),
+    ("get", "/api/names"),
+    ("get", "/api/vocabulary"),
+    ("put", "/api/vocabulary"),
+}
+
+
+def test_openapi_lists_the_endpoints(client):
+    schema = client.get("/openapi.json").json()
+    listed = {(method, path) for path, operations in schema["paths"].items() for method in operations}
+    assert listed == EXPECTED_ENDPOINTS
+    predict = schema["paths"]["/api/images/{image_id}/predict"]["post"]
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictIn")
+    assert "CandidateOut" in schema["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+# --- semi-automatic ---------------------------------------------------------------------------
+def test_propose_then_accept_and_reject(client, store):
+    image_id = square_id(client)
+    response = client.post(f"/api/images/{image_id}/propose", json={"min_score": 0.0, "name": False})
+    assert response.status_code == 200, response.text
+    proposed = response.json()["proposals"]
+    assert proposed and all(p["status"] == "proposed" and p["source"] == "auto" for p in proposed)
+    again = client.post(f"/api/images/{image_id}/propose", json={"min_score": 0.0}).json()["proposals"]
+    assert [p["id"] for p in again] == [p["id"] for p in proposed]  # pending ones are not made twice
+
+    first = proposed[0]["id"]
+    assert client.patch(f"/api/annotations/{first}", json={"status": "accepted"}).json()["status"] == "accepted"
+    if len(proposed) > 1:
+        client.patch(f"/api/annotations/{proposed[1]['id']}", json={"status": "rejected"})
+    counts = client.get(f"/api/images/{image_id}").json()["counts"]
+    assert counts["accepted"] == 1 and counts["proposed"] == max(len(proposed) - 2, 0)
+    assert store.get_annotation(first).status is Status.ACCEPTED
+    reviewed = client.put(f"/api/images/{image_id}/status", json={"status": "reviewed"}).json()
+    assert reviewed["status"] == "reviewed"
+
+
+# --- command line -----------------------------------------------------------------------------
+def test_serve_refuses_a_public_host_without_token(root, tmp_path):
+    import typer
+
+    app = typer.Typer()
+    app.command()(serve)
+    result = CliRunner().invoke(app, [str(root), "--host", "0.0.0.0", "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2 and "--token" in result.output
+    assert not (tmp_path / "db").exists()  # nothing opened
+    assert is_local("127.0.0.1") and is_local("localhost") and is_local("::1") and is_local("127.0.0.2")
+    assert not is_local("0.0.0.0") and not is_local("192.168.1.5") and not is_local("example.org")
+
+
+def test_open_dataset_creates_once(root, tmp_path):
+    with Store.open(tmp_path / "fresh") as store:
+        name = open_dataset(store, root)
+        assert name == "photos" and len(store.images(name)) == 2
+        assert open_dataset(store, root) == "photos" and len(store.datasets()) == 1
+        other = tmp_path / "more" / "photos"
+        other.mkdir(parents=True)
+        assert open_dataset(store, other) == "photos-2"
