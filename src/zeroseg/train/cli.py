@@ -72,5 +72,61 @@ def lite_prompt(
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 
-if __name__ == "__main__":  # python -m zeroseg.train.cli lite-prompt ...
+@app.command("lite-text")
+def lite_text(
+    out: Annotated[Path, typer.Option(help="Folder for the checkpoints, the feature cache and the exported weights.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (of each head).")] = 600,
+    seed: Annotated[int, typer.Option(help="Seed of the head initialisation and of every step's sampling.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoints in OUT.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where backbone features are cached (default OUT/cache).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N images of each source.")] = None,
+    images_per_step: Annotated[int, typer.Option(min=1, help="Images per step.")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = 2e-3,
+    background: Annotated[bool, typer.Option(help="Learn a background embedding (ZSI).")] = True,
+    background_mode: Annotated[
+        str,
+        typer.Option(help="'after': fit the background on the trained head; 'joint': a class of the pixel loss."),
+    ] = "after",
+    reconstruction: Annotated[bool, typer.Option(help="Add ZSI's semantic-visual reconstruction loss.")] = False,
+    naming_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the COCO mask naming loss.")] = 0.5,
+    calibrate: Annotated[
+        bool, typer.Option(help="Fit calibrated stacking on pseudo-unseen classes (trains a second head).")
+    ] = True,
+    evaluate: Annotated[bool, typer.Option(help="Measure MSRC-21 val and COCO128 naming into the sidecar.")] = True,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for torch (1 is fastest on a busy machine).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the lite model's zero-shot dense head on the seen classes of ../shared/data (MSRC-21, CamVid,
+    COCO128 train) and export OUT/lite_text.safetensors with its JSON sidecar (ship it as
+    zeroseg/weights/lite_text.*)."""
+    import torch
+
+    from zeroseg.models.lite.text_head import TextHeadConfig
+    from zeroseg.train.zero_shot import TrainConfig, train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    defaults = TrainConfig()
+    cfg = dataclasses.replace(
+        defaults,
+        steps=steps,
+        seed=seed,
+        limit=limit,
+        images_per_step=images_per_step,
+        lr=lr,
+        naming_weight=naming_weight,
+        background_mode=background_mode,
+        calibrate=calibrate,
+        checkpoint_every=min(defaults.checkpoint_every, steps),
+    )
+    head_config = dataclasses.replace(TextHeadConfig(), background=background, reconstruction=reconstruction)
+    weights = train(out, cfg, head_config, resume=resume, cache_dir=cache_dir, progress=progress, evaluate=evaluate)
+    typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
+
+
+if __name__ == "__main__":  # python -m zeroseg.train.cli lite-prompt|lite-text ...
     app(prog_name="zeroseg train")

@@ -1,0 +1,173 @@
+"""The embedded default dense embedder: frozen EfficientNet-Lite0 + the zero-shot text head.
+
+Images are resized and padded exactly as for the lite promptable model (longest side ``img_size``,
+normalised, zero-padded to a square), so one backbone instance serves both models. The head weights ship
+as ``zeroseg/weights/lite_text.safetensors`` next to a JSON sidecar with the head config, the names seen
+in training, the calibration (calibrated stacking) and the training metadata and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
+from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite0
+from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs, input_channels
+from zeroseg.models.text import TextEncoder, get_text_encoder
+from zeroseg.models.vl.base import DenseEmbedding
+from zeroseg.segment.transforms import ResizeLongestSide
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_text.safetensors"
+SIDECAR_FORMAT = "zeroseg-lite-text"
+
+
+@dataclass
+class BackboneFeatures:
+    """The frozen backbone's multi-scale features of one padded image and the sizes needed to crop them."""
+
+    features: list[torch.Tensor]  # per scale [1, C, h, w], finest first
+    image_size: tuple[int, int]  # original (H, W)
+    input_size: tuple[int, int]  # resized (h, w) inside the padded square
+
+
+def preprocess(image: np.ndarray, img_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """RGB uint8 HxWx3 -> normalised [1, 3, img_size, img_size] tensor (image top-left) and its resized size."""
+    resized = ResizeLongestSide(img_size).apply_image(image)
+    x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
+    x = (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
+    h, w = resized.shape[:2]
+    return F.pad(x, (0, img_size - w, 0, img_size - h))[None], (h, w)
+
+
+class LiteEmbedder:
+    """image -> per-pixel unit MiniLM embeddings on a stride-``out_stride`` grid (DenseEmbedder protocol)."""
+
+    name = "lite"
+
+    def __init__(
+        self,
+        head: TextHead,
+        backbone: EfficientNetLite,
+        text_encoder: TextEncoder,
+        seen: tuple[str, ...] = (),
+        calibration: float = 0.0,
+        mask_calibration: float = 0.0,
+    ) -> None:
+        self.head = head.eval()
+        self.backbone = backbone.eval()
+        self.text_encoder = text_encoder
+        self.seen = seen  # the names whose classes were trained (for calibrated stacking)
+        # Calibrated stacking: gamma in cosine units (as the Namer applies it), subtracted from seen names,
+        # fitted for labelling pixels and for naming masks (mask-pooled embeddings) respectively.
+        self.calibration = calibration
+        self.mask_calibration = mask_calibration
+
+    @property
+    def temperature(self) -> float:
+        return self.head.temperature
+
+    def background(self) -> torch.Tensor | None:
+        bg = self.head.background()
+        return None if bg is None else bg.detach()
+
+    @torch.inference_mode()
+    def backbone_features(self, image: np.ndarray) -> BackboneFeatures:
+        x, input_size = preprocess(image, self.head.config.img_size)
+        return BackboneFeatures(self.backbone(x), (int(image.shape[0]), int(image.shape[1])), input_size)
+
+    @torch.inference_mode()
+    def embed_features(self, bf: BackboneFeatures) -> DenseEmbedding:
+        """The head on precomputed backbone features (e.g. shared with the promptable model, or cached)."""
+        embeddings = self.head(head_inputs(self.backbone, bf.features, self.head.config))[0]
+        stride = self.head.config.out_stride
+        h, w = (math.ceil(s / stride) for s in bf.input_size)
+        return DenseEmbedding(features=embeddings[:, :h, :w].contiguous(), image_size=bf.image_size)
+
+    def embed(self, image: np.ndarray) -> DenseEmbedding:
+        """`image` is RGB uint8 HxWx3 (see zeroseg.io.load_image); features cover the whole image."""
+        return self.embed_features(self.backbone_features(image))
+
+
+# --- weights ---------------------------------------------------------------------------------------------
+def sidecar_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def save_text_head(head: TextHead, path: str | Path, sidecar: dict[str, Any]) -> None:
+    """Write the head weights (safetensors) and the JSON sidecar (config + ``sidecar`` fields), atomically."""
+    from zeroseg.io import atomic_path
+
+    path = Path(path)
+    state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": SIDECAR_FORMAT})
+    body = {"format": SIDECAR_FORMAT, "config": asdict(head.config), **sidecar}
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+
+
+def read_sidecar(weights: str | Path) -> dict[str, Any]:
+    path = sidecar_path(weights)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"lite text head config {path} not found (it must sit next to {Path(weights).name})")
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read lite text head config {path}: {e}") from e
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT or "config" not in sidecar:
+        raise ConfigError(f"{path} is not a lite text head config (format {SIDECAR_FORMAT!r} with a 'config')")
+    return sidecar
+
+
+def build_text_head(config: TextHeadConfig, backbone: EfficientNetLite) -> TextHead:
+    """A freshly initialised head fitting ``backbone``."""
+    channels, strides = input_channels(backbone, config)
+    return TextHead(channels, strides, config)
+
+
+def load_text_head(path: str | Path, backbone: EfficientNetLite) -> tuple[TextHead, dict[str, Any]]:
+    """The head in ``path`` (architecture from its sidecar, weights loaded strictly) and the sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"lite text head weights {path} not found; train them with `zeroseg train lite-text --out DIR` "
+            f"and pass DIR/lite_text.safetensors"
+        )
+    sidecar = read_sidecar(path)
+    head = build_text_head(TextHeadConfig.from_dict(sidecar["config"]), backbone)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointMismatchError(f"cannot read lite text head weights {path}: {e}") from None
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointMismatchError(f"lite text head weights {path} do not fit its config: {e}") from None
+    return head.eval(), sidecar
+
+
+def load_lite_embedder(
+    checkpoint: str | Path | None = None, backbone: EfficientNetLite | None = None
+) -> LiteEmbedder:
+    """The lite dense embedder: head weights from ``checkpoint`` (default: the shipped ones); pass the lite
+    promptable model's ``image_encoder.backbone`` as ``backbone`` to share one backbone instance."""
+    backbone = backbone if backbone is not None else load_imagenet_lite0()
+    head, sidecar = load_text_head(checkpoint if checkpoint is not None else DEFAULT_WEIGHTS, backbone)
+    return LiteEmbedder(
+        head,
+        backbone,
+        get_text_encoder(head.config.text_encoder),
+        seen=tuple(sidecar.get("seen", ())),
+        calibration=float(sidecar.get("calibration", 0.0)),
+        mask_calibration=float(sidecar.get("mask_calibration", 0.0)),
+    )
