@@ -213,6 +213,8 @@ def evaluate_naming(
     """
     names = clean_names(dataset.classes)
     unseen = set(evaluated_unseen(names, unseen))
+    if calibration is None:  # masks have their own gamma when the embedder fitted one
+        calibration = getattr(model, "mask_calibration", None)
     namer, gamma = build_namer(model, names, unseen, calibration, background=False)
     counts = {name: {"correct": 0, "total": 0, "seen": name not in unseen} for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):

@@ -39,6 +39,7 @@ class Namer:
       embedder: gives per-pixel unit embeddings and the text encoder of the same space.
       vocabulary: names, as a list or "sky, grass, cow" (cleaned with `clean_names`).
       seen: the names seen in training, whose cosine is lowered by `calibration` (calibrated stacking).
+      mask_calibration: the same for naming masks (mask-pooled embeddings); default `calibration`.
       background: add the embedder's learned background embedding, if it has one, as a "none" class.
       background_threshold: a pixel or mask whose best softmax score is below this stays unnamed.
       temperature: logit = cosine / temperature; default the embedder's `temperature`, else 0.01.
@@ -51,6 +52,7 @@ class Namer:
         vocabulary: Sequence[str] | str,
         seen: Sequence[str] = (),
         calibration: float = 0.0,
+        mask_calibration: float | None = None,
         background: bool = True,
         background_threshold: float | None = None,
         temperature: float | None = None,
@@ -62,6 +64,7 @@ class Namer:
             raise PromptValueError("a vocabulary needs at least one name")
         self.seen = set(clean_names(seen))
         self.calibration = float(calibration)
+        self.mask_calibration = self.calibration if mask_calibration is None else float(mask_calibration)
         self.background_threshold = background_threshold
         if temperature is None:
             temperature = getattr(embedder, "temperature", None) or DEFAULT_TEMPERATURE
@@ -71,6 +74,7 @@ class Namer:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], DenseEmbedding] = OrderedDict()
         self._classes = self.classes(self.vocabulary)
+        self._mask_classes = self.classes(self.vocabulary, self.mask_calibration)
 
     # --- embeddings -----------------------------------------------------------------------------
     def embed(self, image: Any) -> DenseEmbedding:
@@ -89,11 +93,12 @@ class Namer:
                 self._cache.popitem(last=False)
         return embedding
 
-    def classes(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def classes(self, names: Sequence[str], calibration: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit embeddings of `names` (+ the background, last, if any) [K(+1), D] and the cosine offset
-        of each: -calibration for seen names, 0 otherwise."""
+        of each: -calibration (default: the pixel calibration) for seen names, 0 otherwise."""
+        gamma = self.calibration if calibration is None else calibration
         text = self.embedder.text_encoder.encode(list(names)).float().cpu()
-        offsets = torch.tensor([-self.calibration if n in self.seen else 0.0 for n in names])
+        offsets = torch.tensor([-gamma if n in self.seen else 0.0 for n in names])
         if self.background is not None:
             text = torch.cat([text, self.background[None]])
             offsets = torch.cat([offsets, offsets.new_zeros(1)])
@@ -141,7 +146,7 @@ class Namer:
         names: list[tuple[str | None, float]] = []
         for start in range(0, len(masks), MASK_BATCH):
             pooled, present = _pool(embedding.features, masks[start : start + MASK_BATCH])
-            labels, scores = self._decide(self.logits(pooled.T, self._classes))
+            labels, scores = self._decide(self.logits(pooled.T, self._mask_classes))
             for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist()):
                 if not ok:
                     names.append((None, 0.0))
@@ -211,4 +216,5 @@ def load_namer(
     trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
     options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
     options.setdefault("calibration", float(getattr(embedder, "calibration", 0.0) or 0.0))
+    options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
     return Namer(embedder, vocabulary, **options)
