@@ -331,11 +331,11 @@ def _vocabulary(names: str | None) -> list[str]:
     return vocabulary
 
 
-def _namer(vocabulary: list[str], embedder: str):
+def _namer(vocabulary: list[str], embedder: str, **options: Any):
     """A Namer over the vocabulary with the named dense embedder (the lite head by default)."""
     from zeroseg.segment.naming import load_namer
 
-    return load_namer(vocabulary, embedder)
+    return load_namer(vocabulary, embedder, **options)
 
 
 def _model_info(model: str, checkpoint: Path | None, config: Path | None) -> dict[str, Any]:
@@ -465,6 +465,10 @@ def label_pixels(
         typer.Option(min=0.0, max=1.0, help="Leave pixels whose best name scores below this unlabelled.",
                      show_default=False),
     ] = None,
+    none: Annotated[
+        bool,
+        typer.Option("--none/--no-none", help="Let the embedder's learned background leave pixels unlabelled."),
+    ] = False,
     embedder: EmbedderOpt = "lite",
 ) -> None:
     """Label every pixel with one of the names (zero-shot semantic segmentation).
@@ -482,8 +486,7 @@ def label_pixels(
     rgb = load_image(image)
     vocabulary = _vocabulary(names)
     ensure_dir(out)
-    namer = _namer(vocabulary, embedder)
-    namer.background_threshold = threshold
+    namer = _namer(vocabulary, embedder, background=none, background_threshold=threshold)
     labels = namer.label_pixels(rgb)
     ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
     save_png(out / "labels.png", ids)

@@ -39,7 +39,8 @@ def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Pa
     predictor = Predictor(model)
     generator = MaskGenerator(predictor, points_per_side=16, pred_iou_thresh=0.6,
                               stability_score_thresh=0.2, min_mask_region_area=64, progress=True)
-    namer = load_namer(VOCABULARY)
+    namer = load_namer(VOCABULARY)  # segments may be "none of these" (learned background)
+    pixel_namer = load_namer(VOCABULARY, namer.embedder, background=False)  # every pixel gets a name
     ensure_dir(out)
     written = []
     for name, image in sample_photos().items():
@@ -71,7 +72,7 @@ def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Pa
                                labels=[r["label"] or "" for r in records]))
         written.append(path)
         path = out / f"{name}_labels.png"
-        save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))
+        save_png(path, label_map_overlay(image, pixel_namer.label_pixels(image), namer.vocabulary))
         written.append(path)
         phrase = TEXT_PROMPTS[name]
         found = text_to_masks(image, phrase, predictor, namer, max_instances=1)
