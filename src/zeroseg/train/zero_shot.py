@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from zeroseg.data import ZERO_SHOT_SPLITS, data_root
 from zeroseg.errors import CheckpointMismatchError, ConfigError
+from zeroseg.eval.zero_shot import class_ious, confusion_matrix, harmonic_mean
 from zeroseg.io import atomic_path
 from zeroseg.models.lite.backbone import EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs
@@ -521,16 +522,6 @@ def class_logits(
     return F.interpolate(logits[None], size=embedding.image_size, mode="bilinear", align_corners=False)[0]
 
 
-def _iou(confusion: np.ndarray) -> np.ndarray:
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-
-
-def harmonic_mean(a: float, b: float) -> float:
-    return 2 * a * b / (a + b) if a + b > 0 else 0.0
-
-
 def segmentation_metrics(
     embeddings: Sequence[DenseEmbedding],
     labels: Sequence[np.ndarray],
@@ -558,13 +549,12 @@ def segmentation_metrics(
         valid = (label >= 0) & (label < k)
         gt = label[valid]
         pred = logits.argmax(0).numpy()[valid]
-        general += np.bincount(gt * k + pred, minlength=k * k).reshape(k, k)
+        general += confusion_matrix(gt, pred, k)
         on_unseen = is_unseen[gt]
         if len(unseen_index) and on_unseen.any():
             zs_pred = logits[torch.from_numpy(unseen_index)].argmax(0).numpy()[valid][on_unseen]
-            u = len(unseen_index)
-            zero_shot += np.bincount(remap[gt[on_unseen]] * u + zs_pred, minlength=u * u).reshape(u, u)
-    iou = _iou(general) * 100
+            zero_shot += confusion_matrix(remap[gt[on_unseen]], zs_pred, len(unseen_index))
+    iou = class_ious(general) * 100
     seen_miou = float(np.nanmean(iou[~is_unseen])) if (~is_unseen).any() else 0.0
     unseen_miou = float(np.nanmean(iou[is_unseen])) if is_unseen.any() else 0.0
     return {
@@ -572,7 +562,7 @@ def segmentation_metrics(
         "unseen_miou": unseen_miou,
         "hm": harmonic_mean(seen_miou, unseen_miou),
         "miou": float(np.nanmean(iou)),
-        "zero_shot_miou": float(np.nanmean(_iou(zero_shot))) * 100 if len(unseen_index) else 0.0,
+        "zero_shot_miou": float(np.nanmean(class_ious(zero_shot))) * 100 if len(unseen_index) else 0.0,
         "per_class_iou": {n: None if np.isnan(v) else round(float(v), 2) for n, v in zip(names, iou)},
     }
 
