@@ -166,7 +166,7 @@ def segment(
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
-    from zeroseg.models.text import clean_names
+    from zeroseg.vocabulary import clean_names
 
     phrases = clean_names(text) if text else []
     if text and not phrases:
@@ -321,7 +321,7 @@ def _floats(parts: list[str], option: str, text: str) -> list[float]:
 
 def _vocabulary(names: str | None) -> list[str]:
     """``--names "sky, grass, cow"`` -> cleaned names; an option given but empty is an error."""
-    from zeroseg.models.text import clean_names
+    from zeroseg.vocabulary import clean_names
 
     if names is None:
         return []
@@ -577,8 +577,10 @@ def models_verify(
 from zeroseg.eval.cli import app as eval_app  # noqa: E402
 from zeroseg.train.cli import app as train_app  # noqa: E402
 
+from zeroseg.engine.cli import app as engine_app  # noqa: E402
 from zeroseg.server.cli import serve  # noqa: E402
 
+app.add_typer(engine_app, name="engine")
 app.add_typer(eval_app, name="eval")
 app.command("serve")(serve)
 app.add_typer(train_app, name="train")

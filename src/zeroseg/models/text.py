@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import WeightsNotFoundError
+from zeroseg.vocabulary import clean_names  # noqa: F401  (re-exported: part of this module's API)
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -37,17 +38,6 @@ class TextEncoder(Protocol):
     def encode(self, names: Sequence[str]) -> torch.Tensor:
         """[len(names), dim] float32 unit vectors, one per name (templates averaged)."""
         ...
-
-
-def clean_names(names: Sequence[str] | str) -> list[str]:
-    """Accept "sky, grass, cow" or a list; strip blanks; keep order and drop duplicates."""
-    items = names.split(",") if isinstance(names, str) else list(names)
-    seen: dict[str, None] = {}
-    for item in items:
-        item = " ".join(str(item).replace("_", " ").split())
-        if item:
-            seen.setdefault(item, None)
-    return list(seen)
 
 
 class CachedTemplateEncoder:

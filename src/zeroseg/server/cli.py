@@ -56,7 +56,7 @@ def serve(
     import uvicorn
 
     from zeroseg.engine import Store
-    from zeroseg.models.text import clean_names
+    from zeroseg.vocabulary import clean_names
     from zeroseg.server.app import create_app
 
     if not is_local(host) and not token:

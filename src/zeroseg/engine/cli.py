@@ -1,0 +1,334 @@
+"""``zeroseg engine ...``: the data engine's stages as commands (mounted by the main CLI).
+
+Every command takes ``--db`` (a database URL or a folder holding ``zeroseg.db``; default
+``$ZEROSEG_DB``, else ``zeroseg.db`` in ``$ZEROSEG_HOME``). Errors are ZerosegErrors, which the main
+CLI prints as one line with their exit code.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zeroseg.engine.schema import ImageStatus, Source, Status
+from zeroseg.engine.stages import AutoConfig
+
+_AUTO = AutoConfig()  # the defaults of `auto`
+
+app = typer.Typer(
+    name="engine",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", metavar="URL|FOLDER", show_default=False,
+        help="Database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a folder holding "
+        "zeroseg.db. Default: $ZEROSEG_DB, else zeroseg.db in $ZEROSEG_HOME.",
+    ),
+]  # fmt: skip
+DatasetArg = Annotated[str, typer.Argument(metavar="DATASET", help="Dataset name.", show_default=False)]
+ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+class ExportFormat(StrEnum):
+    coco = "coco"
+    coco_polygons = "coco-polygons"
+    yolo = "yolo"
+    png = "png"
+
+
+@app.callback()
+def _group() -> None:
+    """The data engine: a store of datasets, images and masks, and the stages that fill it.
+
+    \b
+    Examples:
+      zeroseg engine add photos/ --dataset street
+      zeroseg engine auto street --names "car, person, tree, road, sky"
+      zeroseg engine auto street --engine ray --workers 4
+      zeroseg engine train street --steps 300
+      zeroseg engine export street street.json --format coco
+    """
+
+
+def _store(db: str | None):
+    from zeroseg.engine.store import Store
+
+    return Store.open(db)
+
+
+# --- add ----------------------------------------------------------------------------------
+@app.command()
+def add(
+    images: Annotated[
+        list[Path], typer.Argument(metavar="IMAGES...", help="Image files and folders (scanned recursively).")
+    ],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (created if new).", show_default=False)],
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Root folder of a new dataset (default: the folder holding the images).", show_default=False),
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Add images to a dataset (creating it). Adding an image again changes nothing.
+
+    \b
+    Examples:
+      zeroseg engine add photos/ --dataset street
+      zeroseg engine add a.jpg b.jpg --dataset street --db ./street-db
+    """
+    from zeroseg.engine.stages import add_images
+
+    with _store(db) as store:
+        records = add_images(store, dataset, images, root=root)
+        total = len(store.images(dataset))
+        new = sum(r.status is ImageStatus.NEW for r in records)
+    typer.echo(f"{dataset}: {len(records)} image(s) given, {new} not yet annotated; {total} in the dataset")
+
+
+# --- auto ---------------------------------------------------------------------------------
+@app.command()
+def auto(
+    dataset: DatasetArg,
+    engine: Annotated[Engine, typer.Option(help="Run in this process, or as a Ray Data job.")] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a local Ray.",
+                     show_default=False),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray: model actors (one CPU each).")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1, help="Ray: images per actor call.")] = 1,
+    threads_per_worker: Annotated[int, typer.Option(min=1, help="Ray: torch threads of each actor.")] = 1,
+    names: Annotated[
+        str | None,
+        typer.Option("--names", "-n", metavar="NAMES", show_default=False,
+                     help='Vocabulary that names the masks, comma-separated: "car, person, sky".'),
+    ] = None,
+    embedder: Annotated[
+        str, typer.Option(help="Dense embedder for naming: lite, maskclip, groupvit.")
+    ] = _AUTO.embedder,
+    background_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="A mask whose best name scores below this stays unnamed.",
+                     show_default=False),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Annotate at most N images.", show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered segmentation model.")] = _AUTO.model,
+    points_per_side: Annotated[int, typer.Option(min=1, help="Grid of N x N point prompts.")] = _AUTO.points_per_side,
+    pred_iou_thresh: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.")
+    ] = _AUTO.pred_iou_thresh,
+    stability_score_thresh: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.")
+    ] = _AUTO.stability_score_thresh,
+    min_area: Annotated[
+        int, typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then smaller masks.")
+    ] = _AUTO.min_area,
+    max_masks: Annotated[int, typer.Option(min=0, help="Keep at most N masks per image (0: no limit).")] = (
+        _AUTO.max_masks or 0
+    ),
+    propose: Annotated[
+        bool, typer.Option("--propose", help="Store the masks as proposals to review instead of accepted.")
+    ] = False,
+    progress: ProgressOpt = True,
+    db: DbOpt = None,
+) -> None:
+    """Annotate every image of DATASET not done yet: segment everything, filter, name.
+
+    Each image's masks and its "done" status are committed together, so an interrupted run continues
+    where it stopped when started again; images already done (or reviewed) are skipped. Masks are
+    stored as accepted (fully automatic) unless --propose. The default filters suit the embedded lite
+    model; for SAM models use --pred-iou-thresh 0.88 --stability-score-thresh 0.95. Exits with 1
+    if some images could not be read (they stay to do).
+
+    \b
+    Examples:
+      zeroseg engine auto street
+      zeroseg engine auto street --names "car, person, tree, road, sky" --limit 100
+      zeroseg engine auto street --engine ray --workers 2
+      zeroseg engine auto street --engine ray --address auto --workers 16
+    """
+    from zeroseg.engine.db import resolve_url
+    from zeroseg.vocabulary import clean_names
+
+    vocabulary = tuple(clean_names(names)) if names is not None else ()
+    if names is not None and not vocabulary:
+        raise typer.BadParameter('needs at least one name, e.g. --names "car, person, sky"', param_hint="--names")
+    config = AutoConfig(
+        model=model,
+        points_per_side=points_per_side,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        min_area=min_area,
+        max_masks=max_masks or None,
+        names=vocabulary,
+        background_threshold=background_threshold,
+        embedder=embedder,
+        status=Status.PROPOSED if propose else Status.ACCEPTED,
+    )
+    if engine is Engine.ray:
+        from zeroseg.engine.ray_runner import auto_ray
+
+        summary = auto_ray(
+            resolve_url(db), dataset, config, address=address, num_workers=workers, batch_size=batch_size,
+            threads_per_worker=threads_per_worker, progress=progress, limit=limit,
+        )  # fmt: skip
+    else:
+        from zeroseg.engine.stages import auto as run_auto
+        from zeroseg.engine.stages import reuse_freed_memory
+
+        reuse_freed_memory()  # this process only annotates now: about twice as fast (see its docstring)
+        with _store(db) as store:
+            summary = run_auto(store, dataset, config, progress=progress, limit=limit)
+    typer.echo(str(summary))
+    for path, error in summary.failed:
+        typer.echo(f"failed: {path}: {error}", err=True)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+# --- train --------------------------------------------------------------------------------
+@app.command()
+def train(
+    dataset: DatasetArg,
+    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of every step's sampling.")] = 0,
+    base: Annotated[str, typer.Option(help="Head to start from: lite, an earlier version, or a weight file.")] = "lite",
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = 3e-4,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Working folder (checkpoint, feature cache); default under $ZEROSEG_HOME/engine/train.",
+                     show_default=False),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for torch.", show_default=False)
+    ] = None,
+    progress: ProgressOpt = True,
+    db: DbOpt = None,
+) -> None:
+    """Fine-tune the lite promptable head on DATASET's accepted masks and register the new version.
+
+    The result is $ZEROSEG_HOME/models/lite-<dataset>-v<N>.safetensors (+ .json sidecar), usable
+    as --model lite-<dataset>-v<N> everywhere. Started again after an interruption, a run on the same
+    annotations resumes from its checkpoint.
+
+    \b
+    Examples:
+      zeroseg engine train street --steps 300
+      zeroseg engine auto more-streets --model lite-street-v1
+    """
+    from zeroseg.engine.train import describe, retrain
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    with _store(db) as store:
+        weights = retrain(store, dataset, steps=steps, seed=seed, out=out, base=base, lr=lr, progress=progress)
+    info = describe(weights)
+    typer.echo(
+        f"registered {weights.stem}: {info['objects']} masks, {info['steps']} steps from {info['base']} -> {weights}"
+    )
+
+
+# --- export / import ----------------------------------------------------------------------
+@app.command("export")
+def export(
+    dataset: DatasetArg,
+    out: Annotated[
+        Path, typer.Argument(help="COCO: the JSON file to write. YOLO, PNG: the folder.", show_default=False)
+    ],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.coco,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(metavar="STATUS", show_default=False,
+                     help="Export masks with this status: accepted (default), proposed, rejected or all. Repeatable."),
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write DATASET's masks as COCO (RLE or polygons), YOLO-seg labels or PNG masks.
+
+    \b
+    Examples:
+      zeroseg engine export street street.json
+      zeroseg engine export street street-poly.json --format coco-polygons
+      zeroseg engine export street yolo/ --format yolo --status accepted --status proposed
+    """
+    from zeroseg.engine import export as exports
+
+    statuses = _statuses(status or [Status.ACCEPTED.value])
+    with _store(db) as store:
+        if format in (ExportFormat.coco, ExportFormat.coco_polygons):
+            path = exports.export_coco(
+                store, dataset, out, polygons=format is ExportFormat.coco_polygons, status=statuses
+            )
+        elif format is ExportFormat.yolo:
+            path = exports.export_yolo(store, dataset, out, status=statuses)
+        else:
+            path = exports.export_png_masks(store, dataset, out, status=statuses)
+    typer.echo(f"wrote {dataset} as {format.value} to {path}")
+
+
+def _statuses(values: list[str]) -> list[Status] | None:
+    if "all" in values:
+        return None
+    try:
+        return [Status(v) for v in values]
+    except ValueError:
+        known = ", ".join([*(s.value for s in Status), "all"])
+        raise typer.BadParameter(f"{values!r}: each must be one of {known}", param_hint="--status") from None
+
+
+@app.command("import")
+def import_(
+    coco: Annotated[Path, typer.Argument(metavar="COCO_JSON", help="COCO instances file.", show_default=False)],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (created if new).", show_default=False)],
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Root of a new dataset, where file_name paths start (default: the JSON's folder).",
+                     show_default=False),
+    ] = None,
+    status: Annotated[str, typer.Option(help="Status of the imported masks: accepted or proposed.")] = "accepted",
+    author: Annotated[str | None, typer.Option(help="Recorded as the masks' author.", show_default=False)] = None,
+    db: DbOpt = None,
+) -> None:
+    """Import the images and masks of a COCO instances file (RLE or polygons) into a dataset.
+
+    \b
+    Examples:
+      zeroseg engine import labels.json --dataset street --root photos/
+    """
+    from zeroseg.engine.export import import_coco
+
+    (chosen,) = _statuses([status]) or [None]
+    if chosen is None:
+        raise typer.BadParameter("give one status: accepted or proposed", param_hint="--status")
+    with _store(db) as store:
+        records = import_coco(store, coco, dataset, root=root, author=author, source=Source.MANUAL, status=chosen)
+        images = len(store.images(dataset))
+    typer.echo(f"imported {len(records)} mask(s) into {dataset} ({images} image(s))")
+
+
+# --- list ---------------------------------------------------------------------------------
+@app.command("list")
+def list_datasets(db: DbOpt = None) -> None:
+    """List the datasets with their images by status."""
+    with _store(db) as store:
+        datasets = store.datasets()
+        if not datasets:
+            typer.echo(f"no datasets in {store.url}")
+        for ds in datasets:
+            counts = {s: len(store.images(ds.name, status=s)) for s in ImageStatus}
+            done = ", ".join(f"{n} {s.value}" for s, n in counts.items())
+            typer.echo(f"{ds.name}: {sum(counts.values())} image(s) ({done}), root {ds.root}")
