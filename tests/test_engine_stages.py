@@ -276,6 +276,8 @@ def test_retrain_registers_a_loadable_version(store, image_dir, tmp_path, monkey
     from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
 
     monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setattr(hub, "_ENTRIES", dict(hub._ENTRIES))  # registrations end with the test
+    monkeypatch.setattr(hub, "_ALIASES", dict(hub._ALIASES))
     records = add_images(store, "My Toys", [image_dir])
     with pytest.raises(DatasetError, match="no accepted masks"):
         retrain(store, "My Toys", steps=1, progress=False)

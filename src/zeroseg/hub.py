@@ -213,6 +213,10 @@ def get(name: str) -> ModelEntry:
     key = _ALIASES.get(key, key)
     if key in _ENTRIES:
         return _ENTRIES[key]
+    from zeroseg.engine.train import register_local_models  # versions made by `zeroseg engine train`
+
+    if register_local_models():
+        return get(name)
     known = sorted(_ENTRIES)
     close = difflib.get_close_matches(key, [*known, *_ALIASES], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
