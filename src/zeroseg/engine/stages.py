@@ -33,6 +33,7 @@ from zeroseg.engine.store import (
     ImageRecord,
     NewAnnotation,
     Store,
+    scan_images,
 )
 from zeroseg.errors import DatasetError, NotFoundError, PromptValueError, ZerosegError
 
@@ -57,7 +58,7 @@ def add_images(
     for item in paths_or_folders:
         path = Path(item).expanduser().resolve()
         if path.is_dir():
-            found = _image_files(path)
+            found = scan_images(path)
             if not found:
                 raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
             files += found
@@ -74,17 +75,6 @@ def add_images(
             root = os.path.commonpath([str(f.parent) for f in files])
         store.create_dataset(dataset, root)
     return store.add_images(dataset, files)
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, sorted, skipping hidden files and folders (as the store's scan)."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
 
 
 # --- the automatic stage on one image -----------------------------------------------------

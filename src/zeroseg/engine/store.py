@@ -259,7 +259,7 @@ class Store:
         the records in the order of ``paths``. One transaction for all.
         """
         ds = self.get_dataset(dataset)
-        files = _scan(ds.root) if paths is None else [_inside(ds.root, Path(p)) for p in paths]
+        files = scan_images(ds.root) if paths is None else [_inside(ds.root, Path(p)) for p in paths]
         found: dict[str, tuple[str, int, int]] = {}
         for file in files:
             rel = file.relative_to(ds.root).as_posix()
@@ -668,7 +668,7 @@ def _check_categories(categories: Sequence[Mapping[str, Any]]) -> list[dict[str,
     return checked
 
 
-def _scan(root: Path) -> list[Path]:
+def scan_images(root: Path) -> list[Path]:
     """Image files under ``root``, sorted, skipping hidden files and folders."""
     return sorted(
         path

@@ -392,7 +392,7 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -502,7 +502,7 @@ def train(
         "history": history,
         "wall_seconds": round(time.monotonic() - began, 1),
         "torch": torch.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
     save_head(model, weights, lite, metadata)
     return weights

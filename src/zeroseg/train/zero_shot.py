@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs
 from zeroseg.models.text import clean_names, get_text_encoder
 from zeroseg.models.vl.base import DenseEmbedding
 from zeroseg.models.vl.lite import BackboneFeatures, LiteEmbedder, build_text_head, preprocess, save_text_head
+from zeroseg.train.lite_prompt import git_commit, learning_rate
 from zeroseg.train.datasets import SOURCE_FOLDERS, VOID, CocoYoloSegDataset, SemanticDataset
 
 WEIGHTS_NAME = "lite_text.safetensors"
@@ -755,23 +755,6 @@ def fit_calibration(
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 5% of ``lr``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
 def text_embeddings(data: TrainingData, encoder: Any) -> list[torch.Tensor]:
     """The fixed text embeddings of each source's vocabulary."""
     return [encoder.encode(list(v)).clone() for v in data.vocabularies]  # clone: out of inference mode
@@ -939,7 +922,7 @@ def train(
                 "history": history,
                 "wall_seconds": round(time.monotonic() - began, 1),
                 "torch": torch.__version__,
-                "git_commit": _git_commit(),
+                "git_commit": git_commit(),
             },
         },
     )
