@@ -7,7 +7,7 @@ filters, no naming) over the first N COCO128 photos of the shared data (read whe
 temporary database is written):
 
 - one process with torch's default threads, first with glibc's default allocator settings, then as
-  ``zeroseg engine auto`` runs it (:func:`~zeroseg.engine.stages.reuse_freed_memory`);
+  ``zeroseg engine auto`` runs it (:func:`~zeroseg.runtime.reuse_freed_memory`);
 - one process with one torch thread;
 - a Ray Data job with N workers of one torch thread each (the default), and of two.
 
@@ -30,7 +30,8 @@ import torch
 from benchmarks.report import Machine
 from zeroseg.data import data_root
 from zeroseg.engine import Store
-from zeroseg.engine.stages import AutoConfig, AutoSummary, add_images, auto, reuse_freed_memory
+from zeroseg.engine.stages import AutoConfig, AutoSummary, add_images, auto
+from zeroseg.runtime import reuse_freed_memory
 
 COCO_IMAGES = ("coco128_seg", "images", "train2017")
 

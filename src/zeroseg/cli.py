@@ -101,6 +101,9 @@ def main(
       zeroseg everything photo.jpg --out out
       zeroseg models download mobile_sam
     """
+    from zeroseg.runtime import reuse_freed_memory
+
+    reuse_freed_memory()  # a CLI process does batch work: keep freed tensors' memory for reuse
 
 
 # --- segment ------------------------------------------------------------------------------

@@ -185,10 +185,7 @@ def auto(
             threads_per_worker=threads_per_worker, progress=progress, limit=limit,
         )  # fmt: skip
     else:
-        from zeroseg.engine.stages import auto as run_auto
-        from zeroseg.engine.stages import reuse_freed_memory
-
-        reuse_freed_memory()  # this process only annotates now: about twice as fast (see its docstring)
+        from zeroseg.engine.stages import auto as run_auto  # the main CLI set zeroseg.runtime's allocator mode
         with _store(db) as store:
             summary = run_auto(store, dataset, config, progress=progress, limit=limit)
     typer.echo(str(summary))
