@@ -8,14 +8,13 @@ sidecar holding the architecture config and the training metadata.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import load_imagenet_lite0
@@ -24,6 +23,8 @@ from zeroseg.models.sam.mask_decoder import MaskDecoder
 from zeroseg.models.sam.prompt_encoder import PromptEncoder
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.sam.transformer import TwoWayTransformer
+from zeroseg.models.weights import read_sidecar as weights_sidecar
+from zeroseg.models.weights import save_weights
 
 DEFAULT_HEAD_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_prompt.safetensors"
 BACKBONE_PREFIX = "image_encoder.backbone."
@@ -88,34 +89,14 @@ def head_state_dict(model: Sam) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
 
 
-def sidecar_path(weights: str | Path) -> Path:
-    return Path(weights).with_suffix(".json")
-
-
 def save_head(model: Sam, path: str | Path, config: LiteConfig, metadata: dict[str, Any]) -> None:
     """Write the head weights (safetensors) and the JSON sidecar (config + ``metadata``), each atomically."""
-    from zeroseg.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(head_state_dict(model), str(tmp), metadata={"format": SIDECAR_FORMAT})
-    sidecar = {"format": SIDECAR_FORMAT, "config": asdict(config), "training": metadata}
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    save_weights(path, head_state_dict(model), SIDECAR_FORMAT, {"config": asdict(config), "training": metadata})
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
     """The JSON sidecar of a head weight file (``config`` and ``training``)."""
-    path = sidecar_path(weights)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"lite head config {path} not found (it must sit next to {Path(weights).name})")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read lite head config {path}: {e}") from e
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT or "config" not in sidecar:
-        raise ConfigError(f"{path} is not a lite head config (format {SIDECAR_FORMAT!r} with a 'config')")
-    return sidecar
+    return weights_sidecar(weights, SIDECAR_FORMAT, "lite head")
 
 
 def load_head(model: Sam, path: str | Path) -> Sam:

@@ -8,7 +8,6 @@ in training, the calibration (calibrated stacking) and the training metadata and
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs, input_channels
 from zeroseg.models.text import TextEncoder, get_text_encoder
 from zeroseg.models.vl.base import DenseEmbedding
+from zeroseg.models.weights import read_sidecar as weights_sidecar
+from zeroseg.models.weights import save_weights
 from zeroseg.segment.transforms import ResizeLongestSide
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_text.safetensors"
@@ -99,34 +100,13 @@ class LiteEmbedder:
 
 
 # --- weights ---------------------------------------------------------------------------------------------
-def sidecar_path(weights: str | Path) -> Path:
-    return Path(weights).with_suffix(".json")
-
-
 def save_text_head(head: TextHead, path: str | Path, sidecar: dict[str, Any]) -> None:
     """Write the head weights (safetensors) and the JSON sidecar (config + ``sidecar`` fields), atomically."""
-    from zeroseg.io import atomic_path
-
-    path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": SIDECAR_FORMAT})
-    body = {"format": SIDECAR_FORMAT, "config": asdict(head.config), **sidecar}
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    save_weights(path, head.state_dict(), SIDECAR_FORMAT, {"config": asdict(head.config), **sidecar})
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
-    path = sidecar_path(weights)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"lite text head config {path} not found (it must sit next to {Path(weights).name})")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read lite text head config {path}: {e}") from e
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT or "config" not in sidecar:
-        raise ConfigError(f"{path} is not a lite text head config (format {SIDECAR_FORMAT!r} with a 'config')")
-    return sidecar
+    return weights_sidecar(weights, SIDECAR_FORMAT, "lite text head")
 
 
 def build_text_head(config: TextHeadConfig, backbone: EfficientNetLite) -> TextHead:
