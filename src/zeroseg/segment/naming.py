@@ -131,11 +131,12 @@ class Namer:
         return resize_grid(cosine, embedding.image_size)[0].numpy().astype(np.float32)
 
     # --- masks ----------------------------------------------------------------------------------
-    def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
-        """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score).
+    def mask_logits(self, image: Any, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated logits [N, K(+1 if background)] of each mask of `masks` [N, H, W] bool, and which
+        masks are non-empty [N].
 
         The mask's embedding is the mean unit embedding of the grid cells mostly inside it (or, for a
-        mask smaller than that, of the cell it covers most), re-normalised. An empty mask gets (None, 0).
+        mask smaller than that, of the cell it covers most), re-normalised.
         """
         embedding = self.embed(image)
         masks = np.asarray(masks, dtype=bool)
@@ -143,16 +144,24 @@ class Namer:
             raise PromptShapeError(
                 f"masks must be N x {embedding.image_size[0]} x {embedding.image_size[1]}, got {masks.shape}"
             )
-        names: list[tuple[str | None, float]] = []
+        logits, present = [], []
         for start in range(0, len(masks), MASK_BATCH):
-            pooled, present = _pool(embedding.features, masks[start : start + MASK_BATCH])
-            labels, scores = self._decide(self.logits(pooled.T, self._mask_classes))
-            for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist()):
-                if not ok:
-                    names.append((None, 0.0))
-                else:
-                    names.append((self.vocabulary[label] if label >= 0 else None, score))
-        return names
+            pooled, ok = _pool(embedding.features, masks[start : start + MASK_BATCH])
+            logits.append(self.logits(pooled.T, self._mask_classes).T)
+            present.append(ok)
+        if not logits:
+            return torch.zeros(0, len(self._mask_classes[0])), torch.zeros(0, dtype=torch.bool)
+        return torch.cat(logits), torch.cat(present)
+
+    def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
+        """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score); an empty
+        mask gets (None, 0). See :meth:`mask_logits`."""
+        logits, present = self.mask_logits(image, masks)
+        labels, scores = self._decide(logits.T)
+        return [
+            (self.vocabulary[label] if label >= 0 else None, score) if ok else (None, 0.0)
+            for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist())
+        ]
 
     def name_records(self, image: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add `label` and `label_score` to segment records (in place; also returned), reading each

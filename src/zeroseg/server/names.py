@@ -15,7 +15,7 @@ import torch
 from zeroseg.errors import PromptValueError
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl import DenseEmbedder, load_dense_embedder
-from zeroseg.segment.naming import Namer, _pool, load_namer
+from zeroseg.segment.naming import Namer, load_namer
 
 
 class NameSuggester:
@@ -37,7 +37,6 @@ class NameSuggester:
         self._embedder = embedder
         self._vocabulary = clean_names(vocabulary)
         self._namer: Namer | None = None
-        self._classes: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def vocabulary(self) -> list[str]:
@@ -46,7 +45,7 @@ class NameSuggester:
     def set_vocabulary(self, names: Sequence[str] | str) -> list[str]:
         with self.lock:
             self._vocabulary = clean_names(names)
-            self._namer = self._classes = None
+            self._namer = None
         return self.vocabulary
 
     def namer(self) -> Namer:
@@ -58,7 +57,6 @@ class NameSuggester:
                 if isinstance(self._embedder, str):
                     self._embedder = load_dense_embedder(self._embedder)
                 self._namer = load_namer(self._vocabulary, self._embedder)
-                self._classes = self._namer.classes(self._namer.vocabulary)
             return self._namer
 
     def suggest(self, image: np.ndarray, mask: np.ndarray, k: int = 5) -> tuple[str | None, list[tuple[str, float]]]:
@@ -66,7 +64,6 @@ class NameSuggester:
         with self.lock:
             namer = self.namer()
             best = namer.name_masks(image, mask[None])[0][0]
-            pooled, _ = _pool(namer.embed(image).features, mask[None])
-            scores = namer.logits(pooled.T, self._classes).softmax(0)[: len(namer.vocabulary), 0]
+            scores = namer.mask_logits(image, mask[None])[0][0].softmax(0)[: len(namer.vocabulary)]
         top = torch.argsort(scores, descending=True)[:k].tolist()
         return best, [(namer.vocabulary[i], float(scores[i])) for i in top]
