@@ -211,7 +211,10 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 def load_namer(
-    vocabulary: Sequence[str] | str, embedder: str | DenseEmbedder = "lite", checkpoint: str | None = None, **options: Any
+    vocabulary: Sequence[str] | str,
+    embedder: str | DenseEmbedder = "lite",
+    checkpoint: str | None = None,
+    **options: Any,
 ) -> Namer:
     """A Namer over `vocabulary` on a registered dense embedder (default: the embedded lite head).
 
