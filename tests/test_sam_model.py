@@ -311,3 +311,33 @@ def test_postprocess_is_bit_identical_to_the_reference_resizes(golden_sam: Sam, 
     cropped = padded[..., : input_size[0], : input_size[1]]
     expected = torch.nn.functional.interpolate(cropped, original_size, mode="bilinear", align_corners=False)
     assert torch.equal(golden_sam.postprocess_masks(logits, input_size, original_size), expected)
+
+
+def _textbook_attention(attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The reference's attention: project all three sides, softmax(q k^T / sqrt(d)) v, project out."""
+    heads = attn.num_heads
+    qh, kh, vh = (attn._separate_heads(p(x)) for p, x in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)))
+    batch = max(qh.shape[0], kh.shape[0])
+    qh, kh, vh = (x.expand(batch, -1, -1, -1) for x in (qh, kh, vh))
+    weights = torch.softmax(qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5, dim=-1)
+    return attn.out_proj((weights @ vh).transpose(1, 2).reshape(batch, -1, heads * qh.shape[-1]))
+
+
+@pytest.mark.parametrize(
+    ("queries", "keys", "batch_q", "batch_k"),
+    [(7, 300, 3, 3), (300, 7, 3, 3), (300, 7, 1, 3), (7, 300, 3, 1), (20, 300, 3, 3), (300, 20, 3, 3)],
+    ids=["few-queries", "few-keys", "few-keys-shared-queries", "shared-keys", "many-queries", "many-keys"],
+)
+def test_reassociated_attention_equals_textbook_attention(queries: int, keys: int, batch_q: int, batch_k: int) -> None:
+    from zeroseg.models.sam.transformer import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(64, num_heads=4, downsample_rate=2)  # head width 8: 7 tokens take the folded paths
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    q, k = torch.randn(batch_q, queries, 64), torch.randn(batch_k, keys, 64)
+    with torch.no_grad():
+        expected = _textbook_attention(attn, q, k, k)
+        got = attn(q, k, k)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

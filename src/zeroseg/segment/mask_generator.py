@@ -177,18 +177,18 @@ class MaskGenerator:
         # float64 points, like the reference (its prompt encoder normalises them before casting)
         in_points = torch.as_tensor(predictor.transform.apply_coords(points, crop_size), device=predictor.device)
         in_labels = torch.ones(len(in_points), dtype=torch.int, device=predictor.device)
-        masks, iou_preds, _ = predictor.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
-        )
+        low_res, iou_preds = predictor.decode_torch(in_points[:, None, :], in_labels[:, None], multimask_output=True)
         data = MaskData(
-            masks=masks.flatten(0, 1),
+            masks=low_res.flatten(0, 1),
             iou_preds=iou_preds.flatten(0, 1),
-            points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)),
+            points=torch.as_tensor(points.repeat(low_res.shape[1], axis=0)),
         )
-        del masks
+        del low_res
 
         if self.pred_iou_thresh > 0.0:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
+        # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
+        data["masks"] = predictor.upscale_masks(data["masks"])
         threshold = predictor.model.mask_threshold
         data["stability_score"] = calculate_stability_score(data["masks"], threshold, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:

@@ -177,22 +177,45 @@ class Predictor:
         point_coords BxNx2, point_labels BxN, boxes Bx4, mask_input Bx1xHxW; returns masks BxCxHxW
         at the original size, iou_predictions BxC and low_res_masks BxCxhxw, all on the device.
         """
+        low_res_masks, iou_predictions = self.decode_torch(
+            point_coords, point_labels, boxes, mask_input, multimask_output
+        )
+        masks = self.upscale_masks(low_res_masks)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou_predictions, low_res_masks
+
+    @torch.inference_mode()
+    def decode_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder half of :meth:`predict_torch`: low-resolution mask logits BxCxhxw and predicted
+        IoU BxC, before upscaling (callers that drop masks by score upscale only the kept ones)."""
         self._require_image()
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse_embeddings, dense_embeddings = self.model.prompt_encoder(
             points=points, boxes=boxes, masks=mask_input
         )
-        low_res_masks, iou_predictions = self.model.mask_decoder(
+        return self.model.mask_decoder(
             image_embeddings=self.features,
             image_pe=self.model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse_embeddings,
             dense_prompt_embeddings=dense_embeddings,
             multimask_output=multimask_output,
         )
-        masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, iou_predictions, low_res_masks
+
+    @torch.inference_mode()
+    def upscale_masks(self, low_res_masks: torch.Tensor) -> torch.Tensor:
+        """Low-resolution logits ``(..., h, w)`` -> logits at the current image's original size."""
+        self._require_image()
+        shape = low_res_masks.shape
+        masks = self.model.postprocess_masks(low_res_masks.reshape(-1, 1, *shape[-2:]), self.input_size, self.original_size)
+        return masks.reshape(*shape[:-2], *masks.shape[-2:])
 
     # --- helpers ---------------------------------------------------------------------------
     def _use(self, embedding: _Embedding) -> None:

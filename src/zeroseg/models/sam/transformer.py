@@ -117,7 +117,15 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention whose q/k/v projections may shrink the width by ``downsample_rate``."""
+    """Multi-head attention whose q/k/v projections may shrink the width by ``downsample_rate``.
+
+    SAM's cross attentions pair a few prompt tokens with thousands of image tokens. When the few
+    side has fewer tokens than a head has channels, projecting every image token is the expensive
+    part and is avoided by reassociating the products: the few side's projected tokens are folded
+    into the image side's projection weights (``q_h k_h^T = x (W_h^T k_h^T)``, ``P v W_o = P (v W_o)``).
+    That is the same arithmetic as the reference in another order (float32 rounding apart) and a
+    third of the multiply-adds per prompt.
+    """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
         super().__init__()
@@ -126,6 +134,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         if self.internal_dim % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide the attention width ({self.internal_dim})")
+        self.head_dim = self.internal_dim // num_heads
         self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
@@ -135,6 +144,10 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)  # (B, heads, N, c)
 
+    def _head_weights(self, proj: nn.Linear) -> torch.Tensor:
+        """A q/k/v projection's weight per head: ``(heads, head_dim, embedding_dim)``."""
+        return proj.weight.view(self.num_heads, self.head_dim, self.embedding_dim)
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attend ``q`` ``(B, Nq, C)`` to ``k``/``v`` ``(B, Nk, C)``; either side may have batch 1 and is
         then shared by all B (projected once: the first block's image side is the same for every
@@ -143,6 +156,11 @@ class Attention(nn.Module):
         if batch_k == 1 and batch_q > 1:
             # Every prompt attends to the same keys: stack all queries into one attention call.
             return self(q.reshape(1, -1, q.shape[-1]), k, v).reshape(batch_q, -1, self.embedding_dim)
+        few_queries, few_keys = q.shape[1] < self.head_dim, k.shape[1] < self.head_dim
+        if few_queries and not few_keys:
+            return self._few_queries(q, k, v)
+        if few_keys and not few_queries:
+            return self._few_keys(q, k, v)
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
@@ -151,3 +169,41 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(c), as the reference
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))
+
+    def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Few queries ``(B, T, C)``, many keys ``(B, N, C)``: keys and values are never projected.
+
+        Scores ``q_h (k W_h^T + b_h)^T`` are ``(q_h W_h) k^T`` plus a constant per query that the
+        softmax cancels; ``P (v W_v^T + b_v)`` is ``(P v) W_v^T + b_v`` because P's rows sum to 1.
+        """
+        b, t, _ = q.shape
+        heads, c = self.num_heads, self.embedding_dim
+        qh = self._separate_heads(self.q_proj(q))  # (B, H, T, d)
+        folded = torch.einsum("bhtd,hdc->bhtc", qh, self._head_weights(self.k_proj)).reshape(-1, heads * t, c)
+        probs = torch.softmax((folded @ k.transpose(1, 2)) * self.head_dim**-0.5, dim=-1)  # (B, H*T, N)
+        pooled = (probs @ v).view(-1, heads, t, c)  # (B, H, T, C)
+        out = torch.einsum("bhtc,hdc->bhtd", pooled, self._head_weights(self.v_proj))
+        out = out + self.v_proj.bias.view(heads, 1, self.head_dim)
+        return self.out_proj(out.transpose(1, 2).reshape(-1, t, self.internal_dim))
+
+    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Many queries ``(1 or B, N, C)``, few keys ``(B, T, C)``: the output projection is applied to
+        the values before pooling (``P v W_o = P (v W_o)``), and the queries are projected only when
+        they are shared by all B (once), else folded into the keys like :meth:`_few_queries`."""
+        b, t, _ = k.shape
+        n = q.shape[1]
+        heads, c, d = self.num_heads, self.embedding_dim, self.head_dim
+        kh = self._separate_heads(self.k_proj(k))  # (B, H, T, d)
+        vh = self._separate_heads(self.v_proj(v))
+        # Scores are laid out (B, H, T, N): the softmax over T then runs along contiguous rows of N.
+        if q.shape[0] == 1 and b > 1:
+            qh = self._separate_heads(self.q_proj(q))  # (1, H, N, d), once for all B
+            scores = kh @ qh.transpose(-1, -2)  # (B, H, T, N)
+        else:
+            folded = torch.einsum("hdc,bhtd->bhtc", self._head_weights(self.q_proj), kh).reshape(b, heads * t, c)
+            bias = torch.einsum("hd,bhtd->bht", self.q_proj.bias.view(heads, d), kh).reshape(b, heads * t, 1)
+            scores = torch.baddbmm(bias, folded, q.transpose(1, 2)).view(b, heads, t, n)
+        probs = torch.softmax(scores * d**-0.5, dim=2).view(b, heads * t, n)
+        w_out = self.out_proj.weight.view(c, heads, d)
+        values = torch.einsum("bhtd,chd->bhtc", vh, w_out).reshape(b, heads * t, c)  # v_h W_o,h
+        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs.transpose(1, 2), values)
