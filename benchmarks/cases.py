@@ -58,11 +58,12 @@ def sam_model(name: str) -> nn.Module:
     return build_sam(name).eval()
 
 
-def predictor(model: nn.Module) -> Predictor:
-    """A Predictor without an embedding cache, so repeated runs really re-encode."""
+def predictor(model: nn.Module, refine_edges: bool = False) -> Predictor:
+    """A Predictor without an embedding cache, so repeated runs really re-encode; the decoder alone
+    unless ``refine_edges`` (the lite model's default post-processing, timed in its own row)."""
     from zeroseg.segment import Predictor
 
-    return Predictor(model, cache_size=0)
+    return Predictor(model, cache_size=0, refine_edges=refine_edges)
 
 
 def image_encoder(name: str, ctx: Context) -> list[Row]:
@@ -187,7 +188,15 @@ def lite(ctx: Context) -> list[Row]:
     size = model.image_encoder.img_size
     encoder = Row("lite", f"lite encoder, {width}x{height} photo (set_image, {size} input)", seconds,
                   at_most(seconds, LITE_ENCODER_MAX_SECONDS), note=f"{repeats}; {head}")
-    return [encoder, *decoder_rows("lite", "lite decoder", model, ctx, LITE_DECODER_MAX_SECONDS, None)]
+    decoder = decoder_rows("lite", "lite decoder", model, ctx, LITE_DECODER_MAX_SECONDS, None)
+    refined = predictor(model, refine_edges=True)
+    refined.set_image(image)
+    coords, labels = point_batch(1, width, height)
+    single_repeats = ctx.repeats(Repeats(3, 20), Repeats(1, 5))
+    seconds = median_seconds(lambda: refined.predict(coords[0], labels[0]), single_repeats)
+    with_refinement = Row("lite", f"lite decoder + edge refinement of its 3 masks: 1 point prompt, {width}x{height}",
+                          seconds, note=f"{single_repeats}; what Predictor(lite).predict costs")
+    return [encoder, *decoder, with_refinement]
 
 
 CASES: dict[str, Callable[[Context], list[Row]]] = {

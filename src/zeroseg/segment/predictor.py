@@ -22,6 +22,7 @@ from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import load_image
+from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.transforms import ResizeLongestSide
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
 
@@ -42,10 +43,14 @@ class Predictor:
     Arguments:
       model: a SAM-interface model (e.g. built by ``zeroseg.models.sam.build_from_config``).
       cache_size: how many image embeddings to keep (least recently used are dropped); 0 disables.
+      refine_edges: snap the masks of :meth:`predict` / :meth:`predict_batch` to the image's edges
+        (:class:`~zeroseg.segment.refine.EdgeRefiner`); by default the model's ``refine_edges``
+        (on for the lite model, off for SAM, whose outputs then equal the reference's).
     """
 
-    def __init__(self, model: nn.Module, cache_size: int = 8) -> None:
+    def __init__(self, model: nn.Module, cache_size: int = 8, refine_edges: bool | None = None) -> None:
         self.model = model
+        self.refine_edges = getattr(model, "refine_edges", False) if refine_edges is None else refine_edges
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Embedding] = OrderedDict()
@@ -73,15 +78,19 @@ class Predictor:
         if cached is not None:
             self._cache.move_to_end(key)
             self._use(cached)
-            return
+        else:
+            self._embed(image)
+            if self.cache_size > 0:
+                self._cache[key] = _Embedding(self.features, self.original_size, self.input_size)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        self._image = image if self.refine_edges else None
+        self._refiner = None
 
+    def _embed(self, image: np.ndarray) -> None:
         input_image = torch.as_tensor(self.transform.apply_image(image), device=self.device)
         input_image = input_image.permute(2, 0, 1).contiguous()[None, :, :, :]
         self.set_torch_image(input_image, image.shape[:2])
-        if self.cache_size > 0:
-            self._cache[key] = _Embedding(self.features, self.original_size, self.input_size)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
 
     @torch.inference_mode()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
@@ -105,6 +114,8 @@ class Predictor:
         self.features: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
+        self._image: np.ndarray | None = None  # the original RGB image, kept for edge refinement
+        self._refiner: EdgeRefiner | None = None
 
     def clear_cache(self) -> None:
         """Drop every cached embedding (e.g. after changing the model's weights in place)."""
@@ -181,6 +192,10 @@ class Predictor:
             point_coords, point_labels, boxes, mask_input, multimask_output
         )
         masks = self.upscale_masks(low_res_masks)
+        if self.refine_edges and self._image is not None:
+            if self._refiner is None:
+                self._refiner = EdgeRefiner(self._image)
+            masks = self._refiner(masks)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks

@@ -131,4 +131,6 @@ def build_lite(head_weights: str | Path | None = None) -> Sam:
             f"and pass DIR/lite_prompt.safetensors"
         )
     config = LiteConfig.from_dict(read_sidecar(path)["config"])
-    return load_head(build_lite_model(config), path)
+    model = load_head(build_lite_model(config), path)
+    model.refine_edges = True  # its coarse 128x128 logits gain from edge refinement (docs/models/lite.md)
+    return model
