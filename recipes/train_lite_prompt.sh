@@ -9,6 +9,6 @@ OUT=${1:-runs/lite_prompt}
 PYTHON=${PYTHON:-.venv/bin/python}
 resume=()
 [[ -f "$OUT/checkpoint.pt" ]] && resume=(--resume)
-"$PYTHON" -m zeroseg.train.cli lite-prompt --out "$OUT" --steps "${STEPS:-2500}" --seed "${SEED:-0}" \
-    --threads "${THREADS:-1}" "${resume[@]}"
+"$PYTHON" -m zeroseg.train.cli lite-prompt --out "$OUT" --steps "${STEPS:-8000}" --seed "${SEED:-0}" \
+    --threads "${THREADS:-2}" "${resume[@]}"
 cp "$OUT/lite_prompt.safetensors" "$OUT/lite_prompt.json" src/zeroseg/weights/

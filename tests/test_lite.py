@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
 from zeroseg.models.lite import LiteConfig, build_lite, build_lite_model
+from zeroseg.models.lite.mask_decoder import DetailMaskDecoder
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
 from zeroseg.segment.predictor import Predictor
 from zeroseg.train import lite_prompt
@@ -48,7 +49,8 @@ def test_predictor_on_the_default_architecture_gives_image_sized_masks():
     predictor.set_image(_image())
     config = LiteConfig()
     low = 4 * config.img_size // config.embed_stride
-    assert predictor.features.shape == (1, config.embed_dim, low // 4, low // 4)
+    channels = config.embed_dim + 4 * config.detail_dim  # the stride-8 detail, unshuffled onto the grid
+    assert predictor.features.shape == (1, channels, low // 4, low // 4)
 
     masks, scores, low_res = predictor.predict(
         point_coords=np.array([[320.0, 240.0]]), point_labels=np.array([1]), multimask_output=True
@@ -73,7 +75,17 @@ def test_encoder_exposes_size_and_normalisation():
     assert torch.allclose(model.pixel_std.flatten(), torch.tensor([128.0] * 3))
     with torch.inference_mode():
         embedding = model.image_encoder(torch.zeros(2, 3, 128, 128))
-    assert embedding.shape == (2, 32, 8, 8)
+    assert embedding.shape == (2, TINY.embed_dim + 4 * TINY.detail_dim, 8, 8)
+    plain = build_lite_model(dataclasses.replace(TINY, detail_dim=0))
+    with torch.inference_mode():
+        assert plain.image_encoder(torch.zeros(1, 3, 128, 128)).shape == (1, TINY.embed_dim, 8, 8)
+
+
+def test_detail_path_starts_closed_and_shipped_heads_without_it_still_load():
+    model = build_lite_model(TINY)
+    assert isinstance(model.mask_decoder, DetailMaskDecoder)
+    assert not model.mask_decoder.detail_proj.weight.any()  # a fresh head starts as SAM's decoder
+    assert LiteConfig.from_dict({"img_size": 512}).detail_dim == 0  # sidecars written before the path
 
 
 def test_head_weights_round_trip(tmp_path):

@@ -22,9 +22,10 @@ def main() -> None:
 
 
 def build_interactive_model(
-    name: str, checkpoint: Path | None, config: Path | None, device: str
+    name: str, checkpoint: Path | None, config: Path | None, device: str, refine_edges: bool | None = None
 ) -> InteractiveModel:
-    """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor."""
+    """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
+    (``refine_edges``: as :class:`~zeroseg.segment.Predictor`, None = the model's default)."""
     if name.lower() == "grabcut":
         from zeroseg.models.grabcut import GrabCutModel
 
@@ -32,7 +33,8 @@ def build_interactive_model(
     from zeroseg.hub import load_model
     from zeroseg.segment import Predictor
 
-    return PredictorModel(Predictor(load_model(name, checkpoint=checkpoint, config=config, device=device)))
+    model = load_model(name, checkpoint=checkpoint, config=config, device=device)
+    return PredictorModel(Predictor(model, refine_edges=refine_edges))
 
 
 def results_table(results: dict[str, Any], title: str) -> Table:
@@ -59,6 +61,10 @@ def interactive(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write all results (with per-object IoUs) here")
     ] = None,
+    refine_edges: Annotated[
+        bool | None,
+        typer.Option("--refine-edges/--no-refine-edges", help="snap masks to image edges (default: the model's own)"),
+    ] = None,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()
@@ -66,7 +72,7 @@ def interactive(
         objects = load_interactive_dataset(dataset)
         if limit is not None:
             objects = objects[:limit]
-        interactive_model = build_interactive_model(model, checkpoint, config, device)
+        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges)
         results = evaluate(interactive_model, objects, max_clicks=max_clicks)
         if json_path is not None:
             atomic_write(json_path, json.dumps({"dataset": dataset, "model": model, **results}, indent=2))

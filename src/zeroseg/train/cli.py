@@ -25,7 +25,7 @@ def _group() -> None:
 @app.command("lite-prompt")
 def lite_prompt(
     out: Annotated[Path, typer.Option(help="Folder for the checkpoint, the feature cache and the exported weights.")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 2500,
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 8000,
     seed: Annotated[int, typer.Option(help="Seed of the head initialisation and of every step's sampling.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
     cache_dir: Annotated[

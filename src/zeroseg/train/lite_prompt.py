@@ -58,7 +58,7 @@ WEIGHTS_NAME = "lite_prompt.safetensors"
 class TrainConfig:
     """Settings of one training run (all recorded in the exported sidecar)."""
 
-    steps: int = 2500
+    steps: int = 8000
     seed: int = 0
     init: str | None = None  # head weights to start from (fine-tuning), instead of a random head
     sources: tuple[str, ...] = ("coco128", "camvid", "msrc21")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import load_imagenet_lite0
 from zeroseg.models.lite.image_encoder import LiteImageEncoder
+from zeroseg.models.lite.mask_decoder import DetailMaskDecoder
 from zeroseg.models.sam.mask_decoder import MaskDecoder
 from zeroseg.models.sam.prompt_encoder import PromptEncoder
 from zeroseg.models.sam.sam import Sam
@@ -46,6 +47,7 @@ class LiteConfig:
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 128
     num_multimask_outputs: int = 3
+    detail_dim: int = 32  # stride-8 features fed to the mask upscaling (0: SAM's decoder as is)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LiteConfig:
@@ -53,14 +55,20 @@ class LiteConfig:
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"unknown lite config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        # Heads trained before the detail path existed have no "detail_dim" and none of its weights.
+        return cls(**{"detail_dim": 0, **values})
 
 
 def build_lite_model(config: LiteConfig | None = None) -> Sam:
     """The lite model with the ImageNet backbone and freshly initialised (untrained) head."""
     config = config or LiteConfig()
     encoder = LiteImageEncoder(
-        load_imagenet_lite0(), config.img_size, config.embed_stride, config.neck_dim, config.embed_dim
+        load_imagenet_lite0(),
+        config.img_size,
+        config.embed_stride,
+        config.neck_dim,
+        config.embed_dim,
+        detail_dim=config.detail_dim,
     )
     grid = config.img_size // config.embed_stride
     prompt_encoder = PromptEncoder(
@@ -69,7 +77,9 @@ def build_lite_model(config: LiteConfig | None = None) -> Sam:
         input_image_size=(config.img_size, config.img_size),
         mask_in_chans=config.mask_in_chans,
     )
-    mask_decoder = MaskDecoder(
+    decoder_options: dict[str, Any] = {"detail_dim": config.detail_dim} if config.detail_dim else {}
+    mask_decoder = (DetailMaskDecoder if config.detail_dim else MaskDecoder)(
+        **decoder_options,
         transformer_dim=config.embed_dim,
         transformer=TwoWayTransformer(
             depth=config.decoder_depth,

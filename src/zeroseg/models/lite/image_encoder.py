@@ -15,6 +15,7 @@ from torch import nn
 
 from zeroseg.errors import ConfigError
 from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite
+from zeroseg.models.lite.mask_decoder import DETAIL_SCALE
 from zeroseg.models.sam.common import LayerNorm2d
 
 
@@ -37,7 +38,9 @@ class LiteNeck(nn.Module):
 
     Finer levels are patchified by a strided convolution (their detail moves into channels instead of
     being averaged away), coarser ones projected by 1x1 and upsampled; the sum is mixed by separable
-    residual blocks and normalised, like the neck of SAM's ViT.
+    residual blocks and normalised, like the neck of SAM's ViT. With ``detail_dim``, the level of
+    half that stride is also projected to ``detail_dim`` channels and appended to the embedding,
+    pixel-unshuffled onto its grid, for :class:`~zeroseg.models.lite.mask_decoder.DetailMaskDecoder`.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class LiteNeck(nn.Module):
         neck_dim: int,
         embed_dim: int,
         depth: int = 2,
+        detail_dim: int = 0,
     ) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(
@@ -59,6 +63,14 @@ class LiteNeck(nn.Module):
         self.fuse = nn.Sequential(*(SeparableFuse(neck_dim) for _ in range(depth)))
         self.out = nn.Sequential(nn.Conv2d(neck_dim, embed_dim, 1, bias=False), LayerNorm2d(embed_dim))
         self.out_level = list(in_strides).index(out_stride)
+        self.detail: nn.Module | None = None
+        if detail_dim:
+            if out_stride // DETAIL_SCALE not in in_strides:
+                raise ConfigError(f"detail features need a backbone level of stride {out_stride // DETAIL_SCALE}")
+            self.detail_level = list(in_strides).index(out_stride // DETAIL_SCALE)
+            self.detail = nn.Sequential(
+                nn.Conv2d(in_channels[self.detail_level], detail_dim, 1), LayerNorm2d(detail_dim)
+            )
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         size = features[self.out_level].shape[-2:]
@@ -66,7 +78,11 @@ class LiteNeck(nn.Module):
             F.interpolate(y, size=size, mode="bilinear", align_corners=False) if y.shape[-2:] != size else y
             for y in (lateral(f) for lateral, f in zip(self.lateral, features))
         )
-        return self.out(self.fuse(x))
+        embedding = self.out(self.fuse(x))
+        if self.detail is None:
+            return embedding
+        detail = F.pixel_unshuffle(self.detail(features[self.detail_level]), DETAIL_SCALE)
+        return torch.cat([embedding, detail], dim=1)
 
 
 class LiteImageEncoder(nn.Module):
@@ -76,7 +92,15 @@ class LiteImageEncoder(nn.Module):
     pixel_mean = PIXEL_MEAN
     pixel_std = PIXEL_STD
 
-    def __init__(self, backbone: EfficientNetLite, img_size: int, stride: int, neck_dim: int, embed_dim: int) -> None:
+    def __init__(
+        self,
+        backbone: EfficientNetLite,
+        img_size: int,
+        stride: int,
+        neck_dim: int,
+        embed_dim: int,
+        detail_dim: int = 0,
+    ) -> None:
         super().__init__()
         if stride not in backbone.feature_strides or img_size % stride:
             raise ConfigError(
@@ -86,7 +110,9 @@ class LiteImageEncoder(nn.Module):
         self.img_size = img_size
         self.stride = stride
         self.backbone = backbone.requires_grad_(False).eval()
-        self.neck = LiteNeck(backbone.feature_channels, backbone.feature_strides, stride, neck_dim, embed_dim)
+        self.neck = LiteNeck(
+            backbone.feature_channels, backbone.feature_strides, stride, neck_dim, embed_dim, detail_dim=detail_dim
+        )
 
     def train(self, mode: bool = True) -> LiteImageEncoder:
         """Train the neck only: the backbone's BatchNorm statistics stay frozen."""

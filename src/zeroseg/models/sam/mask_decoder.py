@@ -95,6 +95,7 @@ class MaskDecoder(nn.Module):
         """Mask logits and IoU of the mask tokens selected by ``mask_slice`` (all by default); only the
         selected masks are computed."""
         batch = sparse_prompt_embeddings.shape[0]
+        image_embeddings, detail = self.split_embedding(image_embeddings)
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
 
@@ -113,7 +114,7 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w), detail)
         selected = range(self.num_mask_tokens)[mask_slice]
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1
@@ -123,6 +124,15 @@ class MaskDecoder(nn.Module):
 
         iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]
         return masks, iou_pred
+
+    def split_embedding(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The transformer's part of the image embedding and any extra per-image input of
+        :meth:`upscale` (none for SAM; see the lite model's decoder)."""
+        return image_embeddings, None
+
+    def upscale(self, src: torch.Tensor, detail: torch.Tensor | None) -> torch.Tensor:
+        """The transformer's image output ``(B, C, h, w)`` -> per-pixel mask features ``(B, C/8, 4h, 4w)``."""
+        return self.output_upscaling(src)
 
 
 class MLP(nn.Module):
