@@ -45,7 +45,8 @@ class Predictor:
       cache_size: how many image embeddings to keep (least recently used are dropped); 0 disables.
       refine_edges: snap the masks of :meth:`predict` / :meth:`predict_batch` to the image's edges
         (:class:`~zeroseg.segment.refine.EdgeRefiner`); by default the model's ``refine_edges``
-        (on for the lite model, off for SAM, whose outputs then equal the reference's).
+        (on for the lite model, off for SAM, whose outputs then equal the reference's). It needs the
+        original pixels, so images given to :meth:`set_torch_image` directly are not refined.
     """
 
     def __init__(self, model: nn.Module, cache_size: int = 8, refine_edges: bool | None = None) -> None:
