@@ -308,6 +308,10 @@ def test_retrain_registers_a_loadable_version(store, image_dir, tmp_path, monkey
     env = {**os.environ, hub.HOME_ENV: str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-c", later], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "zeroseg", "models"], capture_output=True, text=True, env=env, check=False
+    )
+    assert listed.returncode == 0 and "lite-my-toys-v1" in listed.stdout, listed.stderr
 
 
 # --- CLI ----------------------------------------------------------------------------------

@@ -527,6 +527,9 @@ def models(ctx: typer.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from zeroseg.engine.train import register_local_models
+
+    register_local_models()  # versions trained by `zeroseg engine train` are listed too
     rows = [("name", "aliases", "size", "weights", "licence", "description")]
     for entry in hub.list_models():
         if entry.downloadable:
