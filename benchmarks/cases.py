@@ -91,6 +91,14 @@ def point_batch(n: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray
     return coords, np.ones((n, 1), dtype=np.int64)
 
 
+def single_prompt_seconds(
+    pred: Predictor, coords: np.ndarray, labels: np.ndarray, ctx: Context
+) -> tuple[float, Repeats]:
+    """Median seconds of ``pred.predict`` for one prompt on the image already set, and the repeats used."""
+    repeats = ctx.repeats(Repeats(3, 20), Repeats(1, 5))
+    return median_seconds(lambda: pred.predict(coords, labels), repeats), repeats
+
+
 def decoder_rows(
     case: str, label: str, model: nn.Module, ctx: Context, max_single: float, min_speedup: float | None
 ) -> list[Row]:
@@ -102,8 +110,7 @@ def decoder_rows(
     height, width = image.shape[:2]
     coords, labels = point_batch(DECODER_BATCH, width, height)
 
-    single_repeats = ctx.repeats(Repeats(3, 20), Repeats(1, 5))
-    single = median_seconds(lambda: pred.predict(coords[0], labels[0]), single_repeats)
+    single, single_repeats = single_prompt_seconds(pred, coords[0], labels[0], ctx)
     batch_repeats = ctx.repeats(Repeats(1, 5), Repeats(1, 2))
     batched = median_seconds(lambda: pred.predict_batch(coords, labels), batch_repeats)
     per_prompt = batched / DECODER_BATCH
@@ -192,8 +199,7 @@ def lite(ctx: Context) -> list[Row]:
     refined = predictor(model, refine_edges=True)
     refined.set_image(image)
     coords, labels = point_batch(1, width, height)
-    single_repeats = ctx.repeats(Repeats(3, 20), Repeats(1, 5))
-    seconds = median_seconds(lambda: refined.predict(coords[0], labels[0]), single_repeats)
+    seconds, single_repeats = single_prompt_seconds(refined, coords[0], labels[0], ctx)
     with_refinement = Row("lite", f"lite decoder + edge refinement of its 3 masks: 1 point prompt, {width}x{height}",
                           seconds, note=f"{single_repeats}; what Predictor(lite).predict costs")
     return [encoder, *decoder, with_refinement]

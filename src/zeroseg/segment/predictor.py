@@ -230,7 +230,8 @@ class Predictor:
         """Low-resolution logits ``(..., h, w)`` -> logits at the current image's original size."""
         self._require_image()
         shape = low_res_masks.shape
-        masks = self.model.postprocess_masks(low_res_masks.reshape(-1, 1, *shape[-2:]), self.input_size, self.original_size)
+        flat = low_res_masks.reshape(-1, 1, *shape[-2:])
+        masks = self.model.postprocess_masks(flat, self.input_size, self.original_size)
         return masks.reshape(*shape[:-2], *masks.shape[-2:])
 
     # --- helpers ---------------------------------------------------------------------------

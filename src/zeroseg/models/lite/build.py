@@ -91,7 +91,9 @@ def build_lite_model(config: LiteConfig | None = None) -> Sam:
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
     )
-    return Sam(encoder, prompt_encoder, mask_decoder, encoder.pixel_mean, encoder.pixel_std).eval()
+    model = Sam(encoder, prompt_encoder, mask_decoder, encoder.pixel_mean, encoder.pixel_std).eval()
+    model.refine_edges = True  # its coarse 128x128 logits gain from edge refinement (docs/models/lite.md)
+    return model
 
 
 def head_state_dict(model: Sam) -> dict[str, torch.Tensor]:
@@ -141,6 +143,4 @@ def build_lite(head_weights: str | Path | None = None) -> Sam:
             f"and pass DIR/lite_prompt.safetensors"
         )
     config = LiteConfig.from_dict(read_sidecar(path)["config"])
-    model = load_head(build_lite_model(config), path)
-    model.refine_edges = True  # its coarse 128x128 logits gain from edge refinement (docs/models/lite.md)
-    return model
+    return load_head(build_lite_model(config), path)
