@@ -58,12 +58,12 @@ def sam_model(name: str) -> nn.Module:
     return build_sam(name).eval()
 
 
-def predictor(model: nn.Module, refine_edges: bool = False) -> Predictor:
+def predictor(model: nn.Module, refine: bool = False) -> Predictor:
     """A Predictor without an embedding cache, so repeated runs really re-encode; the decoder alone
-    unless ``refine_edges`` (the lite model's default post-processing, timed in its own row)."""
+    unless ``refine`` (the lite model's default edge refinement and graph cut, timed in their own row)."""
     from zeroseg.segment import Predictor
 
-    return Predictor(model, cache_size=0, refine_edges=refine_edges)
+    return Predictor(model, cache_size=0, refine_edges=refine, graph_cut=refine)
 
 
 def image_encoder(name: str, ctx: Context) -> list[Row]:
@@ -196,12 +196,12 @@ def lite(ctx: Context) -> list[Row]:
     encoder = Row("lite", f"lite encoder, {width}x{height} photo (set_image, {size} input)", seconds,
                   at_most(seconds, LITE_ENCODER_MAX_SECONDS), note=f"{repeats}; {head}")
     decoder = decoder_rows("lite", "lite decoder", model, ctx, LITE_DECODER_MAX_SECONDS, None)
-    refined = predictor(model, refine_edges=True)
+    refined = predictor(model, refine=True)
     refined.set_image(image)
     coords, labels = point_batch(1, width, height)
     seconds, single_repeats = single_prompt_seconds(refined, coords[0], labels[0], ctx)
-    with_refinement = Row("lite", f"lite decoder + edge refinement of its 3 masks: 1 point prompt, {width}x{height}",
-                          seconds, note=f"{single_repeats}; what Predictor(lite).predict costs")
+    what = f"lite decoder + edge refinement + graph cut of its 3 masks: 1 point prompt, {width}x{height}"
+    with_refinement = Row("lite", what, seconds, note=f"{single_repeats}; what Predictor(lite).predict costs")
     return [encoder, *decoder, with_refinement]
 
 

@@ -22,10 +22,15 @@ def main() -> None:
 
 
 def build_interactive_model(
-    name: str, checkpoint: Path | None, config: Path | None, device: str, refine_edges: bool | None = None
+    name: str,
+    checkpoint: Path | None,
+    config: Path | None,
+    device: str,
+    refine_edges: bool | None = None,
+    graph_cut: bool | None = None,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
-    (``refine_edges``: as :class:`~zeroseg.segment.Predictor`, None = the model's default)."""
+    (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default)."""
     if name.lower() == "grabcut":
         from zeroseg.models.grabcut import GrabCutModel
 
@@ -34,7 +39,7 @@ def build_interactive_model(
     from zeroseg.segment import Predictor
 
     model = load_model(name, checkpoint=checkpoint, config=config, device=device)
-    return PredictorModel(Predictor(model, refine_edges=refine_edges))
+    return PredictorModel(Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut))
 
 
 def results_table(results: dict[str, Any], title: str) -> Table:
@@ -65,6 +70,10 @@ def interactive(
         bool | None,
         typer.Option("--refine-edges/--no-refine-edges", help="snap masks to image edges (default: the model's own)"),
     ] = None,
+    graph_cut: Annotated[
+        bool | None,
+        typer.Option("--graph-cut/--no-graph-cut", help="GrabCut around mask boundaries (default: the model's own)"),
+    ] = None,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()
@@ -72,7 +81,7 @@ def interactive(
         objects = load_interactive_dataset(dataset)
         if limit is not None:
             objects = objects[:limit]
-        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges)
+        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges, graph_cut)
         results = evaluate(interactive_model, objects, max_clicks=max_clicks)
         if json_path is not None:
             atomic_write(json_path, json.dumps({"dataset": dataset, "model": model, **results}, indent=2))

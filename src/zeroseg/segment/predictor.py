@@ -16,15 +16,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import load_image
+from zeroseg.segment.graph_cut import GraphCutRefiner
 from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.transforms import ResizeLongestSide
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
+
+PRIOR_LOGIT = 8.0
+"""Magnitude of the logits a given mask becomes as ``mask_input`` (:meth:`Predictor.mask_to_input`)."""
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -47,11 +52,22 @@ class Predictor:
         (:class:`~zeroseg.segment.refine.EdgeRefiner`); by default the model's ``refine_edges``
         (on for the lite model, off for SAM, whose outputs then equal the reference's). It needs the
         original pixels, so images given to :meth:`set_torch_image` directly are not refined.
+      graph_cut: refine the boolean masks of :meth:`predict` (one prompt: the interactive path) with
+        GrabCut around their boundaries, clicks pinned (:class:`~zeroseg.segment.graph_cut.GraphCutRefiner`);
+        by default the model's ``graph_cut`` (on for the lite model, off for SAM). Logits
+        (``return_logits``), low-resolution masks and :meth:`predict_batch` stay the model's own.
     """
 
-    def __init__(self, model: nn.Module, cache_size: int = 8, refine_edges: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        cache_size: int = 8,
+        refine_edges: bool | None = None,
+        graph_cut: bool | None = None,
+    ) -> None:
         self.model = model
         self.refine_edges = getattr(model, "refine_edges", False) if refine_edges is None else refine_edges
+        self.graph_cut = getattr(model, "graph_cut", False) if graph_cut is None else graph_cut
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Embedding] = OrderedDict()
@@ -85,7 +101,7 @@ class Predictor:
                 self._cache[key] = _Embedding(self.features, self.original_size, self.input_size)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-        self._image = image if self.refine_edges else None
+        self._image = image if self.refine_edges or self.graph_cut else None
         self._refiner = None
 
     def _embed(self, image: np.ndarray) -> None:
@@ -143,11 +159,18 @@ class Predictor:
           return_logits: return mask logits instead of booleans.
 
         Returns masks CxHxW (bool, or float32 logits) at the original size, iou_predictions C
-        (float32) and low_res_masks Cxhxw float32 logits (256x256 for SAM), with C = 3 or 1.
+        (float32) and low_res_masks Cxhxw float32 logits (256x256 for SAM), with C = 3 or 1. With
+        :attr:`graph_cut`, the masks are refined and low_res_masks are their :meth:`mask_to_input`,
+        so that the next click refines the mask the user saw.
         """
         prompts = self._prompts_to_torch(point_coords, point_labels, box, mask_input, batched=False)
         masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
-        return masks[0].cpu().numpy(), iou_predictions[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
+        masks, low_res_masks = masks[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
+        if self.graph_cut and not return_logits and self._image is not None:
+            refiner = GraphCutRefiner(self._image)
+            masks = np.stack([refiner(mask, point_coords, point_labels, box) for mask in masks])
+            low_res_masks = np.concatenate([self.mask_to_input(mask) for mask in masks])
+        return masks, iou_predictions[0].cpu().numpy(), low_res_masks
 
     def predict_batch(
         self,
@@ -233,6 +256,23 @@ class Predictor:
         flat = low_res_masks.reshape(-1, 1, *shape[-2:])
         masks = self.model.postprocess_masks(flat, self.input_size, self.original_size)
         return masks.reshape(*shape[:-2], *masks.shape[-2:])
+
+    def mask_to_input(self, mask: np.ndarray) -> np.ndarray:
+        """A bool HxW mask of the current image as a 1xhxw ``mask_input`` (logits +/- PRIOR_LOGIT).
+
+        The mask goes through the model's own input frame: resized like the image (longest side to
+        the encoder's size), padded at the bottom and right, then shrunk to the mask-input size.
+        """
+        self._require_image()
+        if tuple(mask.shape) != self.original_size:
+            raise PromptShapeError(f"a {tuple(mask.shape)} mask does not match the image {self.original_size}")
+        height, width = self.input_size
+        side = self.model.image_encoder.img_size
+        frame = np.zeros((side, side), np.float32)
+        frame[:height, :width] = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        out_h, out_w = self._mask_input_size()
+        small = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        return ((small * 2.0 - 1.0) * PRIOR_LOGIT)[None].astype(np.float32)
 
     # --- helpers ---------------------------------------------------------------------------
     def _use(self, embedding: _Embedding) -> None:

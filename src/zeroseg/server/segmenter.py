@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -35,7 +34,6 @@ from zeroseg.segment import Predictor
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
 IMAGES_KEPT = 4  # decoded images kept for naming and re-embedding
-PRIOR_LOGIT = 8.0  # magnitude of the logits a stored mask becomes when it is used as a prior
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,17 @@ class Segmenter:
       model: a registered model name (loaded on first use) or a built SAM-interface model.
       lock: the lock every torch call of the app takes (re-entrant: callers may hold it already).
       cache_size: image embeddings the Predictor keeps.
+      graph_cut: GrabCut the candidates around their boundaries (:class:`~zeroseg.segment.Predictor`'s
+        ``graph_cut``). Off by default: it costs 0.1-1 s per candidate on a 640x480 photo, far over
+        the click loop's 150 ms budget, so the app shows the model's masks unless asked.
     """
 
     def __init__(
-        self, model: str | nn.Module = hub.DEFAULT_MODEL, lock: threading.RLock | None = None, cache_size: int = 8
+        self,
+        model: str | nn.Module = hub.DEFAULT_MODEL,
+        lock: threading.RLock | None = None,
+        cache_size: int = 8,
+        graph_cut: bool = False,
     ) -> None:
         if isinstance(model, str):
             self.model_name = hub.get(model).name
@@ -77,6 +82,7 @@ class Segmenter:
             self._model = model
         self.lock = lock or threading.RLock()
         self.cache_size = cache_size
+        self.graph_cut = graph_cut
         self._predictor: Predictor | None = None
         self._current: int | None = None  # image id whose embedding the Predictor holds
         self._pixels: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -92,7 +98,7 @@ class Segmenter:
         with self.lock:
             if self._predictor is None:
                 model = self._model if self._model is not None else hub.load_model(self.model_name)
-                self._predictor = Predictor(model, cache_size=self.cache_size)
+                self._predictor = Predictor(model, cache_size=self.cache_size, graph_cut=self.graph_cut)
             return self._predictor
 
     # --- images ---------------------------------------------------------------------------
@@ -140,7 +146,7 @@ class Segmenter:
             predictor = self.predictor
             logits = self.candidate(mask_input, image_id).low_res if mask_input else None
             if logits is None and prior is not None:
-                logits = mask_to_prior(predictor, prior)
+                logits = predictor.mask_to_input(prior)
             coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
             labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
             with torch_threads(DECODE_THREADS):
@@ -166,21 +172,6 @@ class Segmenter:
         if found is None or found.image_id != image_id:
             raise NotFoundError(f"no candidate {candidate_id!r} for image {image_id} (predict again)")
         return found
-
-
-def mask_to_prior(predictor: Predictor, mask: np.ndarray) -> np.ndarray:
-    """A bool HxW mask of the current image as 1 x h x w decoder logits (+/- PRIOR_LOGIT).
-
-    The mask goes through the model's own input frame: resized like the image (longest side to the
-    encoder's size), padded at the bottom and right, then shrunk to the mask-input size.
-    """
-    height, width = predictor.input_size
-    side = predictor.model.image_encoder.img_size
-    frame = np.zeros((side, side), np.float32)
-    frame[:height, :width] = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    out_h, out_w = predictor.model.prompt_encoder.mask_input_size
-    small = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return ((small * 2.0 - 1.0) * PRIOR_LOGIT)[None].astype(np.float32)
 
 
 @contextmanager

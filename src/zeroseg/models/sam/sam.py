@@ -29,6 +29,7 @@ class Sam(nn.Module):
     mask_threshold: float = 0.0
     image_format: str = "RGB"
     refine_edges: bool = False  # whether the Predictor snaps this model's masks to image edges by default
+    graph_cut: bool = False  # whether Predictor.predict refines this model's masks with GrabCut by default
 
     def __init__(
         self,

@@ -1,0 +1,119 @@
+"""Graph-cut refinement: the boundary moves onto colour edges, clicks are obeyed, the shape is kept."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data as skimage_data
+
+from zeroseg.errors import PromptShapeError
+from zeroseg.models.lite import build_lite
+from zeroseg.segment import Predictor
+from zeroseg.segment.graph_cut import GraphCutRefiner
+
+
+def _disc_image(size: int = 120, radius: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy red disc on a noisy blue background, and the disc's mask."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2
+    image = np.where(disc[..., None], (200, 40, 30), (30, 60, 190)) + rng.normal(0, 12, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), disc
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_a_coarse_mask_snaps_to_the_object():
+    image, disc = _disc_image()
+    coarse = np.zeros_like(disc)
+    coarse[32:88, 36:92] = True  # a blocky, shifted guess of the disc
+    refined = GraphCutRefiner(image)(coarse, np.array([[60.0, 60.0]]), np.array([1]))
+    assert refined.dtype == bool and refined.shape == disc.shape
+    assert _iou(coarse, disc) < 0.85
+    assert _iou(refined, disc) > 0.97
+
+
+def test_clicks_are_pinned():
+    image, disc = _disc_image()
+    # A background click inside the mask's deep interior and an object click outside it both hold.
+    refined = GraphCutRefiner(image)(disc, np.array([[60.0, 60.0], [5.0, 5.0]]), np.array([0, 1]))
+    assert not refined[60, 60]
+    assert refined[5, 5]
+
+
+def test_a_box_bounds_the_object_and_padding_points_are_ignored():
+    image, disc = _disc_image()
+    box = np.array([0.0, 0.0, 59.0, 119.0])  # the left half only
+    refined = GraphCutRefiner(image)(disc, np.array([[60.0, 60.0]]), np.array([-1]), box=box)
+    assert not refined[:, 61:].any()
+    assert _iou(refined, disc & (np.arange(120) <= 59)[None, :]) > 0.95
+
+
+def test_nothing_to_refine_and_wrong_sizes():
+    image, disc = _disc_image()
+    refiner = GraphCutRefiner(image)
+    empty = np.zeros_like(disc)
+    np.testing.assert_array_equal(refiner(empty, np.array([[60.0, 60.0]]), np.array([1])), empty)
+    everything = np.ones_like(disc)  # no background anywhere: GrabCut cannot fit its models
+    np.testing.assert_array_equal(refiner(everything), everything)
+    with pytest.raises(ValueError, match="does not match"):
+        refiner(np.zeros((10, 10), bool))
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        GraphCutRefiner(np.zeros((5, 5), np.uint8))
+
+
+def test_large_regions_are_cut_at_a_bounded_size():
+    image, disc = _disc_image(size=240, radius=70)
+    refined = GraphCutRefiner(image, max_side=64)(disc)
+    assert refined.shape == disc.shape
+    assert _iou(refined, disc) > 0.9
+
+
+def test_lite_predictor_cuts_interactive_masks_only():
+    model = build_lite()
+    assert model.graph_cut
+    image = skimage_data.chelsea()
+    point, label = np.array([[300.0, 150.0]]), np.array([1])
+    plain, cut = Predictor(model, graph_cut=False), Predictor(model)
+    for predictor in (plain, cut):
+        predictor.set_image(image)
+    masks, scores, low_res = cut.predict(point, label)
+    raw_masks, raw_scores, raw_low_res = plain.predict(point, label)
+    assert masks.shape == raw_masks.shape and masks.dtype == bool
+    np.testing.assert_array_equal(scores, raw_scores)
+    # The next click starts from the cut masks: low_res_masks are their mask inputs.
+    assert low_res.shape == raw_low_res.shape and low_res.dtype == np.float32
+    np.testing.assert_array_equal(low_res, np.concatenate([cut.mask_to_input(m) for m in masks]))
+    assert (masks != raw_masks).any()
+    assert all(_iou(m, r) > 0.75 for m, r in zip(masks, raw_masks))  # boundaries move, the object stays
+    # Logits and batched prompts stay the model's own.
+    logits = [p.predict(point, label, return_logits=True)[0] for p in (cut, plain)]
+    np.testing.assert_array_equal(*logits)
+    batched = [p.predict_batch(point[None], label[None])[0] for p in (cut, plain)]
+    np.testing.assert_array_equal(*batched)
+
+
+def test_mask_to_input_follows_the_model_frame():
+    predictor = Predictor(build_lite())
+    image = np.zeros((100, 200, 3), np.uint8)
+    predictor.set_image(image)
+    mask = np.zeros((100, 200), bool)
+    mask[:, :100] = True  # the left half
+    prior = predictor.mask_to_input(mask)
+    h, w = predictor.model.prompt_encoder.mask_input_size
+    assert prior.shape == (1, h, w) and prior.dtype == np.float32
+    # The image fills the top half of the square input frame; the padding is background.
+    assert (prior[0, : h // 2 - 2, : w // 2 - 2] > 0).all()
+    assert (prior[0, : h // 2 - 2, w // 2 + 2 :] < 0).all()
+    assert (prior[0, h // 2 + 2 :] < 0).all()
+    with pytest.raises(PromptShapeError, match="does not match"):
+        predictor.mask_to_input(np.zeros((10, 10), bool))
+
+
+def test_the_app_cuts_only_when_asked():
+    from zeroseg.server.segmenter import Segmenter
+
+    model = build_lite()
+    assert not Segmenter(model).load().graph_cut  # the click loop keeps its latency budget
+    assert Segmenter(model, graph_cut=True).load().graph_cut
