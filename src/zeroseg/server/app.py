@@ -53,7 +53,7 @@ def create_app(
       author: recorded on every change unless a request names its own (``X-Author`` header).
       embedder: the dense embedder for names, by name (loaded on first use) or built.
       max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
-      graph_cut: GrabCut masks around their boundaries: sharper, but 0.1-1 s per click (:class:`Segmenter`).
+      graph_cut: GrabCut masks around their boundaries: sharper, but up to 0.5 s per mask (:class:`Segmenter`).
     """
     lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
     state = AppState(

@@ -42,7 +42,7 @@ def serve(
     ] = None,
     author: Annotated[str, typer.Option(help="Name recorded on the changes made through the app.")] = "web",
     graph_cut: Annotated[
-        bool, typer.Option(help="GrabCut masks around their boundaries: sharper edges, 0.1-1 s per click.")
+        bool, typer.Option(help="GrabCut masks around their boundaries: sharper edges, up to 0.5 s per mask.")
     ] = False,
 ) -> None:
     """Serve the annotation web app for a folder of images.

@@ -63,7 +63,7 @@ class Segmenter:
       lock: the lock every torch call of the app takes (re-entrant: callers may hold it already).
       cache_size: image embeddings the Predictor keeps.
       graph_cut: GrabCut the candidates around their boundaries (:class:`~zeroseg.segment.Predictor`'s
-        ``graph_cut``). Off by default: it costs 0.1-1 s per candidate on a 640x480 photo, far over
+        ``graph_cut``). Off by default: it costs up to 0.5 s per candidate on a 640x480 photo, far over
         the click loop's 150 ms budget, so the app shows the model's masks unless asked.
     """
 
