@@ -268,13 +268,16 @@ def _predict(
     One prompt per box (the points join every box), or one prompt of points alone. Only a single
     point alone asks for three candidates, as SAM recommends for ambiguous prompts.
     """
-    n_prompts = 1 if boxes is None else len(boxes)
     multimask = boxes is None and len(points) == 1
-    coords = labels = None
-    if points is not None:
-        coords = np.repeat(points[None, :, :2], n_prompts, axis=0)
-        labels = np.repeat(points[None, :, 2], n_prompts, axis=0)
-    masks, scores, _ = predictor.predict_batch(coords, labels, boxes, multimask_output=multimask)
+    coords, labels = (None, None) if points is None else (points[:, :2], points[:, 2])
+    # One predict call per prompt (the decoder takes milliseconds): the model's interactive
+    # post-processing (e.g. the lite model's graph cut) applies as in Predictor.predict.
+    predictions = [
+        predictor.predict(coords, labels, box, multimask_output=multimask)
+        for box in ([None] if boxes is None else boxes)
+    ]
+    masks, scores = np.stack([p[0] for p in predictions]), np.stack([p[1] for p in predictions])
+    n_prompts = len(predictions)
 
     order = np.argsort(-scores, axis=1, kind="stable")[:, : 1 if single else None]
     masks = np.take_along_axis(masks, order[:, :, None, None], axis=1).reshape(-1, *masks.shape[2:])
