@@ -117,3 +117,13 @@ def test_the_app_cuts_only_when_asked():
     model = build_lite()
     assert not Segmenter(model).load().graph_cut  # the click loop keeps its latency budget
     assert Segmenter(model, graph_cut=True).load().graph_cut
+
+
+def test_thin_and_featureless_objects_survive():
+    flat = np.full((80, 100, 3), 90, np.uint8)  # no colour tells object from background
+    line = np.zeros((80, 100), bool)
+    line[40:43, 10:90] = True  # thinner than the band: nothing is fixed, the cut would empty it
+    np.testing.assert_array_equal(GraphCutRefiner(flat)(line), line)
+    speck = np.zeros((80, 100), bool)
+    speck[20, 30] = True
+    np.testing.assert_array_equal(GraphCutRefiner(flat)(speck), speck)

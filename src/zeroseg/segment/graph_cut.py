@@ -51,8 +51,9 @@ class GraphCutRefiner:
         box: np.ndarray | None = None,
     ) -> np.ndarray:
         """A bool ``HxW`` mask and its prompts (``Nx2`` x/y pixels with labels 1 = object,
-        0 = background, -1 = none; an XYXY box) -> the refined bool mask. An empty mask is returned
-        as it is: without a shape there is nothing to refine."""
+        0 = background, -1 = none; an XYXY box) -> the refined bool mask. An empty mask, or one the
+        cut would empty (a shape thinner than the band on colours that do not set it apart), is
+        returned as it is."""
         height, width = self.image.shape[:2]
         if mask.shape != (height, width):
             raise ValueError(f"a {mask.shape} mask does not match the {height}x{width} image")
@@ -103,6 +104,8 @@ class GraphCutRefiner:
         if scale < 1.0:
             up = cv2.resize(foreground.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             foreground = up > 0.5
+        if not foreground.any():
+            return mask.copy()  # the colours could not tell the object apart: keep the model's shape
         refined = np.zeros_like(mask, dtype=bool)
         refined[y0:y1, x0:x1] = foreground
         return refined
