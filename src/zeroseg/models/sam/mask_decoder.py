@@ -114,13 +114,16 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w), detail)
+        # The image tokens (B, h*w, C) are the channels-last layout of (B, C, h, w): the upscaling
+        # convolutions run channels-last (several times faster on CPU) and the masks are dotted per pixel.
+        upscaled = self.upscale(src.view(b, h, w, c).permute(0, 3, 1, 2), detail)
         selected = range(self.num_mask_tokens)[mask_slice]
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1
         )
         b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).view(b, -1, h, w)
+        pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when channels-last
+        masks = (pixels @ hyper_in.transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
 
         iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]
         return masks, iou_pred
