@@ -133,6 +133,7 @@ class Predictor:
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self._image: np.ndarray | None = None  # the original RGB image, kept for edge refinement
+        self._dense_pe: torch.Tensor | None = None  # the decoder's positional encoding, once per image
         self._refiner: EdgeRefiner | None = None
 
     def clear_cache(self) -> None:
@@ -243,7 +244,7 @@ class Predictor:
         )
         return self.model.mask_decoder(
             image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=self._image_pe(),
             sparse_prompt_embeddings=sparse_embeddings,
             dense_prompt_embeddings=dense_embeddings,
             multimask_output=multimask_output,
@@ -281,6 +282,11 @@ class Predictor:
         self.original_size = embedding.original_size
         self.input_size = embedding.input_size
         self.is_image_set = True
+
+    def _image_pe(self) -> torch.Tensor:
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
 
     def _require_image(self) -> None:
         if not self.is_image_set:

@@ -112,7 +112,9 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        # attn_out first: with the first block's shared (batch 1) keys, a broadcast first operand
+        # makes the add iterate in a cache-hostile order (several times slower on CPU).
+        keys = self.norm4(self.cross_attn_image_to_token(q=k, k=q, v=queries) + keys)
         return queries, keys
 
 
@@ -197,13 +199,15 @@ class Attention(nn.Module):
         vh = self._separate_heads(self.v_proj(v))
         # Scores are laid out (B, H, T, N): the softmax over T then runs along contiguous rows of N.
         if q.shape[0] == 1 and b > 1:
-            qh = self._separate_heads(self.q_proj(q))  # (1, H, N, d), once for all B
-            scores = kh @ qh.transpose(-1, -2)  # (B, H, T, N)
+            qh = self._separate_heads(self.q_proj(q))[0]  # (H, N, d), once for all B
+            # One product per head over all B*T keys (a broadcast matmul would copy qh B times).
+            by_head = kh.transpose(0, 1).reshape(heads, b * t, d) @ qh.transpose(-1, -2)  # (H, B*T, N)
+            scores = by_head.view(heads, b, t, n).transpose(0, 1)  # (B, H, T, N)
         else:
             folded = torch.einsum("hdc,bhtd->bhtc", self._head_weights(self.q_proj), kh).reshape(b, heads * t, c)
             bias = torch.einsum("hd,bhtd->bht", self.q_proj.bias.view(heads, d), kh).reshape(b, heads * t, 1)
             scores = torch.baddbmm(bias, folded, q.transpose(1, 2)).view(b, heads, t, n)
-        probs = torch.softmax(scores * d**-0.5, dim=2).view(b, heads * t, n)
+        probs = torch.softmax(scores * d**-0.5, dim=2).reshape(b, heads * t, n)
         w_out = self.out_proj.weight.view(c, heads, d)
         values = torch.einsum("bhtd,chd->bhtc", vh, w_out).reshape(b, heads * t, c)  # v_h W_o,h
         return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs.transpose(1, 2), values)
