@@ -59,8 +59,8 @@ class TwoWayTransformer(nn.Module):
 
         Returns: the updated tokens ``(B, N, C)`` and image embedding ``(B, h * w, C)``.
         """
-        keys = image_embedding.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()  # token-major: fast adds / norms
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe)
