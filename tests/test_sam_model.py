@@ -100,6 +100,15 @@ def test_bad_config_raises_config_error(goldens_dir: Path) -> None:
         build_from_config({key: value for key, value in config.items() if key != "prompt_encoder"})
     with pytest.raises(ConfigError, match="activation"):
         build_from_config({**config, "prompt_encoder": {**config["prompt_encoder"], "activation": "Swish"}})
+    with pytest.raises(ConfigError, match="image_format"):
+        build_from_config({**config, "image_format": "YUV"})
+
+
+def test_config_sets_mask_threshold_and_image_format(goldens_dir: Path) -> None:
+    config = json.loads((goldens_dir / "sam" / "sam_tiny_config.json").read_text())
+    model = build_from_config({**config, "mask_threshold": 0.5, "image_format": "BGR"})
+    assert (model.mask_threshold, model.image_format) == (0.5, "BGR")
+    assert (build_from_config(config).mask_threshold, Sam.mask_threshold) == (config["mask_threshold"], 0.0)
 
 
 # --- golden equivalence -------------------------------------------------------------------

@@ -5,7 +5,7 @@ A config is a dict in the layout of the golden configs (``sam_tiny_config.json``
     {"image_encoder": {"class": "ImageEncoderViT" | "TinyViT", <constructor arguments>},
      "prompt_encoder": {<PromptEncoder arguments>},
      "mask_decoder": {<MaskDecoder arguments>, "transformer": {<TwoWayTransformer arguments>}},
-     "pixel_mean": [...], "pixel_std": [...]}
+     "pixel_mean": [...], "pixel_std": [...], "mask_threshold": 0.0, "image_format": "RGB"}
 
 Keys a constructor does not take (``class``, ``reference``, ``notes``, ``norm_layer`` descriptions, ...)
 are informational and ignored; activation names (``"GELU"``, ``"ReLU"``) select the activation.
@@ -141,6 +141,10 @@ def build_from_config(config: Mapping[str, Any], checkpoint: str | os.PathLike |
         )
     except KeyError as err:
         raise ConfigError(f"SAM config is missing the {err.args[0]!r} section") from None
+    sam.mask_threshold = float(config.get("mask_threshold", Sam.mask_threshold))
+    sam.image_format = config.get("image_format", Sam.image_format)
+    if sam.image_format not in ("RGB", "BGR"):
+        raise ConfigError(f"image_format must be 'RGB' or 'BGR', got {sam.image_format!r}")
     sam.eval()
     if checkpoint is not None:
         load_checkpoint(sam, checkpoint)
