@@ -50,6 +50,18 @@ def test_a_box_bounds_the_object_and_padding_points_are_ignored():
     assert _iou(refined, disc & (np.arange(120) <= 59)[None, :]) > 0.95
 
 
+def test_with_a_box_an_undersized_mask_grows_to_the_object():
+    image, disc = _disc_image()
+    small = np.zeros_like(disc)
+    small[45:75, 45:75] = True  # the model found only the disc's middle
+    box = np.array([30.0, 30.0, 89.0, 89.0])  # the disc's tight box
+    refiner = GraphCutRefiner(image)
+    grown = refiner(small, box=box)
+    assert _iou(grown, disc) > 0.95
+    # Without the box only a band around the mask may change: the disc's rim stays out of reach.
+    assert _iou(refiner(small), disc) < 0.8
+
+
 def test_nothing_to_refine_and_wrong_sizes():
     image, disc = _disc_image()
     refiner = GraphCutRefiner(image)

@@ -6,7 +6,9 @@ mask becomes the initial labelling of OpenCV's GrabCut (Rother et al., 2004): pi
 or outside the mask than a band are fixed, the band is "probably" foreground or background, every
 click pins a small disc, and GrabCut's colour models and graph cut place the boundary. The model
 decides the shape; the image's colours decide the edge. The work region is the mask's box widened
-by twice the band, so the colour models are local and the cost follows the object's size.
+by twice the band, so the colour models are local and the cost follows the object's size. A box
+prompt bounds the object itself: outside it is background, and inside it everything but the mask's
+core is left to the cut, which can then also grow a mask the model made too small.
 """
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ BAND = 0.1
 """Half-width of the free band as a fraction of the square root of the mask's area (10 pixels for
 a 100x100 object): wide enough to move a coarse boundary, narrow enough to keep the model's shape."""
 MIN_BAND = 3.0  # pixels
+BOX_CORE = 0.5
+"""With a box prompt only the mask's core, this fraction of the band deep, is fixed as foreground and
+the rest of the box is left to the cut (outside the box is background): the cut can then also grow
+an under-segmented mask up to the box. Chosen on held-out objects (box mIoU 0.789 -> 0.824; 0.2-0.5
+are alike, an unfixed core lets GrabCut fill the box: 0.65)."""
 ITERATIONS = 1  # one colour-model fit and cut: as good as 3 or 5 on held-out objects, and 2-3x faster
 CLICK_RADIUS = 3  # pixels pinned around each click
 MAX_SIDE = 640  # the work region is downscaled to this longer side: about 0.5 s per mask at most on 2 cores
@@ -61,12 +68,18 @@ class GraphCutRefiner:
         if area == 0:
             return mask.copy()
         band = max(MIN_BAND, self.band * np.sqrt(area))
+        bounds = None if box is None else np.asarray(box, dtype=np.float64).reshape(4)
+        if bounds is not None:
+            band = max(MIN_BAND, band * BOX_CORE)
         clicks = _clicks(points, labels)
 
-        # Work region: the mask's box and the object clicks, widened by twice the band.
+        # Work region: the mask's box, the object clicks and the prompt box, widened by twice the band.
         ys, xs = np.nonzero(mask)
         xs = np.concatenate([xs, [x for x, y, positive in clicks if positive]])
         ys = np.concatenate([ys, [y for x, y, positive in clicks if positive]])
+        if bounds is not None:
+            xs = np.concatenate([xs, np.clip(bounds[[0, 2]], 0, width - 1)])
+            ys = np.concatenate([ys, np.clip(bounds[[1, 3]], 0, height - 1)])
         margin = int(np.ceil(2 * band)) + self.click_radius
         x0, x1 = max(0, int(xs.min()) - margin), min(width, int(xs.max()) + margin + 1)
         y0, y1 = max(0, int(ys.min()) - margin), min(height, int(ys.max()) + margin + 1)
@@ -74,12 +87,13 @@ class GraphCutRefiner:
 
         region = mask[y0:y1, x0:x1].astype(np.uint8)
         inside = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        outside = cv2.distanceTransform(1 - region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         trimap = np.where(region > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
         trimap[inside > band] = cv2.GC_FGD
-        trimap[outside > band] = cv2.GC_BGD
-        if box is not None:
-            bx0, by0, bx1, by1 = np.asarray(box, dtype=np.float64).reshape(4)
+        if bounds is None:
+            outside = cv2.distanceTransform(1 - region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            trimap[outside > band] = cv2.GC_BGD
+        else:
+            bx0, by0, bx1, by1 = bounds
             cols, rows = np.arange(x0, x1), np.arange(y0, y1)
             out_x = (cols < np.floor(bx0)) | (cols > np.ceil(bx1))
             out_y = (rows < np.floor(by0)) | (rows > np.ceil(by1))
