@@ -39,7 +39,8 @@ class DetailMaskDecoder(MaskDecoder):
         embedding, packed = image_embeddings.split(
             [self.transformer_dim, self.detail_dim * DETAIL_SCALE**2], dim=1
         )
-        return embedding, F.pixel_shuffle(packed, DETAIL_SCALE)
+        # channels-last like the upscaling it is added to (a mixed-layout add is several times slower)
+        return embedding, F.pixel_shuffle(packed, DETAIL_SCALE).contiguous(memory_format=torch.channels_last)
 
     def upscale(self, src: torch.Tensor, detail: torch.Tensor | None) -> torch.Tensor:
         first, *rest = self.output_upscaling
