@@ -133,7 +133,7 @@ class Predictor:
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self._image: np.ndarray | None = None  # the original RGB image, kept for edge refinement
-        self._dense_pe: torch.Tensor | None = None  # the decoder's positional encoding, once per image
+        self._dense_pe: torch.Tensor | None = None  # the decoder's positional encoding, made once per embedding
         self._refiner: EdgeRefiner | None = None
 
     def clear_cache(self) -> None:

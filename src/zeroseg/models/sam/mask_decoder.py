@@ -116,7 +116,7 @@ class MaskDecoder(nn.Module):
 
         # The image tokens (B, h*w, C) are the channels-last layout of (B, C, h, w): the upscaling
         # convolutions run channels-last (several times faster on CPU) and the masks are dotted per pixel.
-        upscaled = self.upscale(src.view(b, h, w, c).permute(0, 3, 1, 2), detail)
+        upscaled = self.upscale(src.reshape(b, h, w, c).permute(0, 3, 1, 2), detail)
         selected = range(self.num_mask_tokens)[mask_slice]
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1
