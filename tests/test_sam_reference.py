@@ -1,10 +1,11 @@
 """Our SAM against Meta's reference code (the ``segment-anything`` package) on configs the goldens do not have.
 
 The goldens pin one tiny config; acceptance also uses others. Here the reference model and ours are
-built from the same randomly drawn weights for several variations of the golden config (widths,
-depths, head counts that take the decoder's different attention paths, windows with and without
-padding, relative/absolute positions on and off, another input size and patch size, 1 or 4
-multimask outputs) and must agree to float32 rounding end to end (``Sam.forward``).
+built from the same randomly drawn weights for the golden config and four variations of it (widths,
+depths, head widths under and over the prompt's token count, which take the decoder's different
+attention paths, windows with and without padding, relative/absolute positions on and off, another
+input size and patch size, 1 or 4 multimask outputs) and must agree to float32 rounding end to end
+(``Sam.forward``).
 
 Only ``segment_anything.modeling`` is imported: the package's top level needs torchvision, which
 does not install beside our torch.
@@ -84,6 +85,11 @@ VARIANTS = {
         **_grid(512, 16),
         "image_encoder__use_rel_pos": False, "image_encoder__use_abs_pos": False, "image_encoder__window_size": 7,
         "mask_decoder__transformer__depth": 3, "mask_decoder__transformer__attention_downsample_rate": 4,
+    },
+    "16-wide decoder heads (few-token attention paths), 4 outputs": {
+        **_width(64),
+        "mask_decoder__num_multimask_outputs": 4, "mask_decoder__iou_head_hidden_dim": 64,
+        "mask_decoder__transformer__mlp_dim": 96,
     },
     "patch 8, global attention only, one decoder head, 1 output": {
         **_grid(512, 8),
