@@ -67,10 +67,9 @@ class GraphCutRefiner:
         area = int(np.count_nonzero(mask))
         if area == 0:
             return mask.copy()
-        band = max(MIN_BAND, self.band * np.sqrt(area))
         bounds = None if box is None else np.asarray(box, dtype=np.float64).reshape(4)
-        if bounds is not None:
-            band = max(MIN_BAND, band * BOX_CORE)
+        # with a box, "band" is the depth of the fixed core (BOX_CORE); else the free band on both sides
+        band = max(MIN_BAND, self.band * (1.0 if bounds is None else BOX_CORE) * np.sqrt(area))
         clicks = _clicks(points, labels)
 
         # Work region: the mask's box, the object clicks and the prompt box, widened by twice the band.
