@@ -139,3 +139,35 @@ def test_thin_and_featureless_objects_survive():
     speck = np.zeros((80, 100), bool)
     speck[20, 30] = True
     np.testing.assert_array_equal(GraphCutRefiner(flat)(speck), speck)
+
+
+def test_one_grabcut_wrapper_below_segment_and_eval():
+    """cv2.grabCut is called in one place, models/grabcut.py, which imports nothing above models."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import zeroseg
+
+    root = Path(zeroseg.__file__).parent
+    callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "cv2.grabCut(" in p.read_text())
+    assert callers == ["models/grabcut.py"]
+    code = (
+        "import sys, zeroseg.segment.graph_cut, zeroseg.models.grabcut; "
+        "print(sorted(m for m in sys.modules if m.startswith(('zeroseg.eval', 'zeroseg.engine'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_grabcut_wrapper_needs_both_kinds_and_is_deterministic():
+    from zeroseg.models.grabcut import grabcut, pin_clicks
+
+    image, disc = _disc_image()
+    labels = np.full(disc.shape, 2, np.uint8)  # cv2.GC_PR_BGD everywhere: nothing to fit
+    assert grabcut(image, labels.copy(), iterations=1) is None
+    pin_clicks(labels, [(60, 60, True), (5, 5, False)], radius=3)
+    labels[disc] = 3  # cv2.GC_PR_FGD
+    first, second = grabcut(image, labels.copy(), 2), grabcut(image, labels.copy(), 2)
+    np.testing.assert_array_equal(first, second)
+    assert _iou(first, disc) > 0.95

@@ -1,16 +1,54 @@
-"""GrabCut (Rother, Kolmogorov & Blake 2004) as a classical interactive-segmentation baseline.
+"""GrabCut (Rother, Kolmogorov & Blake 2004): zeroseg's one wrapper of OpenCV's ``cv2.grabCut``.
 
-OpenCV's ``cv2.grabCut`` fits colour GMMs to foreground and background and cuts a graph; here it is
-driven by clicks or a box through the :class:`~zeroseg.eval.interactive.InteractiveModel` protocol.
+:func:`grabcut` runs the cut from an initial label map, :func:`pin_clicks` marks clicks on such a map
+and :func:`upsample_mask` brings a working-size result back to full size; the graph-cut refinement
+(:mod:`zeroseg.segment.graph_cut`) and :class:`GrabCutModel`, a classical interactive-segmentation
+baseline driven by clicks or a box (the :class:`~zeroseg.eval.interactive.InteractiveModel`
+protocol), are built on them.
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptValueError
-from zeroseg.eval.clicks import Click
-from zeroseg.eval.interactive import Box
+
+if TYPE_CHECKING:  # eval sits above models: its types only, never imported at run time
+    from zeroseg.eval.clicks import Click
+    from zeroseg.eval.interactive import Box
+
+
+def foreground(labels: np.ndarray) -> np.ndarray:
+    """Bool map of the sure and probable foreground of a GrabCut label map."""
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def grabcut(image: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0) -> np.ndarray | None:
+    """GrabCut an ``HxWx3`` uint8 image from the label map ``labels`` (``cv2.GC_*``, updated in place):
+    the bool foreground, or None when the map holds only one kind (no colour models to fit). OpenCV's
+    RNG is reseeded with ``seed``, so results are deterministic. Channel order does not matter."""
+    fg = foreground(labels)
+    if not fg.any() or fg.all():
+        return None
+    cv2.setRNGSeed(seed)
+    bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(image, labels, None, bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK)
+    return foreground(labels)
+
+
+def pin_clicks(labels: np.ndarray, clicks: Iterable[tuple[int, int, bool]], radius: int) -> np.ndarray:
+    """Mark a disc of ``radius`` around each ``(x, y, is_object)`` click as sure foreground or background."""
+    for x, y, positive in clicks:
+        cv2.circle(labels, (x, y), radius, cv2.GC_FGD if positive else cv2.GC_BGD, -1)
+    return labels
+
+
+def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask resized to ``size`` (width, height): bilinear, then thresholded at one half."""
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 class GrabCutModel:
@@ -63,16 +101,10 @@ class GrabCutModel:
         if self._image is None:
             raise NoImageSetError("call set_image before predict")
         labels = self._labels(clicks, prev_low_res, box)
-        foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-        if foreground.any() and not foreground.all():
-            cv2.setRNGSeed(self.rng_seed)
-            bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-            cv2.grabCut(self._image, labels, None, bgd_model, fgd_model, self.iterations, cv2.GC_INIT_WITH_MASK)
-            foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-        low_res = foreground.astype(np.float32)
+        cut = grabcut(self._image, labels, self.iterations, self.rng_seed)
+        low_res = (foreground(labels) if cut is None else cut).astype(np.float32)
         h, w = self._full_size
-        full = cv2.resize(low_res, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-        return full, low_res
+        return upsample_mask(low_res, (w, h)), low_res
 
     def _labels(self, clicks: list[Click], prev_low_res: np.ndarray | None, box: Box | None) -> np.ndarray:
         """GrabCut's initial label map at working size."""
@@ -92,9 +124,7 @@ class GrabCutModel:
         if in_box is not None:
             labels[~in_box] = cv2.GC_BGD
         radius = max(1, round(self.click_radius * self._scale))
-        for click in clicks:
-            cv2.circle(labels, self._to_work(click), radius, cv2.GC_FGD if click.positive else cv2.GC_BGD, -1)
-        return labels
+        return pin_clicks(labels, [(*self._to_work(click), click.positive) for click in clicks], radius)
 
     def _to_work(self, click: Click) -> tuple[int, int]:
         """A click's pixel at working size."""

@@ -1,19 +1,22 @@
 """Graph-cut refinement of a prompted mask: GrabCut inside a band around the predicted boundary.
 
-A small decoder places a boundary to within a few pixels and can ignore a correction click next to
-an almost right mask. As in deep interactive object selection (Xu et al., CVPR 2016), the network's
-mask becomes the initial labelling of OpenCV's GrabCut (Rother et al., 2004): pixels deeper inside
-or outside the mask than a band are fixed, the band is "probably" foreground or background, every
-click pins a small disc, and GrabCut's colour models and graph cut place the boundary. The model
-decides the shape; the image's colours decide the edge. The work region is the mask's box widened
-by twice the band, so the colour models are local and the cost follows the object's size. A box
-prompt bounds the object itself: outside it is background, and inside it everything but the mask's
-core is left to the cut, which can then also grow a mask the model made too small.
+A small decoder places a boundary to within a few pixels and can ignore a correction click next to an
+almost right mask. As in deep interactive object selection (Xu et al., CVPR 2016), the network's mask
+becomes the initial labelling of GrabCut (Rother et al., 2004; zeroseg's one wrapper is
+:func:`zeroseg.models.grabcut.grabcut`): pixels deeper inside or outside the mask than a band are fixed,
+the band is "probably" foreground or background, every click pins a small disc, and GrabCut's colour
+models and graph cut place the boundary. The model decides the shape; the image's colours decide the
+edge. The work region is the mask's box widened by twice the band, so the colour models are local and
+the cost follows the object's size. A box prompt bounds the object itself: outside it is background, and
+inside it everything but the mask's core is left to the cut, which can then also grow a mask the model
+made too small.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from zeroseg.models.grabcut import grabcut, pin_clicks, upsample_mask
 
 BAND = 0.1
 """Half-width of the free band as a fraction of the square root of the mask's area (10 pixels for
@@ -103,20 +106,14 @@ class GraphCutRefiner:
             pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
             trimap = cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST)
         pixels = np.ascontiguousarray(pixels)
-        for x, y, positive in clicks:
-            centre = (round((x - x0) * scale), round((y - y0) * scale))
-            cv2.circle(trimap, centre, self.click_radius, cv2.GC_FGD if positive else cv2.GC_BGD, -1)
+        centres = [(round((x - x0) * scale), round((y - y0) * scale), positive) for x, y, positive in clicks]
+        pin_clicks(trimap, centres, self.click_radius)
 
-        foreground = (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)
-        if not foreground.any() or foreground.all():
+        foreground = grabcut(pixels, trimap, self.iterations, self.seed)
+        if foreground is None:
             return mask.copy()  # GrabCut needs pixels of both kinds to fit its colour models
-        cv2.setRNGSeed(self.seed)
-        bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(pixels, trimap, None, bgd_model, fgd_model, self.iterations, cv2.GC_INIT_WITH_MASK)
-        foreground = (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)
         if scale < 1.0:
-            up = cv2.resize(foreground.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-            foreground = up > 0.5
+            foreground = upsample_mask(foreground, (x1 - x0, y1 - y0))
         if not foreground.any():
             return mask.copy()  # the colours could not tell the object apart: keep the model's shape
         refined = np.zeros_like(mask, dtype=bool)
