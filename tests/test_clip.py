@@ -14,7 +14,13 @@ import torch
 from PIL import Image
 
 from zeroseg import hub
-from zeroseg.errors import CheckpointMismatchError, ModelError, PromptValueError, WeightsNotFoundError
+from zeroseg.errors import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    ModelError,
+    PromptValueError,
+    WeightsNotFoundError,
+)
 from zeroseg.models.clip import CLIP, ClipTokenizer, load_clip, load_clip_model, preprocess
 from zeroseg.models.clip.build import ClipTextEncoder, config_from_state_dict, load_clip_text_encoder, read_state_dict
 from zeroseg.models.text import _FACTORIES, _resolve
@@ -270,7 +276,7 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointMismatchError, match="ResNet CLIP"):
         load_clip_model(tmp_path / "rn50.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointMismatchError, match="cannot read"):
+    with pytest.raises(CheckpointReadError, match="cannot read CLIP checkpoint .*junk.pt: a text file"):
         load_clip_model(tmp_path / "junk.pt")
     with pytest.raises(WeightsNotFoundError):
         load_clip_model(tmp_path / "missing.pt")

@@ -11,7 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from zeroseg.errors import CheckpointMismatchError, ConfigError, UnknownModelError, WeightsNotFoundError
+from zeroseg.errors import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    ConfigError,
+    UnknownModelError,
+    WeightsNotFoundError,
+)
 from zeroseg.models.sam import Sam, build_from_config, build_sam, official_config
 
 # --- reference preprocessing, as described in the goldens README ----------------------------
@@ -302,7 +308,8 @@ def test_unreadable_checkpoint_is_rejected(
     data = (goldens_dir / "sam" / "sam_tiny.pth").read_bytes()
     path = tmp_path / "broken.pth"
     path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[content])
-    with pytest.raises(CheckpointMismatchError, match="truncated or not a PyTorch checkpoint"):
+    reason = {"truncated": "truncated or damaged", "garbage": "a text file", "empty": "the file is empty"}[content]
+    with pytest.raises(CheckpointReadError, match=f"cannot read checkpoint file .*broken.pth: {reason}"):
         build_from_config(tiny_config, path)
 
 

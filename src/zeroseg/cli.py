@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from zeroseg import __version__, hub
-from zeroseg.errors import PromptShapeError, PromptValueError, ZerosegError
+from zeroseg.errors import NothingFoundError, PromptShapeError, PromptValueError, ZerosegError
 from zeroseg.io import (
     atomic_write,
     ensure_dir,
@@ -26,6 +26,7 @@ from zeroseg.io import (
     rle_to_mask,
     save_mask_png,
     save_png,
+    staged_output,
 )
 
 if TYPE_CHECKING:
@@ -150,11 +151,16 @@ def segment(
     candidates (whole, part, sub-part), best first; --single keeps the best one.
 
     A text prompt finds the regions whose pixels match the phrase better than the other names
-    (--names) and the background, and prompts the model with each region's box and peak. With
-    --names every mask is also named from that vocabulary (label and label score).
+    (--names) and the background, and prompts the model with each region's box and peak; its
+    masks are labelled with the phrase, and their label score is how well they match it (0-1).
+    A phrase that matches nothing is reported on stderr and listed in the result's
+    prompts.unmatched; if no prompt gave a mask at all, nothing is written and the exit code is
+    24. With --names the other masks are named from that vocabulary (label and label score).
 
     Writes OUT/mask_<i>.png (0/255), OUT/overlay.png and, last, OUT/result.json (image size,
-    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE, label).
+    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE, label, label score). The
+    files of an earlier result in OUT are replaced whole (no stale masks), or, if writing fails,
+    left as they were.
 
     \b
     Examples:
@@ -184,7 +190,9 @@ def segment(
     if points is not None or boxes is not None:
         masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
         labels = [None] * len(masks)
+    label_scores: list[float | None] = [None] * len(masks)
     namer = _namer(vocabulary + phrases, embedder) if (phrases or vocabulary) else None
+    unmatched: list[str] = []
     if phrases:
         from zeroseg.segment import text_to_masks
 
@@ -196,9 +204,14 @@ def segment(
                 scores = np.concatenate([scores, [r["score"] for r in found]])
                 prompt_ids = np.concatenate([prompt_ids, np.full(len(found), n_prompts + k)])
                 labels += [phrase] * len(found)
+                label_scores += [r["match_score"] for r in found]
             else:
-                typer.echo(f"no region matches {phrase!r}")
-    label_scores: list[float | None] = [None] * len(masks)
+                unmatched.append(phrase)
+    if unmatched and not len(masks):
+        quoted = ", ".join(repr(phrase) for phrase in unmatched)
+        raise NothingFoundError(f"no region of {image} matches {quoted}; nothing was written")
+    for phrase in unmatched:
+        typer.echo(f"warning: no region matches {phrase!r}", err=True)
     if vocabulary and len(masks):
         named = namer.name_masks(rgb, masks)
         for i, (label, score) in enumerate(named):
@@ -207,7 +220,6 @@ def segment(
 
     records = []
     for i, (rle, score, prompt) in enumerate(zip(masks_to_rles(masks), scores, prompt_ids)):
-        save_mask_png(out / f"mask_{i}.png", masks[i])
         records.append(
             {
                 "id": i,
@@ -221,8 +233,7 @@ def segment(
                 "segmentation": rle,
             }
         )
-    captions = [f"#{i}:{labels[i] or ''}" for i in range(len(records))]
-    save_png(out / "overlay.png", overlay(rgb, masks, labels=captions, scores=scores, points=points, boxes=boxes))
+    captions = [_caption(record) for record in records]
     result = {
         "image": str(image),
         "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
@@ -232,16 +243,33 @@ def segment(
             "boxes": [] if boxes is None else boxes.tolist(),
             "multimask_output": multimask,
             "text": phrases,
+            "unmatched": unmatched,
         },
         "names": vocabulary,
         "bbox_format": "xywh",
         "masks": records,
     }
-    atomic_write(out / "result.json", json.dumps(result))
+    with staged_output(out, stale=r"mask_\d+\.png", last="result.json") as stage:
+        for record, mask in zip(records, masks):
+            save_mask_png(stage / record["file"], mask)
+        save_png(stage / "overlay.png", overlay(rgb, masks, labels=captions, points=points, boxes=boxes))
+        atomic_write(stage / "result.json", json.dumps(result))
     for record in records:
         named = f", {record['label']}" if record["label"] else ""
+        if record["label_score"] is not None:
+            named += f" (match {record['label_score']:.2f})"
         typer.echo(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px{named}")
     typer.echo(f"wrote {len(records)} mask(s), overlay.png and result.json to {out}")
+
+
+def _caption(record: dict[str, Any]) -> str:
+    """``#0 score 0.91`` plus ``cat (match 0.87)``: the label and how well the mask matches it."""
+    caption = f"#{record['id']} score {record['score']:.2f}"
+    if record["label"]:
+        caption += f" {record['label']}"
+        if record["label_score"] is not None:
+            caption += f" (match {record['label_score']:.2f})"
+    return caption
 
 
 def _read_prompts(

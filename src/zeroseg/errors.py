@@ -68,6 +68,13 @@ class NoImageSetError(ZerosegError, RuntimeError):
     http_status = 409
 
 
+class NothingFoundError(ZerosegError, LookupError):
+    """A prompt was valid but found nothing (a text prompt no region of the image matches)."""
+
+    exit_code = 24
+    http_status = 404
+
+
 # --- models and weights -------------------------------------------------------------------
 class ModelError(ZerosegError):
     """A model could not be found, built or loaded."""
@@ -109,6 +116,12 @@ class ConfigError(ModelError, ValueError):
     """A model config is invalid."""
 
     exit_code = 35
+
+
+class CheckpointReadError(ModelError):
+    """A weight file cannot be read: empty, truncated, damaged, not a checkpoint, or pickled objects."""
+
+    exit_code = 36
 
 
 # --- storage ------------------------------------------------------------------------------

@@ -3,13 +3,16 @@
 Images come in as paths, bytes, file objects, PIL images or arrays and leave :func:`load_image` as one
 validated thing: an HxWx3 uint8 RGB array, EXIF-rotated and size-guarded. Masks are bool HxW arrays in
 memory and COCO RLE (pycocotools, ``counts`` as str) on disk and on the wire. Every file zeroseg writes
-goes through :func:`atomic_path`, so a crash or a full disk never leaves half a file behind.
+goes through :func:`atomic_path`, so a crash or a full disk never leaves half a file behind; a result of
+several files goes through :func:`staged_output`, so it replaces an earlier one whole or not at all.
 """
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import shutil
 import struct
 import warnings
 import zlib
@@ -232,6 +235,52 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+@contextmanager
+def staged_output(folder: str | os.PathLike, stale: str = "", last: str = "") -> Iterator[Path]:
+    """Yield an empty hidden folder inside ``folder`` to write one result's files into; on success they
+    replace their namesakes in ``folder``, on any failure they are deleted and ``folder`` is left as it was.
+
+    The commit removes ``last`` (the file that says a result is complete, e.g. ``result.json``) first, moves
+    the other files in, removes the files of an earlier result that this one lacks (names fully matching the
+    regex ``stale``) and moves ``last`` in at the end, so ``last`` never describes files of another run.
+    Other files in ``folder`` are kept. OS errors (disk full, permissions, ...) become :class:`OutputError`.
+    """
+    folder = Path(folder)
+    stage = folder / f".staged.{secrets.token_hex(4)}.part"
+    try:
+        stage.mkdir(parents=True)
+    except OSError as err:
+        raise _output_error(folder, err) from None
+    try:
+        yield stage
+    except BaseException as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(err, OutputError):  # from atomic_path in the stage: name the file the user asked for
+            raise OutputError(str(err).replace(str(stage), str(folder))) from None
+        if isinstance(err, OSError) and not isinstance(err, ZerosegError):
+            where = str(err.filename).replace(str(stage), str(folder)) if err.filename else folder
+            raise _output_error(Path(where), err) from None
+        raise
+    names = sorted(p.name for p in stage.iterdir())
+    try:
+        if last in names:
+            (folder / last).unlink(missing_ok=True)
+        for name in names:
+            if name != last:
+                os.replace(stage / name, folder / name)
+        for old in folder.iterdir():
+            if stale and old.name not in names and re.fullmatch(stale, old.name) and old.is_file():
+                old.unlink()
+        if last in names:
+            os.replace(stage / last, folder / last)
+        stage.rmdir()
+    except OSError as err:  # renames and unlinks in a folder just written to: unlikely, but not atomic
+        shutil.rmtree(stage, ignore_errors=True)
+        missing = f": no {last}" if last else ""
+        message = f"cannot finish writing to {folder}: {_reason(err)} (the result is incomplete{missing})"
+        raise OutputError(message) from None
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> Path:
     """Write ``data`` (str is encoded with ``encoding``) to ``path`` atomically; return the path."""
     payload = data.encode(encoding) if isinstance(data, str) else data
@@ -266,6 +315,10 @@ def _fsync(path: Path) -> None:
 
 
 def _output_error(path: Path, err: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {_reason(err)} (nothing was written)")
+
+
+def _reason(err: OSError) -> str:
     reasons = {
         errno.ENOSPC: "no space left on device",
         errno.EDQUOT: "disk quota exceeded",
@@ -274,8 +327,7 @@ def _output_error(path: Path, err: OSError) -> OutputError:
         errno.EROFS: "read-only file system",
         errno.ENOTDIR: "a parent of the path is not a directory",
     }
-    reason = reasons.get(err.errno, err.strerror or str(err))
-    return OutputError(f"cannot write {path}: {reason} (nothing was written)")
+    return reasons.get(err.errno, err.strerror or str(err))
 
 
 # --- masks --------------------------------------------------------------------------------

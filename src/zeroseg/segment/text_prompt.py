@@ -57,7 +57,8 @@ def text_to_masks(
     (its box and its peak pixel); of the model's multimask outputs the one with the best score is kept,
     where score = predicted IoU x IoU of the mask with the region; duplicates are removed by mask IoU.
     Records have `segmentation` (bool HxW), `bbox` (XYWH), `area`, `score`, `predicted_iou`,
-    `point_coords` ([[x, y]], the peak) and `label` (= the phrase).
+    `point_coords` ([[x, y]], the peak), `label` (= the phrase) and `match_score`, how well the mask
+    matches the phrase: the mean of :func:`phrase_map` over the mask, in [0, 1]. No match: ``[]``.
     """
     image = load_image(image)
     share = phrase_map(image, phrase, namer)
@@ -89,6 +90,7 @@ def text_to_masks(
             "predicted_iou": float(ious[k]),
             "point_coords": [points[k].tolist()],
             "label": label,
+            "match_score": float(share[masks[k]].mean()),
         }
         for i, k in enumerate(keep)
     ]

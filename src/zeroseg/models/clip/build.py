@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from zeroseg import hub
-from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, CheckpointReadError, WeightsNotFoundError
 from zeroseg.models.clip.model import CLIP, HEAD_WIDTH, ClipConfig
 from zeroseg.models.clip.tokenizer import ClipTokenizer
 from zeroseg.models.sam.build import _mismatch
 from zeroseg.models.text import DEFAULT_TEMPLATES, CachedTemplateEncoder
+from zeroseg.models.weights import read_checkpoint
 
 DEFAULT_CLIP = "clip_vit_b16"
 VOCAB = "clip_vocab"
@@ -36,7 +37,8 @@ def load_clip(
     """(model in eval mode, float32 on CPU; its tokenizer) from explicit files or the hub cache.
 
     Raises WeightsNotFoundError (file missing; for the hub, with the URL, SHA-256 and destination to
-    fetch it by hand) and CheckpointMismatchError (not a CLIP ViT checkpoint, or keys/shapes off).
+    fetch it by hand), CheckpointReadError (unreadable file) and CheckpointMismatchError (not a CLIP ViT
+    checkpoint, or keys/shapes off).
     """
     model = load_clip_model(hub.checkpoint_path(DEFAULT_CLIP, checkpoint))
     tokenizer = ClipTokenizer(
@@ -56,17 +58,16 @@ def load_clip_model(path: str | os.PathLike) -> CLIP:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a CLIP checkpoint: ``state_dict()`` of a TorchScript archive (OpenAI's release
     format) or a ``torch.save``-d dict."""
-    try:
-        if _is_torchscript(path):
+    if _is_torchscript(path):
+        try:
             with warnings.catch_warnings():  # TorchScript is deprecated, but it is OpenAI's release format
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return dict(torch.jit.load(path, map_location="cpu").state_dict())
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - zip/pickle/TorchScript errors of every kind: not a checkpoint
-        reason = next(iter(str(err).splitlines()), "")
-        raise CheckpointMismatchError(
-            f"cannot read CLIP checkpoint {path}: truncated or not a PyTorch file ({type(err).__name__}: {reason})"
-        ) from None
+        except Exception as err:  # noqa: BLE001 - TorchScript errors of every kind: a damaged archive
+            raise CheckpointReadError(
+                f"cannot read CLIP checkpoint {path}: a damaged TorchScript archive ({type(err).__name__})"
+            ) from None
+    state = read_checkpoint(path, "CLIP checkpoint")
     if not isinstance(state, Mapping):
         raise CheckpointMismatchError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return dict(state)

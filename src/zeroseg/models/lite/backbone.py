@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.models.weights import read_checkpoint
 
 # BatchNorm epsilon of the TensorFlow original (the converted weights assume it).
 BN_EPS = 1e-3
@@ -199,10 +200,10 @@ def load_imagenet_lite0(path: str | Path | None = None) -> EfficientNetLite:
     if not path.is_file():
         raise WeightsNotFoundError(f"EfficientNet-Lite0 weights not found: {path}")
     model = EfficientNetLite()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path, "EfficientNet-Lite0 weights")
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointMismatchError(f"{path} is not an EfficientNet-Lite0 checkpoint: {e}") from e
     model.requires_grad_(False)
     return model.eval()

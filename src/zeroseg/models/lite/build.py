@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import load_imagenet_lite0
@@ -24,8 +22,8 @@ from zeroseg.models.sam.mask_decoder import MaskDecoder
 from zeroseg.models.sam.prompt_encoder import PromptEncoder
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.sam.transformer import TwoWayTransformer
+from zeroseg.models.weights import read_checkpoint, save_weights
 from zeroseg.models.weights import read_sidecar as weights_sidecar
-from zeroseg.models.weights import save_weights
 
 DEFAULT_HEAD_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_prompt.safetensors"
 BACKBONE_PREFIX = "image_encoder.backbone."
@@ -115,10 +113,9 @@ def read_sidecar(weights: str | Path) -> dict[str, Any]:
 def load_head(model: Sam, path: str | Path) -> Sam:
     """Load head weights strictly: the file must hold exactly the non-backbone tensors, same shapes."""
     path = Path(path)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointMismatchError(f"cannot read lite head weights {path}: {e}") from None
+    state = read_checkpoint(path, "lite head weights")
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f"lite head weights {path} hold a {type(state).__name__}, not tensors")
     expected = head_state_dict(model)
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)

@@ -23,12 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from zeroseg.errors import CheckpointMismatchError, ConfigError, UnknownModelError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, ConfigError, UnknownModelError
 from zeroseg.models.sam.image_encoder import ImageEncoderViT
 from zeroseg.models.sam.mask_decoder import MaskDecoder
 from zeroseg.models.sam.prompt_encoder import PromptEncoder
 from zeroseg.models.sam.sam import PIXEL_MEAN, PIXEL_STD, Sam
 from zeroseg.models.sam.transformer import TwoWayTransformer
+from zeroseg.models.weights import read_checkpoint
 
 VIT_SIZES: dict[str, dict[str, Any]] = {
     "vit_b": {"embed_dim": 768, "depth": 12, "num_heads": 12, "global_attn_indexes": [2, 5, 8, 11]},
@@ -191,23 +192,16 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load an official-layout checkpoint strictly into ``model`` and return it in eval mode.
 
     Accepts a plain state dict or a dict wrapping it under ``model`` or ``state_dict``. Missing or
-    unexpected keys, shape mismatches and unreadable files raise :class:`CheckpointMismatchError`; a
-    file that does not exist raises :class:`WeightsNotFoundError`.
+    unexpected keys and shape mismatches raise :class:`CheckpointMismatchError`, an unreadable file
+    :class:`CheckpointReadError` and a missing one :class:`WeightsNotFoundError`.
 
     ``eval()`` is called after loading so that a module which caches tensors derived from its weights
     when switched to eval mode (the official TinyViT attention biases, see the goldens README) can
     never keep a cache computed from the weights it had before loading.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        state = _read_state_dict(path)
-    except Exception as err:  # zip/pickle errors of every kind: the file is not a usable checkpoint
-        raise CheckpointMismatchError(
-            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
-            f"({type(err).__name__}: {_first_line(err)})"
-        ) from None
+    # memory-mapped: a large checkpoint is not held in memory twice while it is copied into the model
+    state = read_checkpoint(path, "checkpoint file", mmap=True)
     for wrapper in ("model", "state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
@@ -225,15 +219,6 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     except RuntimeError as err:
         raise CheckpointMismatchError(f"checkpoint {path.name} does not fit the model: {_first_line(err)}") from None
     return model.eval()
-
-
-def _read_state_dict(path: Path) -> Any:
-    """``torch.load`` with safe unpickling; memory-mapped when the file format allows, so a large
-    checkpoint is not held in memory twice while it is copied into the model."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (pre-zip) serialization cannot be memory-mapped
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], shown: int = 3) -> str:

@@ -16,16 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs, input_channels
 from zeroseg.models.text import TextEncoder, get_text_encoder
 from zeroseg.models.vl.base import DenseEmbedding
+from zeroseg.models.weights import read_checkpoint, save_weights
 from zeroseg.models.weights import read_sidecar as weights_sidecar
-from zeroseg.models.weights import save_weights
 from zeroseg.segment.transforms import ResizeLongestSide
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_text.safetensors"
@@ -125,13 +123,10 @@ def load_text_head(path: str | Path, backbone: EfficientNetLite) -> tuple[TextHe
         )
     sidecar = read_sidecar(path)
     head = build_text_head(TextHeadConfig.from_dict(sidecar["config"]), backbone)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointMismatchError(f"cannot read lite text head weights {path}: {e}") from None
+    state = read_checkpoint(path, "lite text head weights")
     try:
         head.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointMismatchError(f"lite text head weights {path} do not fit its config: {e}") from None
     return head.eval(), sidecar
 
