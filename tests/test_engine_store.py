@@ -87,7 +87,28 @@ def test_migrations_create_exactly_the_models(store):
     with store._engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert db.current_revision(connection) == "0001"
+        assert db.current_revision(connection) == "0002"
+
+
+def test_upgrade_from_0001_keeps_datasets_and_adds_a_vocabulary(db_url, root):
+    from alembic import command
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        command.upgrade(db.alembic_config(connection), "0001")
+        connection.execute(
+            sa.text("INSERT INTO datasets (name, root, categories, created_at) VALUES ('old', :root, '[]', :at)"),
+            {"root": str(root), "at": "2026-01-01 00:00:00"},
+        )
+    engine.dispose()
+    with Store(db_url) as store:
+        assert store.get_dataset("old").vocabulary == []
+        assert store.set_vocabulary("old", ["cat", "dog"]).vocabulary == ["cat", "dog"]
+        with pytest.raises(DatasetError, match="vocabulary"):
+            store.set_vocabulary("old", ["cat", ""])
+    with Store(db_url) as store:
+        assert store.get_dataset("old").vocabulary == ["cat", "dog"]
+        assert store.create_dataset("new", root).vocabulary == []
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
@@ -128,6 +149,17 @@ def test_resolve_url(tmp_path, monkeypatch):
     assert db.resolve_url(tmp_path) == f"sqlite:///{tmp_path / db.DB_FILENAME}"  # explicit wins
 
 
+def test_opening_without_create_makes_no_database(tmp_path):
+    with pytest.raises(NotFoundError, match="no database at"):
+        Store.open(tmp_path / "nothing", create=False)
+    assert not (tmp_path / "nothing").exists()
+    assert not db.exists(f"sqlite:///{tmp_path / 'nothing' / db.DB_FILENAME}")
+    Store.open(tmp_path / "made").close()
+    with Store.open(tmp_path / "made", create=False) as store:
+        assert store.datasets() == []
+    assert db.display_url("postgresql+psycopg://me:secret@host/db") == "postgresql+psycopg://me:***@host/db"
+
+
 # --- datasets and images ------------------------------------------------------------------
 def test_datasets(store, root, tmp_path):
     created = store.create_dataset("ds", root, categories=[{"id": 3, "name": "cat"}])
@@ -143,6 +175,41 @@ def test_datasets(store, root, tmp_path):
         store.get_dataset("missing")
     with pytest.raises(DatasetError, match="twice"):
         store.set_categories("ds", [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}])
+
+
+def test_scans_skip_symlinks_that_leave_the_root(store, root, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (8, 6)).save(outside / "secret.png")
+    (root / "secret.png").symlink_to(outside / "secret.png")
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (root / "alias.png").symlink_to(root / "a.png")  # stays inside: an image of the dataset
+    assert [p.relative_to(root).as_posix() for p in store_module.scan_images(root)] == [
+        "a.png", "alias.png", "c.jpg", "sub/b.png",
+    ]  # fmt: skip
+    store.create_dataset("ds", root)
+    assert sorted(i.path for i in store.add_images("ds")) == ["a.png", "alias.png", "c.jpg", "sub/b.png"]
+    with pytest.raises(DatasetError, match="outside"):
+        store.add_images("ds", ["secret.png"])
+
+
+def test_datasets_are_found_by_name_or_folder(store, root, tmp_path):
+    store.create_dataset("ds", root)
+    assert store.find_dataset("ds").root == root.resolve()
+    assert store.find_dataset(str(root)).name == "ds" and store.dataset_at(root / "sub" / "..").name == "ds"
+    assert store.dataset_at(tmp_path) is None
+    with pytest.raises(NotFoundError, match="no dataset called"):
+        store.find_dataset(str(tmp_path))
+
+
+def test_out_of_range_ids_are_not_found(store, dataset):
+    for bad in (2**70, 2**63, 0, -1):
+        with pytest.raises(NotFoundError):
+            store.get_image(bad)
+        with pytest.raises(NotFoundError):
+            store.get_annotation(bad)
+    with pytest.raises(NotFoundError):
+        store.add_annotations([], done_images=[2**70])
 
 
 def test_add_images_reads_hash_and_size(store, root, dataset):

@@ -1,9 +1,11 @@
 """Database location, engines and schema migrations.
 
-Where the store lives, first match wins: an explicit SQLAlchemy URL (``sqlite:///...``,
-``postgresql+psycopg://user@host/db``); an explicit folder (the SQLite file ``zeroseg.db`` inside it,
-typically the dataset folder); ``$ZEROSEG_DB``; ``zeroseg.db`` in zeroseg's home
-(``$ZEROSEG_HOME``, see :func:`zeroseg.hub.cache_dir`).
+Where the store lives is one rule, :func:`resolve_url`, used by ``zeroseg serve`` and every
+``zeroseg engine`` command alike; first match wins: an explicit SQLAlchemy URL (``sqlite:///...``,
+``postgresql+psycopg://user@host/db``); an explicit folder (the SQLite file ``zeroseg.db`` inside it);
+``$ZEROSEG_DB``; ``zeroseg.db`` in zeroseg's home (``$ZEROSEG_HOME``, see :func:`zeroseg.hub.cache_dir`).
+One store holds many datasets, each with its own root folder, so a dataset made by the app is found
+by the engine commands (by name, or by its folder) without naming the database.
 
 SQLite connections run in WAL mode (readers never block the writer) with foreign keys on and a
 busy timeout, and every transaction starts with an explicit ``BEGIN`` (``BEGIN IMMEDIATE`` for
@@ -37,7 +39,10 @@ _MIGRATION_LOCK = 0x7A65_726F_7365_67  # PostgreSQL advisory lock key held while
 
 
 def resolve_url(location: str | os.PathLike[str] | None = None) -> str:
-    """The database URL for ``location``: a URL, a folder (SQLite file inside it) or None (defaults)."""
+    """The database URL for ``location``: a URL, a folder (SQLite file inside it) or None (the default).
+
+    The one rule for where a dataset's database lives (see the module docstring).
+    """
     if location is None:
         location = os.environ.get(DB_ENV) or hub.cache_dir()
     text = os.fspath(location)
@@ -47,6 +52,25 @@ def resolve_url(location: str | os.PathLike[str] | None = None) -> str:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: give a dataset folder or a database URL")
     return f"sqlite:///{(folder / DB_FILENAME).resolve()}"
+
+
+def exists(url: str) -> bool:
+    """Whether the database at ``url`` is there already (a server database is taken to be)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as err:
+        raise ConfigError(f"not a database URL: {url!r} ({err})") from None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return True
+    return Path(parsed.database).exists()
+
+
+def display_url(url: str) -> str:
+    """``url`` as it can be shown to a user: any password masked."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def create_engine(url: str) -> sa.Engine:

@@ -1,10 +1,10 @@
 """The data engine's tables, as SQLAlchemy 2 declarative models.
 
-Four tables: ``datasets`` (a named folder of images), ``images`` (one file of a dataset, by path
-relative to the dataset root, with its SHA-256 and size), ``annotations`` (one mask on one image, as
-COCO RLE, with its label, scores and provenance) and ``edits`` (the history of every change to an
-annotation, which is what undo walks back). Annotations are never removed by the engine: deleting
-one sets ``deleted`` so that undo can bring it back.
+Four tables: ``datasets`` (a named folder of images, with its categories and naming vocabulary),
+``images`` (one file of a dataset, by path relative to the dataset root, with its SHA-256 and size),
+``annotations`` (one mask on one image, as COCO RLE, with its label, scores and provenance) and
+``edits`` (the history of every change to an annotation, which is what undo walks back). Annotations
+are never removed by the engine: deleting one sets ``deleted`` so that undo can bring it back.
 
 The schema is created and changed only by the Alembic revisions in ``migrations/``; a test checks
 that they produce exactly these models.
@@ -106,6 +106,7 @@ class Dataset(Base):
 
     ``categories`` holds COCO-style ``{"id", "name", "supercategory"}`` entries: the label vocabulary
     with stable ids, kept from an import so that an export gives the same category ids back.
+    ``vocabulary`` is the list of free-text names the app names masks from, as last saved.
     """
 
     __tablename__ = "datasets"
@@ -114,6 +115,7 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     root: Mapped[str] = mapped_column(sa.String(4096))
     categories: Mapped[list[Any]] = mapped_column(default=list)
+    vocabulary: Mapped[list[Any]] = mapped_column(default=list, server_default=sa.text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -52,6 +52,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 """File types :meth:`Store.add_images` picks up when it scans a dataset folder."""
 
 _CHUNK = 500  # rows per IN (...) query and per page when streaming a dataset
+_MAX_ID = 2**63 - 1  # the largest integer a database id column holds
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -75,6 +76,7 @@ class DatasetRecord:
     root: Path
     categories: list[dict[str, Any]]  # [{"id", "name", "supercategory"}], COCO style
     created_at: datetime
+    vocabulary: list[str] = field(default_factory=list)  # names the app names masks from, as last saved
 
 
 @dataclass(frozen=True)
@@ -188,9 +190,17 @@ class Store:
         self._write_session = sessionmaker(bind=db.writer(self._engine), expire_on_commit=False)
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str] | None = None) -> Store:
-        """Open the store at a URL, in a folder (``zeroseg.db`` inside it), or at the default place."""
-        return cls(db.resolve_url(location))
+    def open(cls, location: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
+        """Open the store at a URL, in a folder (``zeroseg.db`` inside it), or at the default place.
+
+        With ``create=False`` a database that is not there yet is not made: NotFoundError instead.
+        """
+        url = db.resolve_url(location)
+        if not create and not db.exists(url):
+            raise NotFoundError(
+                f"no database at {db.display_url(url)}: `zeroseg serve FOLDER` or `zeroseg engine add` makes one"
+            )
+        return cls(url)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -239,12 +249,39 @@ class Store:
         with self._read() as session:
             return [_dataset_record(d) for d in session.scalars(sa.select(Dataset).order_by(Dataset.id))]
 
+    def dataset_at(self, folder: str | os.PathLike[str]) -> DatasetRecord | None:
+        """The (first) dataset whose root is ``folder``, if there is one."""
+        root = Path(folder).expanduser().resolve()
+        return next((d for d in self.datasets() if d.root.resolve() == root), None)
+
+    def find_dataset(self, name_or_folder: str | os.PathLike[str]) -> DatasetRecord:
+        """A dataset by name or, failing that, by its root folder; NotFoundError if neither."""
+        name = os.fspath(name_or_folder)
+        with self._read() as session:
+            row = session.scalar(sa.select(Dataset).where(Dataset.name == name))
+            if row is not None:
+                return _dataset_record(row)
+        folder = Path(name).expanduser()
+        found = self.dataset_at(folder) if folder.is_dir() else None
+        if found is None:
+            raise NotFoundError(f"no dataset called {name!r}" + (" or rooted in that folder" if folder.is_dir() else ""))
+        return found
+
     def set_categories(self, dataset: str, categories: Sequence[Mapping[str, Any]]) -> DatasetRecord:
         """Replace the dataset's category list (``{"id", "name", "supercategory"}`` entries)."""
         checked = _check_categories(categories)
         with self._write() as session:
             row = _dataset(session, dataset)
             row.categories = checked
+            return _dataset_record(row)
+
+    def set_vocabulary(self, dataset: str, names: Sequence[str]) -> DatasetRecord:
+        """Save the dataset's naming vocabulary (a list of non-empty names, kept as given)."""
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise DatasetError(f"a vocabulary is a list of non-empty names, got {names!r}")
+        with self._write() as session:
+            row = _dataset(session, dataset)
+            row.vocabulary = list(names)
             return _dataset_record(row)
 
     # --- images -------------------------------------------------------------------------------
@@ -337,13 +374,16 @@ class Store:
         *,
         author: str | None = None,
         done_images: Iterable[int] = (),
+        skip_existing: bool = False,
     ) -> list[AnnotationRecord]:
         """Add many annotations, with their 'create' edits, in ONE transaction: all or none.
 
         ``done_images`` are marked :attr:`ImageStatus.AUTO_DONE` in the same transaction, so an
         automatic run that is killed and resumed skips exactly the images whose masks were committed
-        (including images where it found nothing). Raises NotFoundError for an unknown image and
-        DatasetError for a mask that does not fit its image.
+        (including images where it found nothing). With ``skip_existing`` an annotation whose image
+        has a live one with the same mask and label already (or an earlier one of this call) is
+        left out, so adding the same annotations twice adds them once; the added ones are returned.
+        Raises NotFoundError for an unknown image and DatasetError for a mask that does not fit its image.
         """
         items = list(annotations)
         done = set(done_images)
@@ -352,6 +392,8 @@ class Store:
         values = [_new_values(a, *sizes[a.image_id]) for a in items]  # mask work outside the write lock
         with self._write() as session:
             images = _images(session, set(sizes) | done)
+            if skip_existing:
+                values = _without_existing(session, values)
             rows = [Annotation(**v, author=author, deleted=False) for v in values]
             session.add_all(rows)
             session.flush()
@@ -528,8 +570,13 @@ def _dataset(session: Session, name: str) -> Dataset:
     return row
 
 
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` can be a row id (a larger integer overflows the database's)."""
+    return isinstance(value, (int, np.integer)) and 0 < value <= _MAX_ID
+
+
 def _image(session: Session, image_id: int) -> Image:
-    row = session.get(Image, image_id)
+    row = session.get(Image, image_id) if _is_id(image_id) else None
     if row is None:
         raise NotFoundError(f"no image with id {image_id}")
     return row
@@ -539,8 +586,9 @@ def _images(session: Session, ids: set[int]) -> dict[int, Image]:
     """Images by id; NotFoundError names the first id that is missing."""
     wanted = sorted(ids)
     rows: dict[int, Image] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    usable = [i for i in wanted if _is_id(i)]
+    for start in range(0, len(usable), _CHUNK):
+        chunk = usable[start : start + _CHUNK]
         rows.update({row.id: row for row in session.scalars(sa.select(Image).where(Image.id.in_(chunk)))})
     missing = [i for i in wanted if i not in rows]
     if missing:
@@ -549,7 +597,7 @@ def _images(session: Session, ids: set[int]) -> dict[int, Image]:
 
 
 def _annotation(session: Session, annotation_id: int, lock: bool = False) -> Annotation:
-    row = session.get(Annotation, annotation_id, with_for_update=lock)
+    row = session.get(Annotation, annotation_id, with_for_update=lock) if _is_id(annotation_id) else None
     if row is None:
         raise NotFoundError(f"no annotation with id {annotation_id}")
     return row
@@ -562,6 +610,25 @@ def _annotation_query(image_ids: list[int], status: StatusFilter, include_delete
     if status is not None:
         query = query.where(Annotation.status.in_(_as_set(status, Status)))
     return query.order_by(Annotation.image_id, Annotation.id)
+
+
+def _without_existing(session: Session, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``values`` less those whose (image, mask, label) a live annotation or an earlier value has."""
+    key = lambda image_id, rle, label: (image_id, rle["counts"], label)  # noqa: E731
+    ids = sorted({v["image_id"] for v in values})
+    seen = set()
+    for start in range(0, len(ids), _CHUNK):
+        query = sa.select(Annotation.image_id, Annotation.rle, Annotation.label).where(
+            Annotation.image_id.in_(ids[start : start + _CHUNK]), Annotation.deleted.is_(False)
+        )
+        seen.update(key(*row) for row in session.execute(query))
+    kept = []
+    for value in values:
+        k = key(value["image_id"], value["rle"], value["label"])
+        if k not in seen:
+            seen.add(k)
+            kept.append(value)
+    return kept
 
 
 def _as_set(values: Any, enum: type) -> set[Any]:
@@ -669,13 +736,15 @@ def _check_categories(categories: Sequence[Mapping[str, Any]]) -> list[dict[str,
 
 
 def scan_images(root: Path) -> list[Path]:
-    """Image files under ``root``, sorted, skipping hidden files and folders."""
+    """Image files under ``root``, sorted, skipping hidden files and folders and symlinks that lead out of it."""
+    real = root.resolve()
     return sorted(
         path
         for path in root.rglob("*")
         if path.suffix.lower() in IMAGE_SUFFIXES
         and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.resolve().is_relative_to(real)
     )
 
 
@@ -713,7 +782,12 @@ def _read_image_info(path: Path) -> tuple[str, int, int]:
 
 def _dataset_record(row: Dataset) -> DatasetRecord:
     return DatasetRecord(
-        id=row.id, name=row.name, root=Path(row.root), categories=list(row.categories), created_at=row.created_at
+        id=row.id,
+        name=row.name,
+        root=Path(row.root),
+        categories=list(row.categories),
+        created_at=row.created_at,
+        vocabulary=list(row.vocabulary or []),
     )
 
 
