@@ -134,8 +134,9 @@ def test_polygons_rasterise_back_to_the_mask_except_holes():
 # --- COCO ---------------------------------------------------------------------------------
 def test_coco_round_trip_is_lossless(store, root, tmp_path):
     path, original = _coco_file(root)
-    added = import_coco(store, path, "ds", author="importer")
-    assert len(added) == 3 and {a.author for a in added} == {"importer"}
+    done = import_coco(store, path, "ds", author="importer")
+    added = done.added
+    assert len(added) == 3 and {a.author for a in added} == {"importer"} and done.skipped == 0
     assert store.get_dataset("ds").root == root.resolve()
     out = export_coco(store, "ds", tmp_path / "out" / "export.json")
     exported = json.loads(out.read_text())
@@ -246,6 +247,29 @@ def test_coco_import_errors(store, root, tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(DatasetError, match="cannot read"):
         import_coco(store, tmp_path / "broken.json", "ds")
+
+
+def test_importing_the_same_file_twice_adds_it_once(store, root):
+    path, _ = _coco_file(root)
+    count = lambda: sum(len(store.annotations_for(i.id)) for i in store.images("ds"))  # noqa: E731
+    first = import_coco(store, path, "ds")
+    assert (len(first.added), first.skipped, len(first.images), count()) == (3, 0, 2, 3)
+    second = import_coco(store, path, "ds")
+    assert (second.added, second.skipped, count()) == ([], 3, 3)
+    assert all(len(store.history(image_id=i.id)) == len(store.annotations_for(i.id)) for i in store.images("ds"))
+
+    store.delete_annotation(first.added[0].id)  # a deleted mask comes back; a relabelled one is new
+    store.update_annotation(first.added[1].id, label="cat")
+    third = import_coco(store, path, "ds")
+    assert sorted(a.label for a in third.added) == ["car", "dog"] and third.skipped == 1 and count() == 4
+
+
+def test_importing_a_huge_declared_image_is_refused_before_any_mask_work(store, root, tmp_path):
+    path, coco = _coco_file(root)
+    coco["images"][0].update(width=10**6, height=10**6)
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match="too large"):
+        import_coco(store, path, "ds")
 
 
 # --- YOLO-seg and PNG ---------------------------------------------------------------------

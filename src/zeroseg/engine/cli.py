@@ -1,8 +1,10 @@
 """``zeroseg engine ...``: the data engine's stages as commands (mounted by the main CLI).
 
 Every command takes ``--db`` (a database URL or a folder holding ``zeroseg.db``; default
-``$ZEROSEG_DB``, else ``zeroseg.db`` in ``$ZEROSEG_HOME``). Errors are ZerosegErrors, which the main
-CLI prints as one line with their exit code.
+``$ZEROSEG_DB``, else ``zeroseg.db`` in ``$ZEROSEG_HOME``: :func:`zeroseg.engine.db.resolve_url`, the
+rule ``zeroseg serve`` follows too). Commands that only read never create a database. A DATASET is
+named, or given as the folder it was made from. Errors are ZerosegErrors, which the main CLI prints
+as one line with their exit code.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from zeroseg.engine.export import ExportFormat
 from zeroseg.engine.schema import ImageStatus, Source, Status
 from zeroseg.engine.stages import AutoConfig
 
@@ -29,23 +32,19 @@ DbOpt = Annotated[
     typer.Option(
         "--db", metavar="URL|FOLDER", show_default=False,
         help="Database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a folder holding "
-        "zeroseg.db. Default: $ZEROSEG_DB, else zeroseg.db in $ZEROSEG_HOME.",
+        "zeroseg.db. Default: $ZEROSEG_DB, else zeroseg.db in $ZEROSEG_HOME (where `zeroseg serve` "
+        "keeps its datasets too).",
     ),
 ]  # fmt: skip
-DatasetArg = Annotated[str, typer.Argument(metavar="DATASET", help="Dataset name.", show_default=False)]
+DatasetArg = Annotated[
+    str, typer.Argument(metavar="DATASET", help="Dataset name, or the folder it was made from.", show_default=False)
+]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 
 class Engine(StrEnum):
     local = "local"
     ray = "ray"
-
-
-class ExportFormat(StrEnum):
-    coco = "coco"
-    coco_polygons = "coco-polygons"
-    yolo = "yolo"
-    png = "png"
 
 
 @app.callback()
@@ -62,10 +61,11 @@ def _group() -> None:
     """
 
 
-def _store(db: str | None):
+def _store(db: str | None, create: bool = False):
+    """The store at ``db`` (see :func:`zeroseg.engine.db.resolve_url`); made only if ``create``."""
     from zeroseg.engine.store import Store
 
-    return Store.open(db)
+    return Store.open(db, create=create)
 
 
 # --- add ----------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def add(
     """
     from zeroseg.engine.stages import add_images
 
-    with _store(db) as store:
+    with _store(db, create=True) as store:
         records = add_images(store, dataset, images, root=root)
         total = len(store.images(dataset))
         new = sum(r.status is ImageStatus.NEW for r in records)
@@ -180,6 +180,8 @@ def auto(
     if engine is Engine.ray:
         from zeroseg.engine.ray_runner import auto_ray
 
+        with _store(db) as store:
+            dataset = store.find_dataset(dataset).name
         summary = auto_ray(
             resolve_url(db), dataset, config, address=address, num_workers=workers, batch_size=batch_size,
             threads_per_worker=threads_per_worker, progress=progress, limit=limit,
@@ -187,7 +189,7 @@ def auto(
     else:
         from zeroseg.engine.stages import auto as run_auto  # the main CLI set zeroseg.runtime's allocator mode
         with _store(db) as store:
-            summary = run_auto(store, dataset, config, progress=progress, limit=limit)
+            summary = run_auto(store, store.find_dataset(dataset).name, config, progress=progress, limit=limit)
     typer.echo(str(summary))
     for path, error in summary.failed:
         typer.echo(f"failed: {path}: {error}", err=True)
@@ -232,6 +234,7 @@ def train(
 
         torch.set_num_threads(threads)
     with _store(db) as store:
+        dataset = store.find_dataset(dataset).name
         weights = retrain(store, dataset, steps=steps, seed=seed, out=out, base=base, lr=lr, progress=progress)
     info = describe(weights)
     typer.echo(
@@ -266,14 +269,8 @@ def export(
 
     statuses = _statuses(status or [Status.ACCEPTED.value])
     with _store(db) as store:
-        if format in (ExportFormat.coco, ExportFormat.coco_polygons):
-            path = exports.export_coco(
-                store, dataset, out, polygons=format is ExportFormat.coco_polygons, status=statuses
-            )
-        elif format is ExportFormat.yolo:
-            path = exports.export_yolo(store, dataset, out, status=statuses)
-        else:
-            path = exports.export_png_masks(store, dataset, out, status=statuses)
+        dataset = store.find_dataset(dataset).name
+        path = exports.export(store, dataset, out, format, status=statuses)
     typer.echo(f"wrote {dataset} as {format.value} to {path}")
 
 
@@ -311,20 +308,27 @@ def import_(
     (chosen,) = _statuses([status]) or [None]
     if chosen is None:
         raise typer.BadParameter("give one status: accepted or proposed", param_hint="--status")
-    with _store(db) as store:
-        records = import_coco(store, coco, dataset, root=root, author=author, source=Source.MANUAL, status=chosen)
+    with _store(db, create=True) as store:
+        done = import_coco(store, coco, dataset, root=root, author=author, source=Source.MANUAL, status=chosen)
         images = len(store.images(dataset))
-    typer.echo(f"imported {len(records)} mask(s) into {dataset} ({images} image(s))")
+    already = f"; {done.skipped} were there already" if done.skipped else ""
+    typer.echo(f"imported {len(done.added)} mask(s) into {dataset} ({images} image(s)){already}")
 
 
 # --- list ---------------------------------------------------------------------------------
 @app.command("list")
 def list_datasets(db: DbOpt = None) -> None:
-    """List the datasets with their images by status."""
-    with _store(db) as store:
+    """List the datasets with their images by status (a database that is not there is not made)."""
+    from zeroseg.engine.db import display_url, exists, resolve_url
+
+    url = resolve_url(db)
+    if not exists(url):
+        typer.echo(f"no datasets: no database at {display_url(url)} yet")
+        return
+    with _store(url) as store:
         datasets = store.datasets()
         if not datasets:
-            typer.echo(f"no datasets in {store.url}")
+            typer.echo(f"no datasets in {display_url(store.url)}")
         for ds in datasets:
             counts = {s: len(store.images(ds.name, status=s)) for s in ImageStatus}
             done = ", ".join(f"{n} {s.value}" for s, n in counts.items())

@@ -17,7 +17,11 @@ order, and masks without a label are exported as :data:`UNLABELLED`.
   annotation order, 0 = background); larger masks are painted first so smaller ones stay on top.
   8-bit, or 16-bit when there are more than 255 classes or masks.
 - COCO import: RLE (compressed or not) and polygons (rasterised by pycocotools); image files must be
-  under the dataset root and match the sizes in the file; all annotations in one transaction.
+  under the dataset root and match the sizes in the file; all annotations in one transaction. A mask
+  already on its image with the same label is not added again, so importing a file twice adds it once.
+
+:func:`export` and :func:`import_coco_data` are what both the ``zeroseg engine`` commands and the
+web app call.
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +52,51 @@ from zeroseg.engine.store import (
     StatusFilter,
     Store,
 )
-from zeroseg.errors import DatasetError, NotFoundError, OutputError
-from zeroseg.io import atomic_path, atomic_write, ensure_dir, rle_to_mask, save_png
+from zeroseg.errors import DatasetError, NotFoundError, OutputError, ZerosegError
+from zeroseg.io import atomic_path, atomic_write, ensure_dir, max_pixels_limit, rle_to_mask, save_png
 
 UNLABELLED = "object"
 """Category name of masks that have no label."""
 
 Annotated = list[tuple[ImageRecord, list[AnnotationRecord]]]
+
+
+class ExportFormat(StrEnum):
+    coco = "coco"
+    coco_polygons = "coco-polygons"
+    yolo = "yolo"
+    png = "png"
+
+    @property
+    def is_file(self) -> bool:
+        """COCO is one JSON file; YOLO and PNG are folders."""
+        return self in (ExportFormat.coco, ExportFormat.coco_polygons)
+
+
+def export(
+    store: Store,
+    dataset: str,
+    out: str | os.PathLike[str],
+    format: ExportFormat | str = ExportFormat.coco,
+    *,
+    status: StatusFilter = Status.ACCEPTED,
+) -> Path:
+    """Write ``dataset`` in ``format`` to ``out`` (COCO: the JSON file; YOLO, PNG: the folder)."""
+    format = ExportFormat(format)
+    if format.is_file:
+        return export_coco(store, dataset, out, polygons=format is ExportFormat.coco_polygons, status=status)
+    if format is ExportFormat.yolo:
+        return export_yolo(store, dataset, out, status=status)
+    return export_png_masks(store, dataset, out, status=status)
+
+
+@dataclass(frozen=True)
+class CocoImport:
+    """What a COCO import did."""
+
+    added: list[AnnotationRecord]
+    skipped: int  # annotations the dataset had already (same image, mask and label)
+    images: list[ImageRecord]  # the file's images, as the dataset has them
 
 
 # --- COCO ---------------------------------------------------------------------------------
@@ -116,19 +160,44 @@ def import_coco(
     author: str | None = None,
     source: Source = Source.MANUAL,
     status: Status = Status.ACCEPTED,
-) -> list[AnnotationRecord]:
+) -> CocoImport:
     """Add the images and annotations of a COCO instances file to ``dataset``.
 
-    A missing dataset is created with root ``root`` (default: the JSON file's folder); its category
-    list gains the file's categories (new names keep their id when it is free). ``file_name`` is
-    relative to the dataset root. Bounding boxes, areas and ``iscrowd`` are kept as written.
-    Raises DatasetError for a malformed file, a missing image or a size that does not match.
+    A missing dataset is created with root ``root`` (default: the JSON file's folder). See
+    :func:`import_coco_data`.
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetError(f"cannot read COCO file {path}: {err}") from None
+    return import_coco_data(
+        store, data, dataset, root=root if root is not None else path.parent, author=author, source=source,
+        status=status, where=str(path),
+    )  # fmt: skip
+
+
+def import_coco_data(
+    store: Store,
+    data: Any,
+    dataset: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    author: str | None = None,
+    source: Source = Source.MANUAL,
+    status: Status = Status.ACCEPTED,
+    where: str = "the COCO file",
+) -> CocoImport:
+    """Add the images and annotations of parsed COCO instances JSON to ``dataset``.
+
+    A missing dataset is created with root ``root``; its category list gains the file's categories
+    (new names keep their id when it is free). ``file_name`` is relative to the dataset root.
+    Bounding boxes, areas and ``iscrowd`` are kept as written. Annotations the dataset has already
+    (same image, mask and label) are skipped; the others are added in one transaction. Raises
+    DatasetError (naming ``where``) for malformed data, a missing image or a size that does not match,
+    with no annotation added.
+    """
+    path = where
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
         raise DatasetError(f"{path}: a COCO file needs 'images' and 'annotations' lists")
     categories = data.get("categories", [])
@@ -142,6 +211,9 @@ def import_coco(
             and all(isinstance(entry.get(k), int) and entry[k] > 0 for k in ("width", "height"))
         ):
             raise DatasetError(f"{path}: every image needs an 'id', a 'file_name', a 'width' and a 'height'")
+        if entry["width"] * entry["height"] > max_pixels_limit():
+            size = f"{entry['width']}x{entry['height']}"
+            raise DatasetError(f"{path}: image {entry['file_name']!r} is too large ({size} pixels)")
         entries[entry.get("id")] = entry
     # Every mask is checked before anything is written.
     parsed = [_parse_annotation(ann, entries, names, path) for ann in data["annotations"]]
@@ -149,9 +221,14 @@ def import_coco(
     try:
         ds = store.get_dataset(dataset)
     except NotFoundError:
-        ds = store.create_dataset(dataset, root if root is not None else path.parent)
+        if root is None:
+            raise
+        ds = store.create_dataset(dataset, root)
     store.set_categories(dataset, _merge_categories(ds.categories, categories))
-    records = store.add_images(dataset, [e["file_name"] for e in entries.values()])
+    try:
+        records = store.add_images(dataset, [e["file_name"] for e in entries.values()])
+    except ZerosegError as err:  # a missing or unreadable image: say which file named it
+        raise type(err)(f"{path}: {err}") from None
     images = dict(zip(entries, records))
     for coco_id, record in images.items():
         entry = entries[coco_id]
@@ -164,11 +241,12 @@ def import_coco(
         NewAnnotation(image_id=images[coco_id].id, source=source, status=status, **fields)
         for coco_id, fields in parsed
     ]
-    return store.add_annotations(new, author=author)
+    added = store.add_annotations(new, author=author, skip_existing=True)
+    return CocoImport(added=added, skipped=len(new) - len(added), images=records)
 
 
 def _parse_annotation(
-    ann: Any, entries: Mapping[Any, Mapping[str, Any]], names: Mapping[int, str], path: Path
+    ann: Any, entries: Mapping[Any, Mapping[str, Any]], names: Mapping[int, str], path: str
 ) -> tuple[Any, dict[str, Any]]:
     """(COCO image id, NewAnnotation fields) of one COCO annotation, its mask checked for its image."""
     where = f"{path}: annotation {ann.get('id') if isinstance(ann, dict) else repr(ann)}"
@@ -206,7 +284,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_coco_categories(categories: Any, path: Path) -> None:
+def _check_coco_categories(categories: Any, path: str) -> None:
     if not isinstance(categories, list) or not all(
         isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str) and c["name"]
         for c in categories
