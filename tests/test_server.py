@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import io
+import json
+import re
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +17,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from zeroseg.engine import Source, Status, Store
+from zeroseg.engine import NewAnnotation, Source, Status, Store
+from zeroseg.engine import export as exports
 from zeroseg.io import rle_to_mask
 from zeroseg.models.vl import DenseEmbedding
 from zeroseg.server import create_app
@@ -374,6 +380,8 @@ EXPECTED_ENDPOINTS = {
     ("get", "/api/names"),
     ("get", "/api/vocabulary"),
     ("put", "/api/vocabulary"),
+    ("get", "/api/export"),
+    ("post", "/api/import"),
 }
 
 
@@ -384,7 +392,6 @@ def test_openapi_lists_the_endpoints(client):
     predict = schema["paths"]["/api/images/{image_id}/predict"]["post"]
     assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictIn")
     assert "CandidateOut" in schema["components"]["schemas"]
-    assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "app.js" in page.text
     assert client.get("/static/app.js").status_code == 200
@@ -432,3 +439,180 @@ def test_open_dataset_creates_once(root, tmp_path):
         other = tmp_path / "more" / "photos"
         other.mkdir(parents=True)
         assert open_dataset(store, other) == "photos-2"
+
+
+# --- issue 14: export and import from the app -------------------------------------------------
+def annotate(store: Store) -> dict[str, list]:
+    """Two accepted masks (and one proposal) on square.png, stored directly."""
+    (image,) = [i for i in store.images("photos") if i.path == "square.png"]
+    floor = ~truth()
+    added = store.add_annotations(
+        [
+            NewAnnotation(image.id, truth(), label="square"),
+            NewAnnotation(image.id, floor, label="floor"),
+            NewAnnotation(image.id, truth(), label="maybe", status=Status.PROPOSED),
+        ]
+    )
+    return {"image": image, "annotations": added}
+
+
+def test_the_app_exports_what_the_engine_exports(client, store, tmp_path, monkeypatch):
+    annotate(store)
+    calls = []
+    engine_export = exports.export
+    monkeypatch.setattr(exports, "export", lambda *a, **k: calls.append(a[3]) or engine_export(*a, **k))
+
+    response = client.get("/api/export")  # COCO with RLE masks, accepted ones
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert "photos-coco.json" in response.headers["content-disposition"]
+    served = response.json()
+    by_cli = json.loads(exports.export_coco(store, "photos", tmp_path / "cli.json").read_text())
+    for key in ("images", "annotations", "categories"):
+        assert served[key] == by_cli[key]
+    assert sorted(a["segmentation"]["counts"] for a in served["annotations"]) == sorted(
+        a.rle["counts"] for _, anns in store.iter_annotated("photos") for a in anns
+    )
+    polygons = client.get("/api/export?format=coco-polygons&status=all").json()
+    assert [type(a["segmentation"]) for a in polygons["annotations"]] == [list, list, list]
+
+    yolo = zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=yolo").content))
+    files = sorted(n for n in yolo.namelist() if not n.endswith("/"))
+    assert files == ["classes.txt", "labels/plain.txt", "labels/square.txt"]
+    assert yolo.read("classes.txt").decode().split() == ["floor", "square"]
+    assert len(yolo.read("labels/square.txt").decode().splitlines()) == 2
+    png = client.get("/api/export?format=png")
+    assert png.headers["content-type"] == "application/zip"
+    masks = zipfile.ZipFile(io.BytesIO(png.content))
+    semantic = np.array(Image.open(io.BytesIO(masks.read("semantic/square.png"))))
+    assert semantic.shape == (HEIGHT, WIDTH) and np.array_equal(semantic == 2, truth())  # 1 floor, 2 square
+    assert calls == ["coco", "coco-polygons", "yolo", "png"]  # the engine's exporter, every time
+
+    assert client.get("/api/export?format=pdf").status_code == 422
+    assert client.get("/api/export?status=maybe").status_code == 422
+
+
+def test_the_app_imports_coco_once(client, store, tmp_path):
+    made = annotate(store)
+    exported = exports.export_coco(store, "photos", tmp_path / "labels.json", status=None).read_bytes()
+    upload = lambda data, **params: client.post(  # noqa: E731
+        "/api/import", params=params, files={"file": ("labels.json", data, "application/json")},
+        headers={"X-Author": "importer"},
+    )  # fmt: skip
+    count = lambda: len(store.annotations_for(made["image"].id))  # noqa: E731
+    assert upload(exported).json() == {"added": 0, "skipped": 3, "images": 2}  # all there already
+    assert count() == 3
+
+    store.delete_annotation(made["annotations"][1].id)  # the floor mask is gone: the import brings it back
+    again = upload(exported, status="proposed")
+    assert again.status_code == 200 and again.json() == {"added": 1, "skipped": 2, "images": 2}
+    (back,) = [a for a in store.annotations_for(made["image"].id) if a.label == "floor"]
+    assert (back.status, back.source, back.author) == (Status.PROPOSED, Source.MANUAL, "importer")
+    assert upload(exported).json()["added"] == 0 and count() == 3
+
+    assert upload(b"{not json").status_code == 422
+    bad = json.loads(exported)
+    bad["images"][0]["file_name"] = "missing.png"
+    refused = upload(json.dumps(bad).encode())
+    assert refused.status_code == 422 and "labels.json" in refused.json()["detail"]
+    assert upload(exported, status="rejected").status_code == 422
+    assert count() == 3
+
+
+# --- issue 14: the vocabulary is saved with the dataset ---------------------------------------
+def test_vocabulary_survives_a_restart(store, lite):
+    first = make_client(store, lite)
+    assert first.get("/api/vocabulary").json()["names"] == []
+    assert first.put("/api/vocabulary", json={"names": ["cat", " dog ", "cat"]}).json()["names"] == ["cat", "dog"]
+    assert make_client(store, lite).get("/api/vocabulary").json()["names"] == ["cat", "dog"]  # a new app
+    with Store(store.url) as reopened:  # a new process
+        assert reopened.get_dataset("photos").vocabulary == ["cat", "dog"]
+        assert make_client(reopened, lite).get("/api/info").json()["vocabulary"] == ["cat", "dog"]
+    given = make_client(store, lite, vocabulary="sky, floor")  # `serve --names` replaces and saves
+    assert given.get("/api/vocabulary").json()["names"] == ["sky", "floor"]
+    assert make_client(store, lite).get("/api/vocabulary").json()["names"] == ["sky", "floor"]
+
+
+# --- issue 14: bad input is a 4xx, never a 500 --------------------------------------------------
+def raw_json(text: str) -> dict:
+    return {"content": text, "headers": {"Content-Type": "application/json"}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "words"),
+    [
+        ("post", "/api/images/{image}/predict", '{"points": [[NaN, 10, 1]]}', "finite"),
+        ("post", "/api/images/{image}/predict", '{"points": [[10, Infinity, 1]]}', "finite"),
+        ("post", "/api/images/{image}/predict", '{"box": [0, 0, -Infinity, 10]}', "finite"),
+        ("post", "/api/images/{image}/predict", '{"points": [[10, 10, 1]], "annotation": 1180591620717411303424}',
+         "annotation"),
+        ("post", "/api/images/{image}/annotations", '{"rle": {"size": [1, 1], "counts": "01"}, "label_score": NaN}',
+         "finite"),
+        ("post", "/api/images/{image}/propose", '{"min_score": NaN}', "finite"),
+        ("get", "/api/images/1180591620717411303424", None, "image_id"),
+        ("get", "/api/images/9223372036854775808/file", None, "image_id"),
+        ("get", "/api/images/-1", None, "image_id"),
+        ("post", "/api/images/0/embed", None, "image_id"),
+        ("get", "/api/annotations/1180591620717411303424", None, "annotation_id"),
+        ("patch", "/api/annotations/-5", '{"label": "x"}', "annotation_id"),
+        ("delete", "/api/annotations/1180591620717411303424", None, "annotation_id"),
+        ("post", "/api/images/1180591620717411303424/undo", None, "image_id"),
+        ("get", "/api/names?image=1180591620717411303424&mask=c1", None, "image"),
+        ("get", "/api/names?image={image}&mask=1180591620717411303424", None, "1180591620717411303424"),
+        ("get", "/api/images?offset=1180591620717411303424", None, "offset"),
+        ("post", "/api/images/{image}/predict", '{"box": [10, 10, 10, 10]}', "no area"),
+        ("post", "/api/images/{image}/predict", '{"box": [10, 10, 50, 10]}', "no area"),
+    ],
+)  # fmt: skip
+def test_bad_json_and_ids_are_4xx_with_a_message(store, lite, method, path, body, words):
+    client = TestClient(create_app(store, "photos", lite, embedder=ColorEmbedder()), raise_server_exceptions=False)
+    image_id = square_id(client)
+    response = client.request(method.upper(), path.format(image=image_id), **(raw_json(body) if body else {}))
+    assert 400 <= response.status_code < 500, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and words in detail
+
+
+# --- issue 14: decompression bombs and symlinks out of the folder -------------------------------
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny 1-bit PNG whose header declares width x height pixels (its data is a few zero rows)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * ((width + 7) // 8 + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_too_large_not_unreadable(client, root):
+    bomb = png_declaring(30000, 30000)
+    assert len(bomb) < 200
+    response = client.post("/api/images", files={"file": ("bomb.png", bomb, "image/png")})
+    assert response.status_code == 413, response.text
+    assert "too large" in response.json()["detail"]
+    assert client.get("/api/images").json()["total"] == 2
+    assert not (root / "uploads").exists() or not any((root / "uploads").iterdir())
+
+
+def test_symlinks_out_of_the_folder_are_not_listed(client, root, tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(scene()))
+    (root / "escape.png").symlink_to(outside)
+    (root / "inside.png").symlink_to(root / "square.png")  # a link within the folder is an image of it
+    found = client.post("/api/images/scan").json()
+    assert [i["path"] for i in found["images"]] == ["inside.png"]
+    listed = [i["path"] for i in client.get("/api/images").json()["images"]]
+    assert listed == ["plain.png", "square.png", "inside.png"]
+
+
+# --- issue 14: /docs works offline --------------------------------------------------------------
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_use_only_local_assets(client, page):
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.text
+    assert not re.search(r"(https?:)?//[\w.-]+\.\w", html), "the page loads something from another site"
+    urls = re.findall(r'(?:src|href|spec-url)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert any(u.endswith(".js") for u in urls) and "/openapi.json" in urls
+    for url in urls:
+        assert url.startswith("/"), url
+        assert client.get(url).status_code == 200, url

@@ -5,6 +5,7 @@ them the test is skipped, unless ZEROSEG_REQUIRE_BROWSER=1 makes that a failure.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def test_click_accept_name_reload(sync_playwright, served):
             assert item.count() == 1
             assert item.get_attribute("data-author") == "web" and "assisted" in item.inner_text()
             assert page.evaluate("document.body.dataset.annotations") == "1"
+
+            with page.expect_download() as started:  # the page's export: the engine's COCO file
+                page.click("#export")
+            download = started.value
+            assert download.suggested_filename == "photos-coco.json"
+            coco = json.loads(Path(download.path()).read_text())
+            (exported,) = coco["annotations"]
+            assert coco["categories"][0]["name"] == "cat" and exported["segmentation"]["counts"]
+            page.set_input_files("#import", download.path())  # importing it again adds nothing
+            page.wait_for_function("document.getElementById('message').textContent.startsWith('imported')")
+            assert page.inner_text("#message") == "imported 0 mask(s) on 2 image(s), 1 there already"
+            assert page.locator("#annotations li").count() == 1
             assert not errors, errors
         finally:
             browser.close()

@@ -1,4 +1,5 @@
-"""The HTTP API under ``/api``: images, prompts -> mask candidates, annotations, names, proposals.
+"""The HTTP API under ``/api``: images, prompts -> mask candidates, annotations, names, proposals,
+and the dataset's export and COCO import (the engine code that ``zeroseg engine export/import`` runs).
 
 Endpoints are plain functions (FastAPI runs them in its thread pool); the model work inside them
 is serialised by the app's lock (see :mod:`zeroseg.server.segmenter`). Everything an endpoint
@@ -7,13 +8,19 @@ needs lives in one :class:`AppState` on ``app.state.zeroseg``. Zeroseg errors be
 """
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from zeroseg.engine import (
     AnnotationRecord,
@@ -25,10 +32,12 @@ from zeroseg.engine import (
     Store,
     stages,
 )
+from zeroseg.engine import export as exports
+from zeroseg.engine.export import ExportFormat
 from zeroseg.engine.masks import canonical_rle
-from zeroseg.errors import NotFoundError, PromptValueError
+from zeroseg.errors import DatasetError, NotFoundError, PromptValueError
 from zeroseg.io import rle_to_mask
-from zeroseg.server.files import check_upload, resolve_inside, save_upload
+from zeroseg.server.files import UploadTooLargeError, check_upload, resolve_inside, save_upload
 from zeroseg.server.names import NameSuggester
 from zeroseg.server.schemas import (
     RLE,
@@ -41,6 +50,8 @@ from zeroseg.server.schemas import (
     ImageOut,
     ImagePage,
     ImageStatusIn,
+    MAX_ID,
+    ImportOut,
     Info,
     NamesOut,
     NameSuggestion,
@@ -52,6 +63,7 @@ from zeroseg.server.schemas import (
     Vocabulary,
 )
 from zeroseg.server.segmenter import Segmenter
+from zeroseg.vocabulary import clean_names
 
 
 @dataclass
@@ -114,6 +126,8 @@ def _author(
 
 State = Annotated[AppState, Depends(_state)]
 Author = Annotated[str, Depends(_author)]
+ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="image id")]
+AnnotationId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="annotation id")]
 router = APIRouter(prefix="/api")
 
 
@@ -135,7 +149,7 @@ def info(state: State) -> Info:
 @router.get("/images", response_model=ImagePage, tags=["images"])
 def list_images(
     state: State,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
     """Images of the dataset in the order they were added, with their status and annotation counts."""
@@ -165,18 +179,18 @@ def scan_images(state: State) -> ImagePage:
 
 
 @router.get("/images/{image_id}", response_model=ImageOut, tags=["images"])
-def get_image(state: State, image_id: int) -> ImageOut:
+def get_image(state: State, image_id: ImageId) -> ImageOut:
     return state.summary(state.image(image_id))
 
 
 @router.get("/images/{image_id}/file", response_class=FileResponse, tags=["images"])
-def image_file(state: State, image_id: int) -> FileResponse:
+def image_file(state: State, image_id: ImageId) -> FileResponse:
     """The image file itself (only from inside the dataset root)."""
     return FileResponse(state.file(state.image(image_id)), headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.put("/images/{image_id}/status", response_model=ImageOut, tags=["images"])
-def set_image_status(state: State, image_id: int, body: ImageStatusIn) -> ImageOut:
+def set_image_status(state: State, image_id: ImageId, body: ImageStatusIn) -> ImageOut:
     """Mark an image reviewed (or back to new)."""
     image = state.image(image_id)
     state.store.set_image_status(image.id, body.status)
@@ -185,14 +199,14 @@ def set_image_status(state: State, image_id: int, body: ImageStatusIn) -> ImageO
 
 # --- prediction -----------------------------------------------------------------------------
 @router.post("/images/{image_id}/embed", response_model=EmbedOut, tags=["predict"])
-def embed(state: State, image_id: int) -> EmbedOut:
+def embed(state: State, image_id: ImageId) -> EmbedOut:
     """Embed the image now (it is cached), so that the first click is answered fast."""
     image = state.image(image_id)
     return EmbedOut(image_id=image.id, seconds=state.segmenter.embed(image.id, state.file(image)))
 
 
 @router.post("/images/{image_id}/predict", response_model=PredictOut, tags=["predict"])
-def predict(state: State, image_id: int, body: PredictIn) -> PredictOut:
+def predict(state: State, image_id: ImageId, body: PredictIn) -> PredictOut:
     """Mask candidates for points and/or a box (and optionally an earlier candidate or stored mask)."""
     start = time.perf_counter()
     image = state.image(image_id)
@@ -216,13 +230,13 @@ def predict(state: State, image_id: int, body: PredictIn) -> PredictOut:
 
 # --- annotations ----------------------------------------------------------------------------
 @router.get("/images/{image_id}/annotations", response_model=list[AnnotationOut], tags=["annotations"])
-def list_annotations(state: State, image_id: int) -> list[AnnotationOut]:
+def list_annotations(state: State, image_id: ImageId) -> list[AnnotationOut]:
     """Live annotations of the image (proposals and rejected ones included), oldest first."""
     return [AnnotationOut.of(a) for a in state.store.annotations_for(state.image(image_id).id)]
 
 
 @router.post("/images/{image_id}/annotations", response_model=AnnotationOut, status_code=201, tags=["annotations"])
-def create_annotation(state: State, author: Author, image_id: int, body: AnnotationIn) -> AnnotationOut:
+def create_annotation(state: State, author: Author, image_id: ImageId, body: AnnotationIn) -> AnnotationOut:
     """Accept a candidate (source "assisted") or store a given mask (source "manual")."""
     image = state.image(image_id)
     rle, score = state.mask_of(image, body.candidate, body.rle)
@@ -244,12 +258,14 @@ def create_annotation(state: State, author: Author, image_id: int, body: Annotat
 
 
 @router.get("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
-def get_annotation(state: State, annotation_id: int) -> AnnotationOut:
+def get_annotation(state: State, annotation_id: AnnotationId) -> AnnotationOut:
     return AnnotationOut.of(state.annotation(annotation_id))
 
 
 @router.patch("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
-def update_annotation(state: State, author: Author, annotation_id: int, body: AnnotationPatch) -> AnnotationOut:
+def update_annotation(
+    state: State, author: Author, annotation_id: AnnotationId, body: AnnotationPatch
+) -> AnnotationOut:
     """Rename, re-mask (from a candidate or RLE), or accept/reject a proposal."""
     current = state.annotation(annotation_id)
     given = body.model_fields_set
@@ -268,13 +284,13 @@ def update_annotation(state: State, author: Author, annotation_id: int, body: An
 
 
 @router.delete("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
-def delete_annotation(state: State, author: Author, annotation_id: int) -> AnnotationOut:
+def delete_annotation(state: State, author: Author, annotation_id: AnnotationId) -> AnnotationOut:
     """Delete an annotation (undo brings it back)."""
     return AnnotationOut.of(state.store.delete_annotation(state.annotation(annotation_id).id, author=author))
 
 
 @router.post("/images/{image_id}/undo", response_model=UndoOut, tags=["annotations"])
-def undo(state: State, author: Author, image_id: int) -> UndoOut:
+def undo(state: State, author: Author, image_id: ImageId) -> UndoOut:
     """Revert the newest edit on the image that is not undone yet (create, update or delete)."""
     edit = state.store.undo(image_id=state.image(image_id).id, author=author)
     if edit is None:
@@ -286,7 +302,7 @@ def undo(state: State, author: Author, image_id: int) -> UndoOut:
 @router.get("/names", response_model=NamesOut, tags=["names"])
 def suggest_names(
     state: State,
-    image: Annotated[int, Query(description="image id")],
+    image: Annotated[int, Query(ge=1, le=MAX_ID, description="image id")],
     mask: Annotated[str, Query(description="a candidate id (c12) or an annotation id (17)")],
     k: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> NamesOut:
@@ -310,13 +326,88 @@ def get_vocabulary(state: State) -> Vocabulary:
 
 @router.put("/vocabulary", response_model=Vocabulary, tags=["names"])
 def set_vocabulary(state: State, body: Vocabulary) -> Vocabulary:
-    """Replace the vocabulary (names are cleaned: trimmed, duplicates dropped)."""
-    return Vocabulary(names=state.suggester.set_vocabulary(body.names))
+    """Replace the vocabulary (names are cleaned: trimmed, duplicates dropped); it is saved with the dataset."""
+    names = clean_names(body.names)
+    state.store.set_vocabulary(state.dataset.name, names)
+    return Vocabulary(names=state.suggester.set_vocabulary(names))
+
+
+# --- export and import ----------------------------------------------------------------------
+ExportStatus = Literal["accepted", "proposed", "rejected", "all"]
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@router.get(
+    "/export",
+    response_class=FileResponse,
+    tags=["dataset"],
+    responses={200: {"content": {"application/json": {}, "application/zip": {}}}},
+)
+def export_dataset(
+    state: State,
+    format: Annotated[
+        ExportFormat, Query(description="coco (RLE masks), coco-polygons, yolo (YOLO-seg) or png (masks)")
+    ] = ExportFormat.coco,
+    status: Annotated[
+        list[ExportStatus], Query(description="export masks with this status (repeatable; default accepted)")
+    ] = ["accepted"],  # noqa: B006  (FastAPI copies defaults)
+) -> FileResponse:
+    """Download the dataset's masks: COCO as a JSON file, YOLO-seg labels and PNG masks as a zip.
+
+    Written by the engine's exporter, the one ``zeroseg engine export`` runs.
+    """
+    statuses = None if "all" in status else [Status(s) for s in status]
+    stem = _UNSAFE_NAME.sub("_", state.dataset.name).strip("._") or "dataset"
+    work = Path(tempfile.mkdtemp(prefix="zeroseg-export-"))
+    try:
+        if format.is_file:
+            path = exports.export(state.store, state.dataset.name, work / f"{stem}-{format}.json", format,
+                                  status=statuses)  # fmt: skip
+            media = "application/json"
+        else:
+            folder = exports.export(state.store, state.dataset.name, work / stem, format, status=statuses)
+            path = Path(shutil.make_archive(str(work / f"{stem}-{format}"), "zip", folder))
+            media = "application/zip"
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return FileResponse(
+        path, media_type=media, filename=path.name, background=BackgroundTask(shutil.rmtree, work, ignore_errors=True)
+    )
+
+
+@router.post("/import", response_model=ImportOut, tags=["dataset"])
+def import_annotations(
+    state: State,
+    author: Author,
+    file: Annotated[
+        UploadFile, File(description="a COCO instances JSON file; its file_name paths start at the dataset folder")
+    ],
+    status: Annotated[
+        Literal["accepted", "proposed"], Query(description="status of the imported masks")
+    ] = "accepted",
+) -> ImportOut:
+    """Add the masks of a COCO file (RLE or polygons) to the dataset; masks it has already are skipped.
+
+    Read by the engine's importer, the one ``zeroseg engine import`` runs.
+    """
+    data = file.file.read(state.max_upload_bytes + 1)
+    if len(data) > state.max_upload_bytes:
+        raise UploadTooLargeError(f"the upload has more than {state.max_upload_bytes:,} bytes")
+    name = file.filename or "the upload"
+    try:
+        parsed = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise DatasetError(f"{name} is not a JSON file: {err}") from None
+    done = exports.import_coco_data(
+        state.store, parsed, state.dataset.name, author=author, source=Source.MANUAL, status=Status(status), where=name
+    )
+    return ImportOut(added=len(done.added), skipped=done.skipped, images=len(done.images))
 
 
 # --- semi-automatic -------------------------------------------------------------------------
 @router.post("/images/{image_id}/propose", response_model=ProposeOut, tags=["semi-automatic"])
-def propose(state: State, image_id: int, body: ProposeIn | None = None) -> ProposeOut:
+def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> ProposeOut:
     """Run the automatic stage on the image and store its masks as proposals to accept or reject.
 
     If the image has pending proposals already, they are returned as they are (accept or reject

@@ -2,8 +2,10 @@
 
 ``create_app`` wires one store, one dataset, one model and one namer into a FastAPI app. The
 page (``static/``, plain JS, no build step) is served at ``/``; the API at ``/api`` is described
-at ``/docs`` and ``/openapi.json``. With a token, every ``/api`` request must carry it as
-``Authorization: Bearer <token>`` or ``?token=<token>``, checked before the body is read.
+at ``/docs`` (Swagger UI) and ``/redoc``, whose scripts are served by the app itself
+(``fastapi-offline``), so they work offline, and ``/openapi.json``. With a token, every ``/api``
+request must carry it as ``Authorization: Bearer <token>`` or ``?token=<token>``, checked before the
+body is read. Invalid requests get a 422 whose ``detail`` is one line naming each bad field.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 from torch import nn
 
@@ -27,6 +31,7 @@ from zeroseg.server.api import AppState, router
 from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
 from zeroseg.server.names import NameSuggester
 from zeroseg.server.segmenter import Segmenter
+from zeroseg.vocabulary import clean_names
 
 STATIC = Path(__file__).resolve().parent / "static"
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around an upload
@@ -37,7 +42,7 @@ def create_app(
     dataset: str,
     model: str | nn.Module = hub.DEFAULT_MODEL,
     token: str | None = None,
-    vocabulary: Sequence[str] | str = (),
+    vocabulary: Sequence[str] | str | None = None,
     author: str = "web",
     *,
     embedder: str | DenseEmbedder = "lite",
@@ -49,32 +54,39 @@ def create_app(
     Arguments:
       model: the segmentation model, by registered name (loaded on first use) or built.
       token: if set, required on every /api request (Bearer header or ``?token=``).
-      vocabulary: the initial names for zero-shot naming (the page can change them).
+      vocabulary: names for zero-shot naming, saved with the dataset; None or empty: the names saved
+        last (the page can change them, and saves them too).
       author: recorded on every change unless a request names its own (``X-Author`` header).
       embedder: the dense embedder for names, by name (loaded on first use) or built.
       max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
       graph_cut: GrabCut masks around their boundaries: sharper, but up to 0.5 s per mask (:class:`Segmenter`).
     """
     lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
+    record = store.get_dataset(dataset)
+    names = clean_names(vocabulary or ())
+    if names and names != record.vocabulary:
+        record = store.set_vocabulary(dataset, names)
     state = AppState(
         store=store,
-        dataset=store.get_dataset(dataset),
+        dataset=record,
         segmenter=Segmenter(model, lock, graph_cut=graph_cut),
-        suggester=NameSuggester(vocabulary, embedder, lock),
+        suggester=NameSuggester(record.vocabulary, embedder, lock),
         author=author,
         token=token or None,
         max_upload_bytes=max_upload_bytes,
     )
-    app = FastAPI(
+    app = FastAPIOffline(
         title="zeroseg annotation",
         version=__version__,
         description="Click or box to get masks live, accept, name and review them; "
         "masks travel as compressed COCO RLE.",
         max_body_size=max_upload_bytes + FORM_OVERHEAD,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator's site
     )
     app.state.zeroseg = state
     app.include_router(router)
     app.add_exception_handler(ZerosegError, _zeroseg_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
     if state.token is not None:
@@ -89,6 +101,21 @@ def _index() -> FileResponse:
 
 async def _zeroseg_error(_request: Request, err: ZerosegError) -> JSONResponse:
     return JSONResponse({"detail": " ".join(str(err).split())}, status_code=err.http_status)
+
+
+async def _validation_error(_request: Request, err: RequestValidationError) -> JSONResponse:
+    """A 422 with one readable line; the offending values are not echoed (NaN is not valid JSON)."""
+    errors = [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+            "type": str(e.get("type", "")),
+        }
+        for e in err.errors()
+    ]
+    where = lambda loc: ".".join(loc[1:] if len(loc) > 1 else loc)  # noqa: E731  ("body.box" -> "box")
+    detail = "; ".join(f"{where(e['loc'])}: {e['msg']}" for e in errors)
+    return JSONResponse({"detail": f"invalid request: {detail}", "errors": errors}, status_code=422)
 
 
 class TokenGuard:

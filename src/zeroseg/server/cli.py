@@ -1,4 +1,8 @@
-"""``zeroseg serve DATASET``: open (or create) the dataset of a folder and serve the web app."""
+"""``zeroseg serve DATASET``: open (or create) the dataset of a folder and serve the web app.
+
+The database is where every ``zeroseg engine`` command looks too (:func:`zeroseg.engine.db.resolve_url`);
+``serve`` prints it on start.
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -35,10 +39,20 @@ def serve(
     ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name or alias.")] = hub.DEFAULT_MODEL,
     names: Annotated[
-        str | None, typer.Option(help='Vocabulary for zero-shot names, e.g. "cat, dog, sofa".', show_default=False)
+        str | None,
+        typer.Option(
+            help='Vocabulary for zero-shot names, e.g. "cat, dog, sofa" (saved with the dataset; '
+            "default: the one saved last).",
+            show_default=False,
+        ),
     ] = None,
     db: Annotated[
-        str | None, typer.Option(help="Database URL or folder (default: zeroseg.db in DATASET).", show_default=False)
+        str | None,
+        typer.Option(
+            help="Database URL or folder holding zeroseg.db (default: $ZEROSEG_DB, else zeroseg.db in "
+            "$ZEROSEG_HOME, as for `zeroseg engine`).",
+            show_default=False,
+        ),
     ] = None,
     author: Annotated[str, typer.Option(help="Name recorded on the changes made through the app.")] = "web",
     graph_cut: Annotated[
@@ -60,19 +74,25 @@ def serve(
     import uvicorn
 
     from zeroseg.engine import Store
-    from zeroseg.vocabulary import clean_names
+    from zeroseg.engine.db import DB_FILENAME, display_url
     from zeroseg.server.app import create_app
+    from zeroseg.vocabulary import clean_names
 
     if not is_local(host) and not token:
         raise typer.BadParameter(
             f"listening on {host} exposes the app beyond this machine: set --token (or ZEROSEG_TOKEN)",
             param_hint="--host",
         )
-    with Store.open(db or dataset) as store:
+    vocabulary = clean_names(names) if names is not None else None
+    with Store.open(db) as store:
         name = open_dataset(store, dataset)
-        app = create_app(store, name, model, token, clean_names(names or ""), author, graph_cut=graph_cut)
+        app = create_app(store, name, model, token, vocabulary, author, graph_cut=graph_cut)
         app.state.zeroseg.segmenter.load()  # a missing model fails now, not at the first click
         count = len(store.images(name))
+        typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")
+        legacy = dataset / DB_FILENAME
+        if db is None and legacy.is_file() and store.url != f"sqlite:///{legacy.resolve()}":
+            typer.echo(f"note: {legacy} is a store of an older zeroseg; open it with --db {dataset}")
         typer.echo(f"serving {name!r} ({count} images) at http://{_url_host(host)}:{port}/ (Ctrl+C to stop)")
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -81,9 +101,9 @@ def open_dataset(store: Store, folder: Path) -> str:
     """The name of the dataset rooted at ``folder``; a new one (named after the folder, images added)
     if there is none."""
     root = folder.resolve()
-    for existing in store.datasets():
-        if existing.root.resolve() == root:
-            return existing.name
+    existing = store.dataset_at(root)
+    if existing is not None:
+        return existing.name
     taken = {d.name for d in store.datasets()}
     name = next(n for n in (root.name or "dataset", *(f"{root.name}-{i}" for i in range(2, 10_000))) if n not in taken)
     store.create_dataset(name, root)

@@ -3,7 +3,8 @@
 Every image file is resolved (following symlinks) and must lie under the resolved dataset root;
 a path that is absolute, climbs with '..' or leads out through a symlink is refused with 403.
 Uploads are size-limited (and the app limits request bodies before they are parsed), must decode as one of a few
-image types with Pillow, and are written under ``<root>/uploads`` with a sanitised name.
+image types with Pillow, and are written under ``<root>/uploads`` with a sanitised name. An image whose header
+declares more pixels than the limit (a decompression bomb) is refused as too large (413) before it is decoded.
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from zeroseg.errors import DatasetError, ImageReadError, ZerosegError
-from zeroseg.io import load_image
+from zeroseg.errors import DatasetError, ImageReadError, ImageTooLargeError, ZerosegError
+from zeroseg.io import load_image, max_pixels_limit
 
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 2**20
 UPLOAD_FOLDER = "uploads"
@@ -57,14 +59,21 @@ def check_upload(data: bytes, max_bytes: int) -> str:
     """The file suffix for an uploaded image, after checking its size, type and pixels."""
     if len(data) > max_bytes:
         raise UploadTooLargeError(f"the upload has {len(data):,} bytes; the limit is {max_bytes:,}")
+    limit = max_pixels_limit()
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format
-    except (OSError, ValueError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            with Image.open(io.BytesIO(data)) as image:
+                kind, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"the upload is too large: it declares more than {limit:,} pixels") from None
+    except (OSError, ValueError, SyntaxError):
         raise ImageReadError("the upload is not an image Pillow can read") from None
+    if width * height > limit:
+        raise ImageTooLargeError(f"the upload is too large: {width}x{height} pixels, the limit is {limit:,}")
     if kind not in UPLOAD_TYPES:
         raise ImageReadError(f"{kind} images are not accepted; send one of {', '.join(UPLOAD_TYPES)}")
-    load_image(data)  # decodes every pixel: truncated files, bombs and empty images fail here
+    load_image(data)  # decodes every pixel: truncated files and empty images fail here
     return UPLOAD_TYPES[kind]
 
 

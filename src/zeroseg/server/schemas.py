@@ -2,14 +2,15 @@
 
 Masks travel as compressed COCO RLE (``{"size": [h, w], "counts": str}``, column-major runs), the
 same string the store keeps; the page decodes it in a few milliseconds. Coordinates are pixels of
-the original image, (x, y); boxes are XYXY in prompts and XYWH (COCO) in annotations.
+the original image, (x, y); boxes are XYXY in prompts and XYWH (COCO) in annotations. Request
+bodies refuse NaN and infinities, and ids beyond what the database holds, with a 422.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zeroseg.engine import (
     AnnotationRecord,
@@ -20,7 +21,13 @@ from zeroseg.engine import (
     Status,
 )
 
+MAX_ID = 2**63 - 1
+"""The largest id a database integer holds."""
+
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Score = Annotated[float, Field(allow_inf_nan=False)]
+INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RLE(BaseModel):
@@ -76,7 +83,7 @@ class EmbedOut(BaseModel):
 
 # --- prediction ---------------------------------------------------------------------------
 class PredictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     points: list[tuple[Coordinate, Coordinate, Literal[0, 1]]] = Field(
         default=[], description="[[x, y, label], ...], label 1 = positive (object), 0 = negative (background)"
@@ -87,10 +94,17 @@ class PredictIn(BaseModel):
     mask_input: str | None = Field(
         default=None, description="id of an earlier candidate whose low-resolution logits refine this prediction"
     )
-    annotation: int | None = Field(
+    annotation: Id | None = Field(
         default=None, description="id of a stored annotation of this image to refine: its mask is the prior"
     )
     multimask: bool = Field(default=True, description="three candidates for an ambiguous prompt instead of one")
+
+    @field_validator("box")
+    @classmethod
+    def _box_has_area(cls, box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if box is not None and not (box[2] > box[0] and box[3] > box[1]):
+            raise ValueError(f"the box {list(box)} has no area: it needs x1 > x0 and y1 > y0")
+        return box
 
 
 class CandidateOut(BaseModel):
@@ -152,21 +166,21 @@ Label = Annotated[str, Field(min_length=1, max_length=200)]
 class AnnotationIn(BaseModel):
     """A new annotation: an accepted candidate (source "assisted") or a mask drawn elsewhere ("manual")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     candidate: str | None = Field(default=None, description="id of a candidate from predict")
     rle: RLE | None = Field(default=None, description="a mask given directly instead of a candidate")
     label: Label | None = None
-    label_score: float | None = None
+    label_score: Score | None = None
 
 
 class AnnotationPatch(BaseModel):
     """Changes to an annotation; fields left out keep their value (``"label": null`` clears the label)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     label: Label | None = None
-    label_score: float | None = None
+    label_score: Score | None = None
     candidate: str | None = Field(default=None, description="replace the mask by this candidate's")
     rle: RLE | None = Field(default=None, description="replace the mask by this one")
     status: Status | None = Field(default=None, description="accept or reject a proposal")
@@ -193,7 +207,9 @@ class UndoOut(BaseModel):
 
 # --- naming and proposals -----------------------------------------------------------------
 class Vocabulary(BaseModel):
-    names: list[str] = Field(description="free-text names the zero-shot namer chooses from")
+    names: list[Annotated[str, Field(max_length=200)]] = Field(
+        max_length=10_000, description="free-text names the zero-shot namer chooses from"
+    )
 
 
 class NameSuggestion(BaseModel):
@@ -207,10 +223,16 @@ class NamesOut(BaseModel):
 
 
 class ProposeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="keep automatic masks above this predicted IoU")
     name: bool = Field(default=True, description="name the proposals from the vocabulary")
+
+
+class ImportOut(BaseModel):
+    added: int = Field(description="annotations added")
+    skipped: int = Field(description="annotations the dataset had already (same image, mask and label)")
+    images: int = Field(description="images the file names")
 
 
 class ProposeOut(BaseModel):

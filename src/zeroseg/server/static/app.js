@@ -448,6 +448,32 @@ async function scan() {
   if (!state.image && state.page.total) await openIndex(0);
 }
 
+async function exportDataset() {
+  // The same files as `zeroseg engine export`: COCO as JSON, YOLO-seg and PNG masks zipped.
+  const format = $("export-format").value;
+  say(`exporting ${format}…`);
+  const blob = await api(`/api/export?format=${encodeURIComponent(format)}`, { blob: true });
+  const suffix = blob.type === "application/zip" ? "zip" : "json";
+  const link = element("a", { href: URL.createObjectURL(blob), download: `${state.info.dataset}-${format}.${suffix}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  say(`exported ${format}`);
+}
+
+async function importCoco(file) {
+  const form = new FormData();
+  form.append("file", file);
+  say(`importing ${file.name}…`);
+  const done = await api("/api/import", { method: "POST", form });
+  await loadPage(state.page.offset);
+  if (state.image) await loadAnnotations();
+  else if (state.page.total) await openIndex(0);
+  const already = done.skipped ? `, ${done.skipped} there already` : "";
+  say(`imported ${done.added} mask(s) on ${done.images} image(s)${already}`);
+}
+
 async function markReviewed() {
   const image = await api(`/api/images/${state.image.id}/status`, { method: "PUT", json: { status: "reviewed" } });
   Object.assign(state.image, image);
@@ -770,12 +796,18 @@ function bindEvents() {
   click("accept-all", acceptAll);
   click("reviewed", markReviewed);
   click("scan", scan);
+  click("export", exportDataset);
   click("page-prev", () => loadPage(Math.max(0, state.page.offset - PAGE)));
   click("page-next", () => loadPage(state.page.offset + PAGE));
   $("upload").onchange = (event) => {
     const [file] = event.target.files;
     event.target.value = "";
     if (file) run(() => upload(file));
+  };
+  $("import").onchange = (event) => {
+    const [file] = event.target.files;
+    event.target.value = "";
+    if (file) run(() => importCoco(file));
   };
   $("name-form").onsubmit = (event) => {
     event.preventDefault();
