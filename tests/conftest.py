@@ -1,10 +1,15 @@
-"""Shared test fixtures: where the read-only shared fixtures and data live."""
+"""Shared test fixtures: where the read-only shared fixtures and data live.
+
+Missing shared fixtures skip the tests that need them, or fail them under ``ZEROSEG_REQUIRE=1``
+(see ``optional.py``; CI sets it).
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+from optional import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZEROSEG_SHARED", REPO.parent / "shared"))
@@ -12,7 +17,7 @@ SHARED = Path(os.environ.get("ZEROSEG_SHARED", REPO.parent / "shared"))
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"shared fixtures not found at {path} (set ZEROSEG_SHARED)")
+        unavailable(f"shared fixtures not found at {path} (set ZEROSEG_SHARED)")
     return path
 
 

@@ -4,7 +4,7 @@ Without ``$ZEROSEG_TEST_PG_URL``, :func:`pg_url` starts a private server from th
 ``postgresql`` package (``/usr/lib/postgresql/*/bin``): initdb into a temporary folder, listening
 only on a Unix socket in that folder, fsync off; stopped and deleted at the end of the session. As
 root the server runs as the ``postgres`` user. When no server can be had the tests are skipped,
-unless ``ZEROSEG_REQUIRE_PG=1`` (CI), where that is a failure.
+unless ``ZEROSEG_REQUIRE=1`` (CI), where that is a failure.
 
 Tests import the fixture (``from pg_server import pg_url``) and isolate themselves with
 :func:`isolated_schema`, which gives each test its own schema on the same database.
@@ -24,19 +24,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from optional import unavailable
 
 PG_URL_ENV = "ZEROSEG_TEST_PG_URL"
-REQUIRE_ENV = "ZEROSEG_REQUIRE_PG"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 DATABASE = "zeroseg_test"
 USER = "zeroseg"
 
 
 def _unavailable(reason: str) -> None:
-    message = f"PostgreSQL not available: {reason} (set {PG_URL_ENV} or install the postgresql package)"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{message}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"PostgreSQL not available: {reason} (set {PG_URL_ENV} or install the postgresql package)")
 
 
 def _bindir() -> Path | None:

@@ -21,7 +21,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tiny_sam(goldens_dir: Path) -> list[str]:
     """CLI options that build the golden tiny SAM."""
-    pytest.importorskip("zeroseg.models.sam")
     config = goldens_dir / "sam" / "sam_tiny_config.json"
     return ["--config", str(config), "--checkpoint", str(goldens_dir / "sam" / "sam_tiny.pth")]
 

@@ -1,20 +1,19 @@
 """The automatic stage as a Ray Data job on a local Ray with 2 workers gives the single-process results.
 
-Skipped when Ray cannot start here, unless ZEROSEG_REQUIRE_RAY=1 (then that is a failure).
+Skipped when Ray cannot start here, unless ZEROSEG_REQUIRE=1 (then that is a failure).
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 import torch
+from optional import import_optional, required, unavailable
 from PIL import Image
 
 from zeroseg.engine import ImageStatus, Store
 from zeroseg.engine.stages import AutoConfig, add_images, auto
 
-pytest.importorskip("ray.data")
+import_optional("ray.data", "pip install -e '.[test]'")
 
 from zeroseg.engine.ray_runner import RayError, auto_ray
 
@@ -65,9 +64,9 @@ def test_ray_with_two_workers_equals_the_local_run(tmp_path):
     try:
         summary = auto_ray(str(tmp_path / "ray"), "toy", CONFIG, num_workers=2, progress=False)
     except RayError as err:
-        if os.environ.get("ZEROSEG_REQUIRE_RAY") == "1":
+        if required():
             raise
-        pytest.skip(f"Ray cannot start here: {err}")
+        unavailable(f"Ray cannot start here: {err}")
     assert (summary.processed, summary.skipped, summary.failed) == (2, 1, [])
     with Store.open(tmp_path / "ray") as store:
         assert [i.status for i in store.images("toy")] == [ImageStatus.AUTO_DONE] * 3

@@ -253,7 +253,6 @@ def test_calibration_defaults_to_the_embedders(msrc: SemanticDataset, monkeypatc
 
 
 def test_real_namer_matches_the_known_answers(msrc: SemanticDataset) -> None:
-    pytest.importorskip("zeroseg.segment.naming")
     embedder = FakeEmbedder(calibration=0.0)
     assert isinstance(embedder, DenseEmbedder)
     plain = evaluate_semantic(embedder, msrc, ["cow", "sheep"], dropped=["horse", "mountain"], progress=False)
@@ -429,7 +428,6 @@ def test_text_prompts_seen_and_unseen(msrc: SemanticDataset, monkeypatch) -> Non
 # --- CLI ----------------------------------------------------------------------------------
 @pytest.fixture
 def fake_embedder(monkeypatch) -> str:
-    pytest.importorskip("zeroseg.segment.naming")
     monkeypatch.setitem(base._EMBEDDERS, "fake", f"{__name__}:load_fake_embedder")
     return "fake"
 

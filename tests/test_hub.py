@@ -231,7 +231,6 @@ def test_load_model_without_weights_is_weights_not_found(offline) -> None:
 
 
 def test_load_model_from_golden_config(goldens_dir: Path) -> None:
-    pytest.importorskip("zeroseg.models.sam")
     config = goldens_dir / "sam" / "sam_tiny_config.json"
     model = hub.load_model(config=config, checkpoint=goldens_dir / "sam" / "sam_tiny.pth")
     assert not model.training

@@ -16,7 +16,6 @@ from zeroseg.models.lite.backbone import load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHeadConfig, head_inputs
 from zeroseg.models.vl.base import DenseEmbedder
 from zeroseg.models.vl.lite import (
-    DEFAULT_WEIGHTS,
     LiteEmbedder,
     build_text_head,
     load_lite_embedder,
@@ -241,7 +240,6 @@ def test_metrics_from_known_predictions():
     assert calibrated["seen_top1"] == 0.0
 
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="shipped lite text head not built yet")
 def test_shipped_weights_load_and_embed(backbone):
     embedder = load_lite_embedder(backbone=backbone)
     assert embedder.name == "lite" and embedder.text_encoder.dim == 384

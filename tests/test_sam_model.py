@@ -82,7 +82,6 @@ def test_state_dict_matches_official_manifest(name: str, manifests_dir: Path) ->
 
 
 def test_mobile_sam_state_dict_matches_official_manifest(manifests_dir: Path) -> None:
-    pytest.importorskip("zeroseg.models.sam.tiny_vit")
     manifest = json.loads((manifests_dir / "mobile_sam_vit_t.json").read_text())["state_dict"]
     ours = {key: list(value.shape) for key, value in build_sam("vit_t").state_dict().items()}
     assert ours == manifest
@@ -243,7 +242,6 @@ def test_forward_end_to_end_matches_goldens(golden_sam: Sam, goldens_dir: Path, 
 
 def test_mobile_sam_features_after_checkpoint_load(goldens_dir: Path) -> None:
     """TinyViT caches attention biases in eval mode: loading must refresh them (stale-bias pitfall)."""
-    pytest.importorskip("zeroseg.models.sam.tiny_vit")
     meta = json.loads((goldens_dir / "mobilesam" / "mobilesam_goldens.json").read_text())
     config = json.loads((goldens_dir / meta["config"]).read_text())
     sam = build_from_config(config, goldens_dir / meta["checkpoint"])

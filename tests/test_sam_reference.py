@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import sys
 import types
 from functools import partial
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from optional import unavailable
 from torch import nn
 
 from zeroseg.models.sam import build_from_config
@@ -32,9 +32,7 @@ def _reference_modeling() -> types.ModuleType:
     if "segment_anything" not in sys.modules:
         spec = importlib.util.find_spec("segment_anything")
         if spec is None:
-            if os.environ.get("ZEROSEG_REQUIRE_REFERENCE"):
-                pytest.fail("segment-anything is not installed (pip install -e '.[test]')")
-            pytest.skip("segment-anything is not installed")
+            unavailable("segment-anything (the reference SAM code) is not installed: pip install -e '.[test]'")
         # the package without running its __init__, which would import torchvision
         sys.modules["segment_anything"] = importlib.util.module_from_spec(spec)
     return importlib.import_module("segment_anything.modeling")

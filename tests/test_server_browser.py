@@ -1,16 +1,16 @@
 """The annotation page in headless Chromium: click, see the mask, accept, name, reload, find it stored.
 
 Needs Playwright (Python) and the system Chromium (/usr/bin/chromium; no browser download). Without
-them the test is skipped, unless ZEROSEG_REQUIRE_BROWSER=1 makes that a failure.
+them the test is skipped, unless ZEROSEG_REQUIRE=1 makes that a failure.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import unavailable
 from PIL import Image
 
 from zeroseg.engine import Source, Store
@@ -29,7 +29,7 @@ TOKEN = "t0ken"
 
 @pytest.fixture
 def sync_playwright():
-    """Playwright's sync entry point, or a skip (a failure with ZEROSEG_REQUIRE_BROWSER=1)."""
+    """Playwright's sync entry point, or a skip (a failure with ZEROSEG_REQUIRE=1)."""
     reason = None
     try:
         from playwright.sync_api import sync_playwright
@@ -38,9 +38,7 @@ def sync_playwright():
     if reason is None and not Path(CHROMIUM).exists():
         reason = f"no Chromium at {CHROMIUM}"
     if reason is not None:
-        if os.environ.get("ZEROSEG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required (ZEROSEG_REQUIRE_BROWSER=1) but {reason}")
-        pytest.skip(reason)
+        unavailable(f"browser test: {reason}")
     return sync_playwright
 
 

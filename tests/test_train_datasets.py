@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import unavailable
 from PIL import Image
 
 from zeroseg.data import data_root
@@ -51,7 +52,7 @@ def test_data_root_env_and_default(tmp_path, monkeypatch):
     monkeypatch.delenv("ZEROSEG_DATA")
     default = REPO.parent / "shared" / "data"
     if not default.is_dir():
-        pytest.skip("no shared data beside the repo")
+        unavailable(f"no shared data beside the repo at {default}")
     assert data_root() == default
 
 
