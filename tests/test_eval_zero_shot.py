@@ -25,6 +25,7 @@ from zeroseg.eval.cli import app
 from zeroseg.eval.naming import (
     CocoJsonNaming,
     MaskFolderNaming,
+    SemanticRegionNaming,
     YoloSegNaming,
     evaluate_naming,
     evaluate_text_prompts,
@@ -393,6 +394,55 @@ def test_naming_accuracy_seen_and_unseen(tmp_path: Path) -> None:
     assert calibrated["unseen_acc"] == 100.0 and calibrated["calibration"] == 0.3
 
 
+def regions_scene() -> tuple[np.ndarray, np.ndarray]:
+    """A 20x40 MSRC class map: two separate cows (100 px each), a horse (dropped), void, a 9-pixel sheep
+    speck and one grass region around them; the image reads each pixel as its class."""
+    label = np.full((20, 40), GRASS)
+    label[:10, :10] = COW
+    label[10:, 30:] = COW
+    label[:10, 30:] = HORSE
+    label[10:, :10] = VOID
+    label[:3, 15:18] = SHEEP
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[..., 0] = np.where(label == VOID, SKY, label)
+    return image, label
+
+
+def write_regions_folder(root: Path) -> Path:
+    write_msrc_folder(root)
+    image, label = regions_scene()
+    Image.fromarray(image).save(root / "val" / "images" / "0.png")
+    Image.fromarray(label.astype(np.uint8)).save(root / "val" / "labels" / "0.png")
+    return root
+
+
+def test_class_maps_cut_into_named_regions(tmp_path: Path) -> None:
+    data = load_naming_dataset(write_regions_folder(tmp_path / "msrc21"))  # dropped: horse, mountain
+    assert isinstance(data, SemanticRegionNaming) and data.dropped == ["horse", "mountain"]
+    assert "horse" not in data.classes and len(data.classes) == 21
+    sample = data[0]
+    assert sample.class_names == ["grass", "cow", "cow"]  # the sheep speck is under DEFAULT_MIN_AREA
+    _, label = regions_scene()
+    assert [int(m.sum()) for m in sample.masks] == [int((label == GRASS).sum()), 100, 100]
+    assert sample.masks[1][:10, :10].all() and sample.masks[2][10:, 30:].all()
+    assert SemanticRegionNaming(data.semantic, ["horse"], min_area=9)[0].class_names == ["grass", "cow", "cow", "sheep"]
+    with pytest.raises(DatasetError, match="zebra"):
+        load_naming_dataset(tmp_path / "msrc21", dropped=["zebra"])
+    with pytest.raises(DatasetError, match="class maps only"):
+        load_naming_dataset(write_mask_folder(tmp_path / "folder"), dropped=["cow"])
+
+
+def test_naming_is_uncalibrated_unless_asked(tmp_path: Path) -> None:
+    data = MaskFolderNaming(write_mask_folder(tmp_path / "folder"))
+    embedder = FakeEmbedder(calibration=0.3)
+    plain = evaluate_naming(embedder, data, ["cow", "sheep"], progress=False)
+    assert plain["calibrated"] is False and plain["calibration"] == 0.0
+    assert plain["accuracy"] == pytest.approx(200 / 3) and plain["unseen_acc"] == 50.0  # the sheep reads grass
+    calibrated = evaluate_naming(embedder, data, ["cow", "sheep"], calibrate=True, progress=False)
+    assert calibrated["calibrated"] is True and calibrated["calibration"] == 0.3  # the embedder's own gamma
+    assert calibrated["accuracy"] == 100.0 and calibrated["unseen_acc"] == 100.0
+
+
 # --- text prompts -------------------------------------------------------------------------
 def test_union_of_masks_accepts_arrays_and_records() -> None:
     from zeroseg.io import mask_to_rle
@@ -464,5 +514,23 @@ def test_cli_naming_json_keys(tmp_path: Path, fake_embedder: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
-    assert {"seen_acc", "unseen_acc", "hmean"} <= set(saved)
-    assert saved["seen_acc"] == 100.0 and saved["unseen_acc"] == 50.0
+    assert {"accuracy", "seen_acc", "unseen_acc", "hmean", "calibrated", "calibration"} <= set(saved)
+    assert saved["seen_acc"] == 100.0 and saved["unseen_acc"] == 50.0 and saved["accuracy"] == pytest.approx(200 / 3)
+    assert saved["calibrated"] is False and saved["calibration"] == 0.0
+    result = CliRunner().invoke(app, [*args, "--calibrate", "--calibration", "0.3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["calibrated"] is True and saved["accuracy"] == 100.0 and saved["unseen_acc"] == 100.0
+    result = CliRunner().invoke(app, [*args, "--no-calibrate", "--calibration", "0.3"])
+    assert result.exit_code == 0 and json.loads(out.read_text())["calibrated"] is False
+
+
+def test_cli_naming_of_msrc_regions(tmp_path: Path, fake_embedder: str) -> None:
+    folder = write_regions_folder(tmp_path / "msrc21")
+    out = tmp_path / "naming.json"
+    result = CliRunner().invoke(app, ["naming", "--dataset", str(folder), "--model", fake_embedder, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["n_masks"] == 3 and saved["accuracy"] == 100.0 and saved["dropped"] == ["horse", "mountain"]
+    assert saved["unseen"] == ["cow", "sheep", "cat", "boat", "bicycle"]
+    assert saved["per_class"]["cow"] == {"correct": 2, "total": 2, "seen": False}

@@ -249,3 +249,51 @@ def test_shipped_weights_load_and_embed(backbone):
     assert out.features.shape == (384, 48, 64) and out.image_size == (48, 64)  # 512x384 input, stride 8
     torch.testing.assert_close(out.features.norm(dim=0), torch.ones(48, 64))
     assert embedder.background() is not None
+
+
+def test_training_and_the_namer_share_one_mask_pooling(backbone, tiny, monkeypatch):
+    """The naming loss, the training metrics and Namer.mask_logits all pool masks with base.pool_masks."""
+    from zeroseg.models.vl import base
+    from zeroseg.segment import naming
+
+    assert zs.pool_masks is base.pool_masks and naming.pool_masks is base.pool_masks
+    calls: list[tuple[str, torch.Tensor]] = []
+
+    def spy(where: str):
+        def pool(embeddings: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+            pooled = base.pool_masks(embeddings, cover)
+            calls.append((where, pooled))
+            return pooled
+
+        return pool
+
+    monkeypatch.setattr(zs, "pool_masks", spy("train"))
+    monkeypatch.setattr(naming, "pool_masks", spy("namer"))
+    cfg, data = tiny
+    head = build_text_head(SMALL, backbone)
+    text = [HashEncoder().encode(v) for v in data.vocabularies]
+    zs.train_step(head, backbone, data, text, cfg, np.random.default_rng([0, 0]))
+    assert [where for where, _ in calls] == ["train"]  # the naming loss
+
+    # One mask pooled by the training metrics and by the Namer: the same embedding.
+    generator = torch.Generator().manual_seed(0)
+    features = torch.nn.functional.normalize(torch.randn(SMALL.embed_dim, 6, 8, generator=generator), dim=0)
+    embedding = zs.DenseEmbedding(features=features, image_size=(48, 64))
+    mask = np.zeros((48, 64), bool)
+    mask[5:30, 3:41] = True
+
+    class GridEmbedder:
+        name, text_encoder = "grid", HashEncoder()
+
+        def embed(self, image: np.ndarray) -> zs.DenseEmbedding:
+            return embedding
+
+        def background(self) -> None:
+            return None
+
+    names = ["a", "b", "c"]
+    naming.Namer(GridEmbedder(), names).mask_logits(np.zeros((48, 64, 3), np.uint8), mask[None])
+    zs.naming_metrics([embedding], [[("a", mask)]], names, [], HashEncoder().encode(names), 10.0,
+                      torch.zeros(3, dtype=torch.bool))
+    assert [where for where, _ in calls] == ["train", "namer", "train"]
+    torch.testing.assert_close(calls[1][1], calls[2][1])

@@ -10,6 +10,7 @@ from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import masks_to_rles
 from zeroseg.models.vl import DenseEmbedder, DenseEmbedding
 from zeroseg.segment import Namer, Predictor, text_to_masks
+from zeroseg.segment.naming import load_namer
 from zeroseg.segment.text_prompt import phrase_map
 
 AXES = {"sky": 0, "grass": 1, "cow": 2, "square": 0, "floor": 1}
@@ -80,14 +81,14 @@ def test_temperature_comes_from_the_embedder_or_the_argument():
     assert Namer(FakeEmbedder(HALVES, temperature=0.05), ["sky"], temperature=0.2).temperature == 0.2
 
 
-def test_learned_background_is_a_none_class():
+def test_learned_background_is_a_none_class_when_asked():
     features = grid([(slice(0, 2), slice(None), unit(0.0, 0.0, 0.0, 1.0))])  # top half: background
     embedder = FakeEmbedder(features, background=unit(0.0, 0.0, 0.0, 2.0))
-    namer = Namer(embedder, ["sky", "grass"])
+    namer = Namer(embedder, ["sky", "grass"], background=True)
     assert namer.pixel_logits(IMAGE).shape == (3, 40, 40)
     labels = namer.label_pixels(IMAGE)
     assert (labels[:20] == -1).all() and (labels[20:] == 0).all()
-    unnamed = Namer(embedder, ["sky", "grass"], background=False)
+    unnamed = Namer(embedder, ["sky", "grass"])  # by default every pixel gets a name
     assert unnamed.pixel_logits(IMAGE).shape == (2, 40, 40) and (unnamed.label_pixels(IMAGE) >= 0).all()
 
 
@@ -122,6 +123,34 @@ def test_name_masks():
     assert named[0][1] > 0.99 and named[3] == (None, 0.0) and named[4][1] < 0.6
     with pytest.raises(PromptShapeError):
         namer.name_masks(IMAGE, masks[:, :10])
+
+
+def test_mask_pooling_is_the_coverage_weighted_mean():
+    features = grid([(slice(None), slice(2, None), unit(0.0, 1.0))])  # grid cells are 10x10 pixels
+    namer = Namer(FakeEmbedder(features), ["sky", "grass"])
+    mask = np.zeros((1, 40, 40), bool)
+    mask[0, :, 5:30] = True  # sky cells: half of column 0, all of column 1; grass: all of column 2
+    expected = F.normalize(0.5 * unit(1.0) + unit(1.0) + unit(0.0, 1.0), dim=0)
+    logits, present = namer.mask_logits(IMAGE, mask)
+    torch.testing.assert_close(logits[0], expected[:2] / namer.temperature)
+    assert present.tolist() == [True]
+
+
+def test_default_namer_is_uncalibrated_and_calibrate_asks_for_it():
+    embedder = FakeEmbedder(HALVES, seen=("sky", "cow"), calibration=0.2, mask_calibration=0.3,
+                            background=unit(0.0, 0.0, 0.0, 1.0))
+    plain = load_namer("sky, grass", embedder)
+    assert plain.calibration == 0.0 and plain.mask_calibration == 0.0 and plain.seen == set()
+    assert plain.background is None and plain.background_threshold is None
+    torch.testing.assert_close(plain.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([100.0, 0.0]))
+    calibrated = load_namer("sky, grass", embedder, calibrate=True)
+    assert calibrated.seen == {"sky"} and calibrated.calibration == 0.2 and calibrated.mask_calibration == 0.3
+    torch.testing.assert_close(calibrated.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([80.0, 0.0]))
+    mask = np.zeros((1, 40, 40), bool)
+    mask[0, :, :20] = True
+    torch.testing.assert_close(calibrated.mask_logits(IMAGE, mask)[0][0], torch.tensor([70.0, 0.0]))
+    asked = load_namer("sky, grass", embedder, calibrate=True, calibration=0.1, background=True)
+    assert asked.calibration == 0.1 and asked.background is not None
 
 
 def test_name_records_reads_rles_and_arrays():

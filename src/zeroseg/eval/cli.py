@@ -191,30 +191,51 @@ def zero_shot(
 
 @app.command()
 def naming(
-    dataset: Annotated[str, typer.Option(help="coco128, a COCO instances .json, or a folder (index.csv or YOLO-seg)")],
+    dataset: Annotated[
+        str,
+        typer.Option(help="coco128, msrc21, camvid, a COCO instances .json, or a folder (index.csv, YOLO-seg, "
+                          "or split/images + split/labels class maps, cut into regions)"),
+    ],
+    split: Annotated[str, typer.Option(help="split of class-map datasets (msrc21, camvid)")] = "val",
     images: Annotated[
         Path | None, typer.Option(help="image folder of a COCO .json (default: images/ beside it)")
     ] = None,
     unseen: UnseenOption = None,
+    dropped: DroppedOption = None,
     model: EmbedderOption = "lite",
     checkpoint: CheckpointOption = None,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="calibrated stacking of the zero-shot protocol: the embedder's mask gamma subtracted from "
+                 "every name but the unseen ones (default: what the product does, no calibration)",
+            show_default=False,
+        ),
+    ] = None,
     calibration: CalibrationOption = None,
     limit: LimitOption = None,
     json_path: JsonOption = None,
 ) -> None:
-    """Top-1 accuracy of naming ground-truth instance masks among all the dataset's names, seen vs unseen."""
-    from zeroseg.eval.naming import evaluate_naming, load_naming_dataset
+    """Top-1 accuracy of naming ground-truth masks among all the dataset's names: all masks, seen, unseen."""
+    from zeroseg.eval.naming import SemanticRegionNaming, evaluate_naming, load_naming_dataset
     from zeroseg.eval.zero_shot import zero_shot_split
 
     try:
-        data = load_naming_dataset(dataset, images, limit)
+        data = load_naming_dataset(dataset, images, limit, split=split, dropped=_names(dropped))
         unseen_names, _ = zero_shot_split(dataset, data.classes, _names(unseen), dropped=())
-        results = evaluate_naming(_embedder(model, checkpoint), data, unseen_names, calibration)
-        _write_json(json_path, {"dataset": dataset, "model": model, "unseen": unseen_names, **results})
+        results = evaluate_naming(_embedder(model, checkpoint), data, unseen_names, calibration, calibrate=calibrate)
+        regions = isinstance(data, SemanticRegionNaming)
+        _write_json(json_path, {
+            "dataset": dataset, "split": split if regions else None, "model": model, "unseen": unseen_names,
+            "dropped": data.dropped if isinstance(data, SemanticRegionNaming) else [], **results,
+        })
     except ZerosegError as err:
         raise _fail(err) from None
-    columns = {"seen_acc": "seen acc", "unseen_acc": "unseen acc", "hmean": "hmean", "accuracy": "all"}
-    title = f"{model} naming on {dataset} ({results['n_masks']} masks, gamma {results['calibration']:g})"
+    columns = {"accuracy": "all", "seen_acc": "seen", "unseen_acc": "unseen", "hmean": "hmean"}
+    how = f"calibrated, gamma {results['calibration']:g}" if results["calibrated"] else "uncalibrated"
+    where = f"{dataset} {split}" if isinstance(data, SemanticRegionNaming) else dataset
+    title = f"{model} naming on {where} ({results['n_masks']} masks, {how})"
     Console().print(settings_table({"top-1": results}, columns, title))
 
 

@@ -1,12 +1,13 @@
 """Zero-shot naming of given masks, and text-prompted segmentation, scored over seen and unseen classes.
 
 * :func:`evaluate_naming`: each ground-truth instance mask is named among all the dataset's names; the
-  score is top-1 accuracy on seen and on unseen classes and their harmonic mean.
+  score is top-1 accuracy over all masks, on seen and on unseen classes, and their harmonic mean.
 * :func:`evaluate_text_prompts`: for each class present in an image, the masks that
   :func:`zeroseg.segment.text_prompt.text_to_masks` returns for its name are merged and compared with the
   class region; the score is mean IoU over (image, class) pairs, seen and unseen.
 
-Every score is a percentage (0-100). Instance masks come from three layouts (:func:`load_naming_dataset`).
+Every score is a percentage (0-100). Named masks come from instance layouts or from class maps cut into
+regions (:func:`load_naming_dataset`).
 """
 from __future__ import annotations
 
@@ -21,21 +22,28 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
 from zeroseg.eval.interactive import decode_mask, mask_iou, read_mask_values
 from zeroseg.eval.zero_shot import (
     NamerFactory,
     SemanticSource,
     build_namer,
+    dataset_folder,
     evaluated_unseen,
     harmonic_mean,
+    known_split,
     vocabulary_of,
 )
 from zeroseg.io import load_image, rle_to_mask
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedder
-from zeroseg.train.datasets import CocoYoloSegDataset, read_classes
+from zeroseg.train.datasets import (
+    DEFAULT_MIN_AREA,
+    CocoYoloSegDataset,
+    SemanticDataset,
+    object_masks_from_semantic,
+    read_classes,
+)
 
 
 @dataclass(frozen=True)
@@ -161,14 +169,50 @@ class MaskFolderNaming:
         return NamedMasks(Path(image_file).stem, image, masks, [class_name for _, class_name in objects])
 
 
+class SemanticRegionNaming:
+    """Class maps (msrc21, camvid or a folder laid out like them) as named masks: each connected region
+    (8-connected) of one class is a mask (:func:`~zeroseg.train.datasets.object_masks_from_semantic`).
+    Void and ``dropped`` classes are never masks nor names; regions under ``min_area`` pixels are left out."""
+
+    def __init__(self, semantic: SemanticSource, dropped: Iterable[str] = (), min_area: int = DEFAULT_MIN_AREA) -> None:
+        dropped = clean_names(list(dropped))
+        unknown = sorted(set(dropped) - set(clean_names(list(semantic.classes.values()))))
+        if unknown:
+            raise DatasetError(f"dropped class(es) {unknown} are not classes: {list(semantic.classes.values())}")
+        self.semantic, self.dropped, self.min_area = semantic, dropped, min_area
+        self.classes, self._lookup = vocabulary_of(semantic.classes, dropped)
+
+    def __len__(self) -> int:
+        return len(self.semantic)
+
+    def __getitem__(self, index: int) -> NamedMasks:
+        sample = self.semantic[index]
+        regions = object_masks_from_semantic(self._lookup[sample.label], range(len(self.classes)), self.min_area)
+        masks = _stack([mask for _, mask in regions], sample.image.shape)
+        return NamedMasks(sample.name, sample.image, masks, [self.classes[k] for k, _ in regions])
+
+
 def load_naming_dataset(
-    dataset: str | Path, images: Path | str | None = None, limit: int | None = None
+    dataset: str | Path,
+    images: Path | str | None = None,
+    limit: int | None = None,
+    split: str = "val",
+    dropped: Iterable[str] | None = None,
 ) -> NamingSource:
     """``coco128`` (the shared data), a COCO instances ``.json`` (images from ``images``, default the
-    ``images/`` folder beside it), a folder with ``index.csv`` (:class:`MaskFolderNaming`) or a folder in
-    coco128_seg's layout (:class:`YoloSegNaming`).
+    ``images/`` folder beside it), a folder with ``index.csv`` (:class:`MaskFolderNaming`), a folder in
+    coco128_seg's layout (:class:`YoloSegNaming`), or class maps cut into regions
+    (:class:`SemanticRegionNaming`: ``msrc21``, ``camvid`` or a folder with ``split/images`` +
+    ``split/labels``; ``dropped`` defaults to the dataset's split in ZERO_SHOT_SPLITS).
     """
-    path = data_root() / "coco128_seg" if str(dataset) == "coco128" else Path(dataset)
+    path = dataset_folder(dataset)
+    if (path / "classes.tsv").is_file() and (path / split / "labels").is_dir() and not (path / "labels").is_dir():
+        if dropped is None:
+            split_names = known_split(dataset)
+            dropped = split_names["dropped"] if split_names is not None else ()
+        return SemanticRegionNaming(SemanticDataset(path, split, limit=limit), dropped)
+    if dropped:
+        raise DatasetError(f"{path}: dropped classes apply to class maps only (msrc21, camvid)")
     if path.suffix.lower() == ".json":
         return CocoJsonNaming(path, images if images is not None else path.parent / "images", limit)
     if (path / "index.csv").is_file():
@@ -176,8 +220,9 @@ def load_naming_dataset(
     if (path / "classes.tsv").is_file() and (path / "labels").is_dir():
         return YoloSegNaming(path, limit)
     raise DatasetError(
-        f"{path} is not a naming dataset: expected coco128, a COCO .json, a folder with index.csv "
-        "(image,mask,class_name) or images/ + labels/ + classes.tsv"
+        f"{path} is not a naming dataset: expected coco128, msrc21, camvid, a COCO .json, a folder with "
+        f"index.csv (image,mask,class_name), images/ + labels/ + classes.tsv, or {split}/images + "
+        f"{split}/labels + classes.tsv"
     )
 
 
@@ -204,18 +249,32 @@ def evaluate_naming(
     unseen: Iterable[str],
     calibration: float | None = None,
     progress: bool = True,
+    calibrate: bool | None = None,
 ) -> dict[str, Any]:
     """Top-1 accuracy of naming each ground-truth mask among all ``dataset.classes``.
 
-    Returns ``seen_acc``, ``unseen_acc``, ``hmean`` (percent; None when a group has no mask), ``accuracy``
-    over all masks, ``n_masks``, ``calibration`` and ``per_class`` (``{"correct", "total", "seen"}``).
-    Empty masks are skipped.
+    By default the namer is what the product uses (:func:`~zeroseg.segment.naming.load_namer`'s defaults:
+    plain scores, every mask named). ``calibrate`` applies calibrated stacking as the zero-shot protocol
+    does: ``calibration`` (default the model's ``mask_calibration``, else its ``calibration``) is
+    subtracted from every name but the ``unseen`` ones; giving ``calibration`` implies ``calibrate``.
+    Returns ``accuracy`` over all masks, ``seen_acc``, ``unseen_acc``, ``hmean`` (percent; None when a
+    group has no mask), ``n_masks``, ``calibrated``, ``calibration`` and ``per_class``
+    (``{"correct", "total", "seen"}``). Empty masks are skipped.
     """
+    from zeroseg.segment.naming import DEFAULT_BACKGROUND, DEFAULT_BACKGROUND_THRESHOLD, DEFAULT_CALIBRATE
+
     names = clean_names(dataset.classes)
     unseen = set(evaluated_unseen(names, unseen))
-    if calibration is None:  # masks have their own gamma when the embedder fitted one
+    if calibrate is None:
+        calibrate = DEFAULT_CALIBRATE or calibration is not None
+    if not calibrate:
+        calibration = 0.0
+    elif calibration is None:  # masks have their own gamma when the embedder fitted one
         calibration = getattr(model, "mask_calibration", None)
-    namer, gamma = build_namer(model, names, unseen, calibration, background=False)
+    options = {"background": False}  # the protocol names every mask
+    if not calibrate:  # the product's own settings
+        options = {"background": DEFAULT_BACKGROUND, "background_threshold": DEFAULT_BACKGROUND_THRESHOLD}
+    namer, gamma = build_namer(model, names, unseen, calibration, **options)
     counts = {name: {"correct": 0, "total": 0, "seen": name not in unseen} for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]
@@ -229,11 +288,12 @@ def evaluate_naming(
     seen_acc, unseen_acc = _seen_unseen({n: (c["correct"], c["total"]) for n, c in counts.items()}, unseen)
     n_masks = sum(c["total"] for c in counts.values())
     return {
+        "accuracy": 100 * sum(c["correct"] for c in counts.values()) / n_masks if n_masks else None,
         "seen_acc": seen_acc,
         "unseen_acc": unseen_acc,
         "hmean": _with_hmean(seen_acc, unseen_acc),
-        "accuracy": 100 * sum(c["correct"] for c in counts.values()) / n_masks if n_masks else None,
         "n_masks": n_masks,
+        "calibrated": bool(calibrate),
         "calibration": gamma,
         "per_class": counts,
     }
@@ -274,7 +334,7 @@ def evaluate_text_prompts(
 
     names, lookup = vocabulary_of(dataset.classes, dropped)
     unseen = set(evaluated_unseen(names, unseen))
-    namer, gamma = build_namer(model, names, unseen, calibration)
+    namer, gamma = build_namer(model, names, unseen, calibration, background=True)  # "none" competes
     ious: dict[str, list[float]] = {name: [] for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]

@@ -3,12 +3,14 @@
 A :class:`Namer` holds a vocabulary embedded once by the embedder's own text encoder. A pixel's logits
 are cosine(pixel embedding, name embedding) / temperature, computed on the embedder's coarse grid and
 resized bilinearly to the image (logits are resized, never features). A mask is named from the mean
-unit embedding of the grid cells it covers. Two zero-shot devices decide between names:
+unit embedding of the grid cells it covers. Two zero-shot devices can decide between names; a namer from
+:func:`load_namer` uses neither unless asked, which names a user's own vocabulary best (docs/zero-shot.md):
 
 - background: an embedder with a learned background embedding (ZSI/ViLD) adds it as a "none" class;
   `background_threshold` also leaves a pixel or mask unnamed when its best softmax score is below it.
 - calibrated stacking (Chao et al., 2016): `calibration` is subtracted from the cosine of every name seen
-  in training, which counters the bias of a trained head towards seen names.
+  in training, which counters the bias of a trained head towards seen names. It belongs to the zero-shot
+  evaluation protocol (seen / unseen / harmonic mean), where unseen names must compete.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ import torch.nn.functional as F
 from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import load_image, rle_to_mask
 from zeroseg.models.text import clean_names
-from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding
+from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding, mask_cover, pool_masks
 
 DEFAULT_TEMPERATURE = 0.01
+# What a namer does unless asked (load_namer, the CLI, the app, the data engine): chosen for top-1 naming
+# accuracy on a user's whole vocabulary, measured on validation data (docs/zero-shot.md).
+DEFAULT_CALIBRATE = False
+DEFAULT_BACKGROUND = False
+DEFAULT_BACKGROUND_THRESHOLD: float | None = None
 MASK_BATCH = 16  # masks pooled per step: bounds memory at MASK_BATCH x H x W floats
-CORE_COVER = 0.5  # a grid cell belongs to a mask when at least this share of its area is inside
 
 
 class Namer:
@@ -40,7 +46,8 @@ class Namer:
       vocabulary: names, as a list or "sky, grass, cow" (cleaned with `clean_names`).
       seen: the names seen in training, whose cosine is lowered by `calibration` (calibrated stacking).
       mask_calibration: the same for naming masks (mask-pooled embeddings); default `calibration`.
-      background: add the embedder's learned background embedding, if it has one, as a "none" class.
+      background: add the embedder's learned background embedding, if it has one, as a "none" class
+        (off by default: it costs naming accuracy; text prompts use it to match nothing).
       background_threshold: a pixel or mask whose best softmax score is below this stays unnamed.
       temperature: logit = cosine / temperature; default the embedder's `temperature`, else 0.01.
       cache_size: how many image embeddings to keep (least recently used are dropped).
@@ -53,8 +60,8 @@ class Namer:
         seen: Sequence[str] = (),
         calibration: float = 0.0,
         mask_calibration: float | None = None,
-        background: bool = True,
-        background_threshold: float | None = None,
+        background: bool = DEFAULT_BACKGROUND,
+        background_threshold: float | None = DEFAULT_BACKGROUND_THRESHOLD,
         temperature: float | None = None,
         cache_size: int = 8,
     ) -> None:
@@ -135,8 +142,8 @@ class Namer:
         """Calibrated logits [N, K(+1 if background)] of each mask of `masks` [N, H, W] bool, and which
         masks are non-empty [N].
 
-        The mask's embedding is the mean unit embedding of the grid cells mostly inside it (or, for a
-        mask smaller than that, of the cell it covers most), re-normalised.
+        The mask's embedding is the mean unit embedding of the grid cells it covers, weighted by how much
+        of each it covers, re-normalised (:func:`~zeroseg.models.vl.base.pool_masks`, as in training).
         """
         embedding = self.embed(image)
         masks = np.asarray(masks, dtype=bool)
@@ -144,11 +151,13 @@ class Namer:
             raise PromptShapeError(
                 f"masks must be N x {embedding.image_size[0]} x {embedding.image_size[1]}, got {masks.shape}"
             )
+        grid = tuple(embedding.features.shape[-2:])
+        cells = embedding.features.flatten(1).T  # [h * w, D]
         logits, present = [], []
         for start in range(0, len(masks), MASK_BATCH):
-            pooled, ok = _pool(embedding.features, masks[start : start + MASK_BATCH])
-            logits.append(self.logits(pooled.T, self._mask_classes).T)
-            present.append(ok)
+            cover = mask_cover(masks[start : start + MASK_BATCH], grid).flatten(1)
+            logits.append(self.logits(pool_masks(cells, cover).T, self._mask_classes).T)
+            present.append(cover.amax(1) > 0)
         if not logits:
             return torch.zeros(0, len(self._mask_classes[0])), torch.zeros(0, dtype=torch.bool)
         return torch.cat(logits), torch.cat(present)
@@ -188,19 +197,6 @@ def resize_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(grid[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
 
 
-def _pool(features: torch.Tensor, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean unit feature [N, D] of each mask's grid cells, re-normalised, and which masks are non-empty."""
-    cover = F.adaptive_avg_pool2d(torch.from_numpy(masks).float()[:, None], features.shape[-2:])[:, 0]
-    weights = cover * (cover >= CORE_COVER)
-    tiny = weights.flatten(1).sum(1) == 0
-    if tiny.any():  # no cell mostly inside: use the cell the mask covers most
-        best = cover[tiny].flatten(1).argmax(1)
-        weights[tiny] = F.one_hot(best, cover[0].numel()).view(-1, *cover.shape[1:]).float()
-    present = cover.flatten(1).amax(1) > 0
-    pooled = torch.einsum("nhw,dhw->nd", weights, features)
-    return F.normalize(pooled, dim=1), present
-
-
 def _as_mask(segmentation: Any) -> np.ndarray:
     return rle_to_mask(segmentation) if isinstance(segmentation, dict) else np.asarray(segmentation, dtype=bool)
 
@@ -214,19 +210,25 @@ def load_namer(
     vocabulary: Sequence[str] | str,
     embedder: str | DenseEmbedder = "lite",
     checkpoint: str | None = None,
+    calibrate: bool = DEFAULT_CALIBRATE,
     **options: Any,
 ) -> Namer:
     """A Namer over `vocabulary` on a registered dense embedder (default: the embedded lite head).
 
-    Unless given in `options`, the seen names are the vocabulary names the embedder was trained on
-    (its `seen` attribute) and the calibration is the embedder's own (`calibration`, else 0).
+    By default it names with plain cosine scores: no calibrated stacking, no background class, no
+    threshold (`options` set `background`, `background_threshold` and the rest of :class:`Namer`).
+    `calibrate=True` subtracts the embedder's own gammas (`calibration`, `mask_calibration`, else 0)
+    from the vocabulary names it was trained on (its `seen`), unless `options` give them.
     """
     if isinstance(embedder, str):
         from zeroseg.models.vl import load_dense_embedder
 
         embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
-    trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
-    options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
-    options.setdefault("calibration", float(getattr(embedder, "calibration", 0.0) or 0.0))
-    options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
+    if calibrate:
+        trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
+        options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
+        options.setdefault("calibration", float(getattr(embedder, "calibration", 0.0) or 0.0))
+        options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
+    options.setdefault("background", DEFAULT_BACKGROUND)
+    options.setdefault("background_threshold", DEFAULT_BACKGROUND_THRESHOLD)
     return Namer(embedder, vocabulary, **options)

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,7 +53,7 @@ from zeroseg.io import atomic_path
 from zeroseg.models.lite.backbone import EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs
 from zeroseg.models.text import clean_names, get_text_encoder
-from zeroseg.models.vl.base import DenseEmbedding
+from zeroseg.models.vl.base import DenseEmbedding, mask_cover, pool_masks
 from zeroseg.models.vl.lite import BackboneFeatures, LiteEmbedder, build_text_head, preprocess, save_text_head
 from zeroseg.train.lite_prompt import git_commit, learning_rate
 from zeroseg.train.datasets import SOURCE_FOLDERS, VOID, CocoYoloSegDataset, SemanticDataset
@@ -420,9 +419,8 @@ def pixel_loss(
 def naming_loss(head: TextHead, embeddings: torch.Tensor, covers: torch.Tensor, codes: torch.Tensor,
                 text: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of mask-pooled embeddings against ``text``: ``embeddings`` (n, D) of the cells that
-    ``covers`` (M, n) weight, pooled as the coverage-weighted mean, re-normalised."""
-    pooled = F.normalize(covers @ embeddings, dim=1)
-    return F.cross_entropy(pooled @ text.T * head.logit_scale(), codes)
+    ``covers`` (M, n) cover, pooled by :func:`~zeroseg.models.vl.base.pool_masks` (as the Namer does)."""
+    return F.cross_entropy(pool_masks(embeddings, covers) @ text.T * head.logit_scale(), codes)
 
 
 def cell_embeddings(
@@ -480,7 +478,6 @@ def instance_naming_loss(head: TextHead, data: TrainingData, step: StepCells, te
     cells = torch.nonzero(grid > 0, as_tuple=True)
     _, embeddings = cell_embeddings(head, step.visual, cells)
     weights = covers[:, cells[1], cells[2]] * (image_rows[:, None] == cells[0][None])  # (M, n): own image only
-    weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
     return naming_loss(head, embeddings, weights, torch.from_numpy(data.instance_code[chosen]), text)
 
 
@@ -567,17 +564,6 @@ def segmentation_metrics(
     }
 
 
-def pooled_embedding(embedding: DenseEmbedding, mask: np.ndarray) -> torch.Tensor:
-    """Unit mean of the embeddings under a full-resolution mask (area-weighted on the grid)."""
-    _, h, w = embedding.features.shape
-    cover = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    if cover.sum() <= 0:  # smaller than a cell: take the cell of its centre
-        ys, xs = np.nonzero(mask)
-        cover[int(ys.mean() * h / mask.shape[0]), int(xs.mean() * w / mask.shape[1])] = 1.0
-    pooled = torch.einsum("dhw,hw->d", embedding.features.float(), torch.from_numpy(cover))
-    return F.normalize(pooled, dim=0)
-
-
 def naming_metrics(
     embeddings: Sequence[DenseEmbedding],
     instances: Sequence[Sequence[tuple[str, np.ndarray]]],
@@ -596,7 +582,9 @@ def naming_metrics(
         for name, mask in items:
             if not mask.any():
                 continue
-            logits = (pooled_embedding(embedding, mask) @ text.T - calibration * seen.float()) * scale
+            cover = mask_cover(mask[None], tuple(embedding.features.shape[-2:])).flatten(1)
+            pooled = pool_masks(embedding.features.float().flatten(1).T, cover)[0]
+            logits = (pooled @ text.T - calibration * seen.float()) * scale
             correct.setdefault(name, []).append(int(logits.argmax()) == index[name])
     unseen_set = set(unseen)
 

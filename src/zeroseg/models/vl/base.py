@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from zeroseg.models.text import TextEncoder, _resolve
 
@@ -37,6 +39,26 @@ class DenseEmbedder(Protocol):
     def background(self) -> torch.Tensor | None:
         """A learned background embedding [D] (ZSI/ViLD), or None if the embedder has none."""
         ...
+
+
+def mask_cover(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
+    """[N, h, w] share of each grid cell's area that each mask of ``masks`` [N, H, W] bool covers (the grid
+    spans the image). A non-empty mask always covers some cell: one smaller than a cell gets its centre's."""
+    h, w = grid
+    cover = np.zeros((len(masks), h, w), dtype=np.float32)
+    for k, mask in enumerate(masks):
+        cover[k] = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        if cover[k].sum() <= 0 and mask.any():
+            ys, xs = np.nonzero(mask)
+            cover[k, int(ys.mean() * h / mask.shape[0]), int(xs.mean() * w / mask.shape[1])] = 1.0
+    return torch.from_numpy(cover)
+
+
+def pool_masks(embeddings: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Mask pooling, the one rule of training and naming: the coverage-weighted mean of unit embeddings
+    ``embeddings`` [n, D] under ``cover`` [M, n] (e.g. :func:`mask_cover`, flattened), re-normalised: [M, D]."""
+    weights = cover / cover.sum(1, keepdim=True).clamp(min=1e-6)
+    return F.normalize(weights @ embeddings, dim=1)
 
 
 # name -> "module:function(checkpoint=None) -> DenseEmbedder", imported on first use.
