@@ -40,6 +40,7 @@ from zeroseg.io import rle_to_mask
 from zeroseg.models.vl import DenseEmbedding
 from zeroseg.models.vl import base as vl_base
 from zeroseg.segment import Namer
+from zeroseg.segment.pipeline import Everything
 
 # Loose filters so that the toy scenes give several masks; the tests tighten them where they test them.
 SMALL = AutoConfig(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=20)
@@ -159,18 +160,19 @@ def test_quality_filters(models):
     image = scene(1)
     loose = annotate_image(image, SMALL, models)
     strict_config = dataclasses.replace(SMALL, pred_iou_thresh=0.5, stability_score_thresh=0.5, min_area=500)
-    strict_models = dataclasses.replace(models, generator=load_models(strict_config).generator)
-    strict = annotate_image(image, strict_config, strict_models)
+    strict = annotate_image(image, strict_config, load_models(strict_config))
     assert 0 < len(strict) < len(loose)
     for a in strict:
         assert a.predicted_iou > 0.5 and a.stability_score >= 0.5 and rle_to_mask(a.mask).sum() >= 500
-    capped = annotate_image(image, dataclasses.replace(SMALL, max_masks=2), models)
+    capped_config = dataclasses.replace(SMALL, max_masks=2)
+    capped = annotate_image(image, capped_config, load_models(capped_config))
     assert [a.mask["counts"] for a in capped] == [a.mask["counts"] for a in loose[:2]]
 
 
 def test_annotate_image_names_masks(models):
     config = dataclasses.replace(SMALL, names=("red", "green", "blue"), background_threshold=0.5)
-    named = dataclasses.replace(models, namer=Namer(ColourEmbedder(), config.names, background_threshold=0.5))
+    pipeline = models.pipeline
+    named = AutoModels(Everything(pipeline.predictor, pipeline.settings, Namer(ColourEmbedder(), config.names, background_threshold=0.5)))
     image = scene(0)
     red = (image == RED).all(-1)
     blue = (image == BLUE).all(-1)
@@ -191,6 +193,12 @@ def test_auto_config_checks_and_cleans():
     assert AutoConfig(names="sky, grass ,sky").names == ("sky", "grass")
     with pytest.raises(ValueError, match="pred_iou_thresh"):
         AutoConfig(pred_iou_thresh=1.5)
+
+
+def test_auto_config_defaults_are_the_models_preset():
+    preset = hub.get("lite").preset
+    assert AutoConfig().settings(preset) == preset  # the stage keeps no numbers of its own
+    assert AutoConfig(pred_iou_thresh=0.3).settings(preset) == preset.override(pred_iou_thresh=0.3)
 
 
 # --- auto ---------------------------------------------------------------------------------
@@ -246,11 +254,16 @@ def test_auto_skips_reviewed_images_and_reports_unreadable_ones(store, image_dir
 
 
 # --- propose ------------------------------------------------------------------------------
-def test_propose_stores_proposals_once(store, image_dir, colour_names, monkeypatch):
-    monkeypatch.setattr(stages, "PROPOSE_CONFIG", dataclasses.replace(stages.PROPOSE_CONFIG, points_per_side=8))
+def test_propose_stores_proposals_once(store, image_dir, models):
     (record,) = add_images(store, "toy", [image_dir / "scene0.png"])
     names = ["red", "blue"]
-    best = propose(store, record.id, min_score=0.9, names=names)
+    namer = Namer(ColourEmbedder(), names)
+
+    def pipeline(min_score: float) -> Everything:
+        settings = models.pipeline.settings.override(pred_iou_thresh=min_score)
+        return Everything(models.pipeline.predictor, settings, namer)
+
+    best = propose(store, record.id, pipeline(0.9))
     assert best
     for p in best:
         assert p.status is Status.PROPOSED and p.source is Source.AUTO and p.author == "auto"
@@ -258,10 +271,10 @@ def test_propose_stores_proposals_once(store, image_dir, colour_names, monkeypat
     assert store.get_image(record.id).status is ImageStatus.NEW  # proposals do not finish an image
     store.update_annotation(best[0].id, status=Status.REJECTED)
 
-    more = propose(store, record.id, min_score=0.0, names=names)  # a lower bar adds only what is new
+    more = propose(store, record.id, pipeline(0.0))  # a lower bar adds only what is new
     assert more and not {p.rle["counts"] for p in more} & {p.rle["counts"] for p in best}
     assert any(p.label in names for p in more)
-    assert propose(store, record.id, min_score=0.0, names=names) == []
+    assert propose(store, record.id, pipeline(0.0)) == []
     assert len(store.annotations_for(record.id)) == len(best) + len(more)
 
 

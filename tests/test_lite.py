@@ -84,7 +84,6 @@ def test_encoder_exposes_size_and_normalisation():
 def test_detail_path_starts_closed_and_shipped_heads_without_it_still_load():
     model = build_lite_model(TINY)
     assert isinstance(model.mask_decoder, DetailMaskDecoder)
-    assert model.refine_edges  # every lite model, trained or not, is edge-refined by the Predictor
     assert not model.mask_decoder.detail_proj.weight.any()  # a fresh head starts as SAM's decoder
     assert LiteConfig.from_dict({"img_size": 512}).detail_dim == 0  # sidecars written before the path
 

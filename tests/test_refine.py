@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage import data as skimage_data
 
-from zeroseg.models.lite import build_lite
+from zeroseg import hub
 from zeroseg.segment import Predictor
 from zeroseg.segment.refine import EdgeRefiner
 
@@ -51,7 +51,7 @@ def test_refiner_checks_sizes():
 
 
 def test_lite_predictor_refines_by_default_and_can_be_switched_off():
-    model = build_lite()
+    model = hub.load_model("lite")  # its preset turns edge refinement on
     assert model.refine_edges
     image = skimage_data.chelsea()
     point, label = np.array([[300.0, 150.0]]), np.array([1])

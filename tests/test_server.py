@@ -80,7 +80,7 @@ def lite():
     from zeroseg.hub import load_model
 
     model = load_model("lite")
-    model.name = "lite"  # what the registry would record for it
+    assert model.name == "lite"  # load_model records what it loaded
     return model
 
 
@@ -398,6 +398,23 @@ def test_openapi_lists_the_endpoints(client):
 
 
 # --- semi-automatic ---------------------------------------------------------------------------
+def test_propose_uses_the_apps_model_and_namer(client, monkeypatch):
+    """No second copy of the model is loaded, and names come from the app's namer."""
+    import zeroseg.hub
+
+    def no_second_model(*args, **kwargs):
+        raise AssertionError("propose loaded a model of its own")
+
+    monkeypatch.setattr(zeroseg.hub, "load_model", no_second_model)
+    image_id = square_id(client)
+    response = client.post(f"/api/images/{image_id}/propose", json={"min_score": 0.0, "name": True})
+    assert response.status_code == 200, response.text
+    proposed = response.json()["proposals"]
+    assert proposed and all(p["model_name"] == "lite" for p in proposed)
+    assert {p["label"] for p in proposed} <= {"floor", "square", "sky", None}
+    assert any(p["label"] == "square" for p in proposed)  # the app's colour namer, not the lite head
+
+
 def test_propose_then_accept_and_reject(client, store):
     image_id = square_id(client)
     response = client.post(f"/api/images/{image_id}/propose", json={"min_score": 0.0, "name": False})

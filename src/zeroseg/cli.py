@@ -78,7 +78,20 @@ NamesOpt = Annotated[
     ),
 ]
 EmbedderOpt = Annotated[
-    str, typer.Option(help="Dense vision-language embedder for names and text: lite, maskclip, groupvit.")
+    str | None,
+    typer.Option(
+        help="Dense vision-language embedder for names and text: lite, maskclip, groupvit.",
+        show_default="the model's preset",
+    ),
+]
+CalibrateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Calibrated stacking: lower the scores of names the embedder was trained on (the zero-shot "
+        "evaluation's device; off by default, which is right more often on a user's own names).",
+        show_default="the model's preset",
+    ),
 ]
 
 
@@ -141,7 +154,8 @@ def segment(
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = None,
     config: ConfigOpt = None,
-    embedder: EmbedderOpt = "lite",
+    calibrate: CalibrateOpt = None,
+    embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Segment objects from point, box and text prompts.
@@ -191,7 +205,9 @@ def segment(
         masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
         labels = [None] * len(masks)
     label_scores: list[float | None] = [None] * len(masks)
-    namer = _namer(vocabulary + phrases, embedder) if (phrases or vocabulary) else None
+    settings = hub.preset_of(predictor.model).override(embedder=embedder, calibrate=calibrate)
+    # a text prompt needs "none of these" (the learned background) to find nothing where nothing matches
+    namer = _namer(vocabulary + phrases, settings, background=True if phrases else None) if (phrases or vocabulary) else None
     unmatched: list[str] = []
     if phrases:
         from zeroseg.segment import text_to_masks
@@ -237,7 +253,7 @@ def segment(
     result = {
         "image": str(image),
         "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
-        "model": _model_info(model, checkpoint, config),
+        "model": _model_info(predictor.model, checkpoint, config),
         "prompts": {
             "points": [] if points is None else points.tolist(),
             "boxes": [] if boxes is None else boxes.tolist(),
@@ -365,16 +381,18 @@ def _vocabulary(names: str | None) -> list[str]:
     return vocabulary
 
 
-def _namer(vocabulary: list[str], embedder: str, **options: Any):
-    """A Namer over the vocabulary with the named dense embedder (the lite head by default)."""
-    from zeroseg.segment.naming import load_namer
+def _namer(vocabulary: list[str], settings: Any, **options: Any):
+    """A Namer over the vocabulary with a preset's naming settings; ``options`` given as None keep them."""
+    from zeroseg.segment.pipeline import namer_for
 
-    return load_namer(vocabulary, embedder, **options)
+    return namer_for(vocabulary, settings, **{k: v for k, v in options.items() if v is not None})
 
 
-def _model_info(model: str, checkpoint: Path | None, config: Path | None) -> dict[str, Any]:
+def _model_info(model: Any, checkpoint: Path | None, config: Path | None) -> dict[str, Any]:
+    """What made the masks: the loaded model's name and version, and the files given."""
     return {
-        "name": None if config is not None else hub.get(model).name,
+        "name": getattr(model, "name", None),
+        "version": getattr(model, "version", None),
         "config": None if config is None else str(config),
         "checkpoint": None if checkpoint is None else str(checkpoint),
     }
@@ -385,31 +403,34 @@ def _model_info(model: str, checkpoint: Path | None, config: Path | None) -> dic
 def everything(
     image: ImageArg,
     out: OutOpt,
-    points_per_side: Annotated[int, typer.Option(min=1, help="Grid of N x N point prompts.")] = 32,
+    points_per_side: Annotated[int | None, typer.Option(min=1, help="Grid of N x N point prompts.")] = None,
     pred_iou_thresh: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.")
-    ] = 0.88,
+        float | None, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.")
+    ] = None,
     stability_score_thresh: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.")
-    ] = 0.95,
+        float | None, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.")
+    ] = None,
     min_area: Annotated[
-        int,
+        int | None,
         typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then drop smaller masks."),
-    ] = 0,
+    ] = None,
+    max_masks: Annotated[int | None, typer.Option(min=0, help="Keep at most this many masks, best first.")] = None,
     names: NamesOpt = None,
+    calibrate: CalibrateOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = None,
     config: ConfigOpt = None,
-    embedder: EmbedderOpt = "lite",
+    embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Segment everything: prompt a grid of points and keep the good, distinct masks.
 
-    Writes OUT/overlay.png and, last, OUT/annotations.json in COCO format (one image,
-    annotations with RLE segmentation, XYWH bbox, area, score = predicted IoU, stability_score,
-    the prompt point), best first. With --names each mask is named from the vocabulary (zero-shot:
-    any names work) and gets that category, label_score and a caption in the overlay; masks that
-    match no name (the background wins) keep the category "object".
+    Settings not given come from the model's preset (`zeroseg models show MODEL`). Writes
+    OUT/overlay.png and, last, OUT/annotations.json in COCO format (one image, annotations with
+    RLE segmentation, XYWH bbox, area, score = predicted IoU, stability_score, the prompt point,
+    the model), best first. With --names each mask is named from the vocabulary (zero-shot: any
+    names work) and gets that category, label_score and a caption in the overlay; masks that match
+    no name keep the category "object".
 
     \b
     Examples:
@@ -418,68 +439,49 @@ def everything(
       zeroseg everything photo.jpg --points-per-side 16 --min-area 100 --out out
       zeroseg everything photo.jpg --pred-iou-thresh 0.8 --model vit_b --out out
     """
-    from zeroseg.segment import MaskGenerator
+    from zeroseg.engine import coco
+    from zeroseg.segment.pipeline import Everything, namer_for
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
-    height, width = rgb.shape[:2]
-    ensure_dir(out)
-    generator = MaskGenerator(
-        hub.load_model(model, checkpoint, config, device),
-        points_per_side=points_per_side,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-        min_mask_region_area=min_area,
-        output_mode="coco_rle",
-        progress=True,
-    )
     vocabulary = _vocabulary(names)
-    records = [r for r in generator.generate(rgb) if r["area"] >= max(min_area, 1)]
-    if vocabulary:
-        _namer(vocabulary, embedder).name_records(rgb, records)
-    categories = ["object", *vocabulary]
+    ensure_dir(out)
+    loaded = hub.load_model(model, checkpoint, config, device)
+    settings = hub.preset_of(loaded).override(
+        points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh, min_area=min_area, max_masks=max_masks,
+        embedder=embedder, calibrate=calibrate,
+    )  # fmt: skip
+    namer = namer_for(vocabulary, settings) if vocabulary else None
+    segments = Everything(loaded, settings, namer, progress=True)(rgb)
 
-    annotations = [
-        {
-            "id": i + 1,
-            "image_id": 1,
-            "category_id": categories.index(r.get("label") or "object") + 1,
-            "label_score": r.get("label_score"),
-            "segmentation": r["segmentation"],
-            "area": r["area"],
-            "bbox": r["bbox"],
-            "iscrowd": 0,
-            "score": r["predicted_iou"],
-            "stability_score": r["stability_score"],
-            "point_coords": r["point_coords"],
-            "crop_box": r["crop_box"],
-        }
-        for i, r in enumerate(records)
-    ]
-    coco = {
-        "info": {
-            "description": "zeroseg segment-everything",
-            "version": __version__,
-            "model": _model_info(model, checkpoint, config),
-            "parameters": {
-                "points_per_side": points_per_side,
-                "pred_iou_thresh": pred_iou_thresh,
-                "stability_score_thresh": stability_score_thresh,
-                "min_area": min_area,
-            },
-        },
-        "images": [{"id": 1, "file_name": image.name, "path": str(image), "height": height, "width": width}],
-        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(categories)],
-        "annotations": annotations,
+    info = {
+        "description": "zeroseg segment-everything",
+        "version": __version__,
+        "model": _model_info(loaded, checkpoint, config),
+        "parameters": settings.to_dict(),
     }
-    masks = [rle_to_mask(r["segmentation"]) for r in records]
-    captions = [r.get("label") or "" for r in records] if vocabulary else None
-    save_png(out / "overlay.png", overlay(rgb, masks, labels=captions))
-    atomic_write(out / "annotations.json", json.dumps(coco))
+    entry = {"id": 1, "file_name": image.name, "path": str(image), "height": rgb.shape[0], "width": rgb.shape[1]}
+    known = [{"id": i + 1, "name": name} for i, name in enumerate([coco.UNLABELLED, *vocabulary])]
+    document = coco.document([(entry, segments)], categories=known, info=info)
+    captions = [_caption_of(s) for s in segments] if vocabulary else None
+    save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=captions))
+    atomic_write(out / "annotations.json", json.dumps(document))
     if vocabulary:
-        counts = {name: sum(r.get("label") == name for r in records) for name in vocabulary}
-        typer.echo("named: " + ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "named: none")
-    typer.echo(f"wrote {len(annotations)} mask(s), overlay.png and annotations.json to {out}")
+        counts = {name: sum(s.label == name for s in segments) for name in vocabulary}
+        typer.echo("named: " + (", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"))
+    if not segments:
+        typer.echo(
+            "no mask passed the filters: try a lower --pred-iou-thresh or --stability-score-thresh "
+            f"(this model's preset: {settings.pred_iou_thresh} / {settings.stability_score_thresh})",
+            err=True,
+        )
+    typer.echo(f"wrote {len(segments)} mask(s), overlay.png and annotations.json to {out}")
+
+
+def _caption_of(segment: Any) -> str:
+    """A named mask's caption: its name and how well it matched."""
+    return f"{segment.label} {segment.label_score:.2f}" if segment.label else ""
 
 
 # --- label-pixels -------------------------------------------------------------------------
@@ -500,10 +502,15 @@ def label_pixels(
                      show_default=False),
     ] = None,
     none: Annotated[
-        bool,
-        typer.Option("--none/--no-none", help="Let the embedder's learned background leave pixels unlabelled."),
-    ] = False,
-    embedder: EmbedderOpt = "lite",
+        bool | None,
+        typer.Option(
+            "--none/--no-none",
+            help="Let the embedder's learned background leave pixels unlabelled.",
+            show_default="the model's preset",
+        ),
+    ] = None,
+    calibrate: CalibrateOpt = None,
+    embedder: EmbedderOpt = None,
 ) -> None:
     """Label every pixel with one of the names (zero-shot semantic segmentation).
 
@@ -520,7 +527,10 @@ def label_pixels(
     rgb = load_image(image)
     vocabulary = _vocabulary(names)
     ensure_dir(out)
-    namer = _namer(vocabulary, embedder, background=none, background_threshold=threshold)
+    settings = hub.get(DEFAULT_MODEL).preset.override(
+        embedder=embedder, calibrate=calibrate, background=none, background_threshold=threshold
+    )
+    namer = _namer(vocabulary, settings)
     labels = namer.label_pixels(rgb)
     ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
     save_png(out / "labels.png", ids)
@@ -529,7 +539,7 @@ def label_pixels(
     result = {
         "image": str(image),
         "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
-        "embedder": embedder,
+        "embedder": settings.embedder,
         "labels_png": {"0": None, **{str(i + 1): name for i, name in enumerate(vocabulary)}},
         "pixels": {"none": int(counts[0]), **{name: int(counts[i + 1]) for i, name in enumerate(vocabulary)}},
     }
@@ -573,6 +583,30 @@ def models(ctx: typer.Context) -> None:
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     typer.echo(f"\ncache: {hub.cache_dir() / 'checkpoints'} (set ZEROSEG_HOME to move it)")
+
+
+@models_app.command("show")
+def models_show(name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)]) -> None:
+    """Show a model's entry and its preset: the defaults every command uses for it (flags override).
+
+    \b
+    Examples:
+      zeroseg models show lite
+      zeroseg models show vit_b
+    """
+    entry = hub.get(name)
+    typer.echo(f"{entry.name}: {entry.description}")
+    typer.echo(f"  aliases: {', '.join(entry.aliases) or '-'}")
+    typer.echo(f"  licence: {entry.licence}")
+    if entry.downloadable:
+        typer.echo(f"  weights: {entry.url} ({entry.size / 1e6:,.0f} MB, sha256 {entry.sha256})")
+        typer.echo(f"  cached: {'yes' if hub.is_cached(entry.name) else 'no'} ({hub.cache_path(entry.name)})")
+    else:
+        typer.echo("  weights: packaged")
+    if entry.kind == hub.SEGMENTER:
+        typer.echo("preset:")
+        for key, value in entry.preset.to_dict().items():
+            typer.echo(f"  {key}: {value}")
 
 
 @models_app.command("download")

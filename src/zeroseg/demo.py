@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zeroseg import hub
 from zeroseg.errors import ZerosegError
-from zeroseg.io import atomic_write, ensure_dir, masks_to_rles, save_png
+from zeroseg.io import atomic_write, ensure_dir, save_png
 
 DEFAULT_OUT = Path("out/demo")
 VOCABULARY = ("cat", "cup", "spoon", "person", "flag", "table", "wall", "grass", "sky")
@@ -30,25 +31,32 @@ def sample_photos() -> dict[str, np.ndarray]:
     return {"coffee": data.coffee(), "chelsea": data.chelsea(), "astronaut": data.astronaut()}
 
 
-def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Path]:
-    """Run the demo and return the overlay files written."""
-    from zeroseg import MaskGenerator, Predictor, load_namer, text_to_masks
+def run(
+    out: Path = DEFAULT_OUT,
+    model_name: str = hub.DEFAULT_MODEL,
+    photos: dict[str, np.ndarray] | None = None,
+    **overrides: Any,
+) -> list[Path]:
+    """Run the demo on ``photos`` (default :func:`sample_photos`) and return the overlay files written;
+    ``overrides`` change fields of the model's preset (as the CLI's flags do)."""
+    from zeroseg import Predictor, text_to_masks
+    from zeroseg.segment.pipeline import Everything, namer_for
     from zeroseg.viz import label_map_overlay, overlay
 
     model = hub.load_model(model_name)
+    settings = hub.preset_of(model).override(**overrides)  # the model's defaults, as `zeroseg everything`
     predictor = Predictor(model)
-    generator = MaskGenerator(predictor, points_per_side=16, pred_iou_thresh=0.6,
-                              stability_score_thresh=0.2, min_mask_region_area=64, progress=True)
-    namer = load_namer(VOCABULARY)  # segments may be "none of these" (learned background)
-    pixel_namer = load_namer(VOCABULARY, namer.embedder, background=False)  # every pixel gets a name
+    namer = namer_for(VOCABULARY, settings)  # every segment gets its best name, as `everything --names` does
+    text_namer = namer_for(VOCABULARY, settings, embedder=namer.embedder, background=True)  # text may match nothing
+    everything = Everything(predictor, settings, namer, progress=True)
     ensure_dir(out)
     written = []
-    for name, image in sample_photos().items():
+    for name, image in (sample_photos() if photos is None else photos).items():
         h, w = image.shape[:2]
-        records = generator.generate(image)
-        masks = [r["segmentation"] for r in records]
+        segments = everything(image)
+        masks = np.array([s.mask for s in segments]) if segments else np.zeros((0, h, w), bool)
         path = out / f"{name}_everything.png"
-        save_png(path, overlay(image, np.array(masks) if masks else np.zeros((0, h, w), bool)))
+        save_png(path, overlay(image, masks))
         written.append(path)
 
         predictor.set_image(image)
@@ -66,31 +74,29 @@ def run(out: Path = DEFAULT_OUT, model_name: str = hub.DEFAULT_MODEL) -> list[Pa
         save_png(path, overlay(image, bmasks, scores=bscores, boxes=box[None]))
         written.append(path)
 
-        namer.name_records(image, records)
         path = out / f"{name}_named.png"
-        save_png(path, overlay(image, np.array(masks) if masks else np.zeros((0, h, w), bool),
-                               labels=[r["label"] or "" for r in records]))
+        save_png(path, overlay(image, masks, labels=[f"{s.label} {s.label_score:.2f}" if s.label else ""
+                                                      for s in segments]))
         written.append(path)
         path = out / f"{name}_labels.png"
-        save_png(path, label_map_overlay(image, pixel_namer.label_pixels(image), namer.vocabulary))
+        save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))
         written.append(path)
-        phrase = TEXT_PROMPTS[name]
-        found = text_to_masks(image, phrase, predictor, namer, max_instances=1)
+        phrase = TEXT_PROMPTS.get(name, VOCABULARY[0])
+        found = text_to_masks(image, phrase, predictor, text_namer, max_instances=1)
         path = out / f"{name}_text.png"
         save_png(path, overlay(image, np.array([r["segmentation"] for r in found]) if found else np.zeros((0, h, w), bool),
                                labels=[phrase] * len(found), scores=[r["score"] for r in found]))
         written.append(path)
 
-        summary = {"image": name, "size": [h, w], "model": model_name,
-                   "everything": [{k: v for k, v in r.items() if k != "segmentation"} | {"rle": rle}
-                                  for r, rle in zip(records, masks_to_rles(np.array(masks)) if masks else [])],
-                   "named": [{"label": r["label"], "label_score": r["label_score"], "bbox": r["bbox"]} for r in records],
+        summary = {"image": name, "size": [h, w], "model": {"name": model.name, "version": model.version},
+                   "settings": settings.to_dict(),
+                   "everything": [s.to_dict() for s in segments],
                    "text": {"phrase": phrase, "found": [{"bbox": r["bbox"], "score": r["score"]} for r in found]},
                    "point": {"xy": point[0].tolist(), "score": float(pscores[best])},
                    "box": {"xyxy": box.tolist(), "score": float(bscores[0])}}
         atomic_write(out / f"{name}.json", json.dumps(summary, default=float))
-        names = sorted({r["label"] for r in records if r["label"]})
-        print(f"{name}: {len(records)} segments named {', '.join(names) or '-'}; text {phrase!r}: "
+        names = sorted({s.label for s in segments if s.label})
+        print(f"{name}: {len(segments)} segments named {', '.join(names) or '-'}; text {phrase!r}: "
               f"{len(found)} mask(s); point score {pscores[best]:.2f}; box score {bscores[0]:.2f}")
     return written
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from zeroseg.errors import ChecksumError, ConfigError, ModelError, UnknownModelError, WeightsNotFoundError
 from zeroseg.io import atomic_path
+from zeroseg.preset import SAM, Preset
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,6 +48,9 @@ class ModelEntry:
     ``kind`` says what the file is for: ``"segmenter"`` (what :func:`load_model` builds), ``"clip"``
     (OpenAI CLIP weights, loaded by ``zeroseg.models.clip.load_clip``) or ``"vocab"`` (CLIP's BPE
     vocabulary). Non-segmenter entries are plain downloadable files, with neither arch nor builder.
+
+    ``preset`` holds the model's inference defaults (segment-everything thresholds, refinement,
+    naming); every face starts from it (``zeroseg models show NAME`` prints it).
     """
 
     name: str
@@ -60,6 +64,7 @@ class ModelEntry:
     builder: Builder | None = None
     aliases: tuple[str, ...] = ()
     kind: str = SEGMENTER
+    preset: Preset = SAM
 
     def __post_init__(self) -> None:
         if self.kind != SEGMENTER:
@@ -224,6 +229,19 @@ def get(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}{hint} Known models: {', '.join(known)} (aliases: {aliases})")
 
 
+LITE_PRESET = Preset(
+    points_per_side=32,
+    pred_iou_thresh=0.6,
+    stability_score_thresh=0.2,
+    min_area=100,
+    max_masks=100,
+    refine_edges=True,
+    graph_cut=True,
+)
+"""The lite model's defaults: its scores sit lower than SAM's, so looser filters (chosen on MSRC-21 and
+CamVid val photos, docs/models/lite.md); edge refinement and the graph cut help its coarse masks."""
+
+
 def _build_lite(checkpoint: Path | None) -> nn.Module:
     from zeroseg.models.lite import build_lite
 
@@ -238,6 +256,7 @@ register(
         description="Embedded default: EfficientNet-Lite0 + SAM-style prompt decoder trained by zeroseg; "
         "ships in the package, works offline (docs/models/lite.md)",
         aliases=("default", "zeroseg_lite"),
+        preset=LITE_PRESET,
     )
 )
 for _entry in (*_OFFICIAL, *_CLIP):
@@ -406,13 +425,19 @@ def load_model(
     config: str | os.PathLike | dict[str, Any] | None = None,
     device: str = "cpu",
 ) -> nn.Module:
-    """Build a model in eval mode on ``device``.
+    """Build a model in eval mode on ``device``, stamped with what it is.
 
     With ``config`` (a dict or the path of a JSON file in the layout of the SAM golden configs), the
     model is built from it and ``checkpoint`` (required); ``name`` is not used. Otherwise ``name`` is
     looked up in the registry: its builder is used for packaged models, ``build_sam`` with the
     cached official weights (or ``checkpoint``, which wins) for the others.
+
+    The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
+    SHA-256 prefix, or zeroseg's version for packaged weights) and ``preset`` (:class:`Preset`), and
+    its refinement switches (``refine_edges``, ``graph_cut``) are the preset's.
     """
+    from zeroseg import __version__
+
     if config is not None:
         if checkpoint is None:
             raise ConfigError("a model built from a config needs a checkpoint file")
@@ -420,6 +445,7 @@ def load_model(
         from zeroseg.models.sam import build_from_config
 
         model = build_from_config(settings, weights)
+        entry_name, preset, version = None, SAM, _file_version(weights)
     else:
         if name is None:
             raise UnknownModelError("give a model name or a config")
@@ -430,19 +456,40 @@ def load_model(
                 f"give one of: {', '.join(e.name for e in list_models() if e.kind == SEGMENTER)}"
             )
         if entry.builder is not None:
-            model = entry.builder(None if checkpoint is None else _existing_checkpoint(checkpoint))
+            given = None if checkpoint is None else _existing_checkpoint(checkpoint)
+            model = entry.builder(given)
+            version = _file_version(given) if given is not None else entry.sha256 or f"zeroseg {__version__}"
         else:
             weights = checkpoint_path(entry.name, checkpoint)
             from zeroseg.models.sam import build_sam
 
             model = build_sam(entry.arch, checkpoint=weights)
+            version = entry.sha256 if checkpoint is None else _file_version(weights)
+        entry_name, preset = entry.name, entry.preset
+        version = version[:12] if entry.sha256 and version == entry.sha256 else version
     import torch
 
     try:
         model = model.to(torch.device(device))
     except (RuntimeError, AssertionError) as err:  # unknown device string, or not compiled/available
         raise ConfigError(f"cannot use device {device!r}: {err}") from None
+    model.name, model.version, model.preset = entry_name, version, preset
+    model.refine_edges, model.graph_cut = preset.refine_edges, preset.graph_cut
     return model.eval()
+
+
+_HASHED_VERSION_BYTES = 256 << 20
+
+
+def _file_version(path: Path) -> str:
+    """A weight file's version: its SHA-256 prefix, or its name for files too large to hash on every load."""
+    return file_sha256(path)[:12] if path.stat().st_size <= _HASHED_VERSION_BYTES else path.name
+
+
+def preset_of(model: Any) -> Preset:
+    """The preset a model was loaded with (:func:`load_model`); SAM's for a model built by hand."""
+    preset = getattr(model, "preset", None)
+    return preset if isinstance(preset, Preset) else SAM
 
 
 def _read_config(config: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:

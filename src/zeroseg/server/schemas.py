@@ -225,7 +225,10 @@ class NamesOut(BaseModel):
 class ProposeIn(BaseModel):
     model_config = INPUT
 
-    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="keep automatic masks above this predicted IoU")
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="keep automatic masks above this predicted IoU (default: the model's preset)",
+    )  # fmt: skip
     name: bool = Field(default=True, description="name the proposals from the vocabulary")
 
 

@@ -29,7 +29,8 @@ from torch import nn
 from zeroseg import hub
 from zeroseg.errors import NotFoundError, PromptValueError
 from zeroseg.io import load_image, masks_to_rles, rle_area, rle_bbox
-from zeroseg.segment import Predictor
+from zeroseg.segment import Namer, Predictor
+from zeroseg.segment.pipeline import Everything
 
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
@@ -164,6 +165,19 @@ class Segmenter:
             while len(self._candidates) > CANDIDATES_KEPT:
                 self._candidates.popitem(last=False)
             return made
+
+    def everything(self, namer: Namer | None = None, **overrides: Any) -> Everything:
+        """The app's segment-everything pipeline: its model and embedding cache, the model's preset
+        with ``overrides`` (None values keep the preset's). Run it with the lock held, then
+        :meth:`forget_image`."""
+        predictor = self.predictor
+        return Everything(predictor, hub.preset_of(predictor.model).override(**overrides), namer)
+
+    def forget_image(self) -> None:
+        """After other work moved the Predictor to another image, the next click sets its image again
+        (a cache hit)."""
+        with self.lock:
+            self._current = None
 
     def candidate(self, candidate_id: str, image_id: int) -> Candidate:
         """A recent candidate of ``image_id``; NotFoundError once it has been forgotten."""

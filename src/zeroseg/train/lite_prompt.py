@@ -42,6 +42,7 @@ from tqdm import tqdm
 from zeroseg.errors import CheckpointMismatchError, ConfigError
 from zeroseg.eval.clicks import sample_training_clicks
 from zeroseg.io import atomic_path
+from zeroseg import hub
 from zeroseg.models.lite.build import LiteConfig, build_lite_model, head_state_dict, load_head, save_head
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
@@ -519,4 +520,6 @@ def evaluate_checkpoint(checkpoint: Path | str, dataset: str = "grabcut", limit:
     samples: Sequence[Any] = load_interactive_dataset(dataset)
     if limit is not None:
         samples = samples[:limit]
-    return evaluate(PredictorModel(Predictor(model.eval())), samples, progress=False)
+    preset = hub.get("lite").preset  # evaluate as the shipped model runs
+    predictor = Predictor(model.eval(), refine_edges=preset.refine_edges, graph_cut=preset.graph_cut)
+    return evaluate(PredictorModel(predictor), samples, progress=False)

@@ -89,10 +89,7 @@ def build_lite_model(config: LiteConfig | None = None) -> Sam:
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
     )
-    model = Sam(encoder, prompt_encoder, mask_decoder, encoder.pixel_mean, encoder.pixel_std).eval()
-    model.refine_edges = True  # its coarse 128x128 logits gain from edge refinement (docs/models/lite.md)
-    model.graph_cut = True  # and its interactive masks from GrabCut around their boundaries (same card)
-    return model
+    return Sam(encoder, prompt_encoder, mask_decoder, encoder.pixel_mean, encoder.pixel_std).eval()
 
 
 def head_state_dict(model: Sam) -> dict[str, torch.Tensor]:
