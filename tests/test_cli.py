@@ -145,6 +145,33 @@ def test_everything_writes_coco(tmp_path: Path, tiny_sam: list[str], goldens_dir
     _no_partial_files(out)
 
 
+def test_everything_annotations_import_into_the_engine_with_their_scores(
+    tmp_path: Path, tiny_sam: list[str], goldens_dir: Path
+) -> None:
+    from zeroseg.engine import Source, Store
+
+    out = tmp_path / "out"
+    result = run(
+        "everything", goldens_dir / "images" / "img_d.png", "--points-per-side", "4", "--pred-iou-thresh", "0",
+        "--stability-score-thresh", "0", *tiny_sam, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = json.loads((out / "annotations.json").read_text())["annotations"]
+    db = tmp_path / "db"
+    result = run("engine", "import", out / "annotations.json", "--dataset", "auto", "--root", goldens_dir / "images",
+                 "--db", db)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"imported {len(written)} mask(s) into auto" in result.output
+    with Store.open(db) as store:
+        (image,) = store.images("auto")
+        stored = store.annotations_for(image.id)
+    assert len(stored) == len(written) >= 1
+    for ann, record in zip(written, sorted(stored, key=lambda a: a.id)):
+        assert record.rle == ann["segmentation"] and record.source == Source.AUTO and record.label is None
+        assert (record.predicted_iou, record.stability_score) == (ann["score"], ann["stability_score"])
+        assert (record.model_name, record.model_version) == (ann.get("model_name"), ann.get("model_version"))
+
+
 # --- models -------------------------------------------------------------------------------
 def test_models_list_shows_cache_state(cache: Path) -> None:
     result = run("models")

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from scipy.ndimage import binary_fill_holes
 
-from zeroseg.engine import NewAnnotation, Status, Store, export
+from zeroseg.engine import NewAnnotation, Source, Status, Store, export
 from zeroseg.engine.export import (
     UNLABELLED,
     export_coco,
@@ -137,6 +137,8 @@ def test_coco_round_trip_is_lossless(store, root, tmp_path):
     done = import_coco(store, path, "ds", author="importer")
     added = done.added
     assert len(added) == 3 and {a.author for a in added} == {"importer"} and done.skipped == 0
+    assert {a.source for a in added} == {Source.MANUAL}  # a file from elsewhere: no scores, drawn by people
+    assert all(a.predicted_iou is a.label_score is a.model_name is None for a in added)
     assert store.get_dataset("ds").root == root.resolve()
     out = export_coco(store, "ds", tmp_path / "out" / "export.json")
     exported = json.loads(out.read_text())
@@ -167,6 +169,56 @@ def test_coco_round_trip_is_lossless(store, root, tmp_path):
     strip = lambda anns: [{k: v for k, v in a.items() if k not in ("id", "image_id")} for a in anns]
     assert strip(again["annotations"]) == strip(exported["annotations"])
     assert again["categories"] == exported["categories"]
+
+
+def test_coco_round_trip_keeps_scores_and_provenance(store, root, tmp_path):
+    store.create_dataset("ds", root, categories=[{"id": 4, "name": "cup"}])
+    one, two = store.add_images("ds")
+    rng = np.random.default_rng(8)
+    made = store.add_annotations([
+        NewAnnotation(one.id, _blobs(rng, one.height, one.width), label="cup", label_score=0.75, predicted_iou=0.875,
+                      stability_score=0.96875, source=Source.AUTO, model_name="lite", model_version="2"),
+        NewAnnotation(one.id, _blobs(rng, one.height, one.width), predicted_iou=0.5, source=Source.ASSISTED,
+                      model_name="vit_b"),
+        NewAnnotation(two.id, _blobs(rng, two.height, two.width), label="saucer"),
+    ])  # fmt: skip
+    path = export_coco(store, "ds", tmp_path / "scores.json")
+    exported = json.loads(path.read_text())
+    first = next(a for a in exported["annotations"] if a["id"] == made[0].id)
+    assert {k: first[k] for k in ("score", "stability_score", "label_score", "source", "model_name", "model_version")} == {
+        "score": 0.875, "stability_score": 0.96875, "label_score": 0.75, "source": "auto", "model_name": "lite",
+        "model_version": "2"}  # fmt: skip
+    manual = next(a for a in exported["annotations"] if a["id"] == made[2].id)
+    assert manual["source"] == "manual" and "score" not in manual and "label_score" not in manual
+    # the dataset's category keeps its id, the new labels get the next ones in name order
+    assert [(c["id"], c["name"]) for c in exported["categories"]] == [(4, "cup"), (5, UNLABELLED), (6, "saucer")]
+
+    done = import_coco(store, path, "copy", root=root)
+    assert len(done.added) == 3 and done.skipped == 0
+    fields = ("rle", "bbox", "area", "iscrowd", "label", "label_score", "predicted_iou", "stability_score",
+              "source", "model_name", "model_version")  # fmt: skip
+    for old, new in zip(made, done.added):
+        assert {f: getattr(new, f) for f in fields} == {f: getattr(old, f) for f in fields}
+    assert done.added[1].label is None  # "object" reads back as no label
+    again = json.loads(export_coco(store, "copy", tmp_path / "again.json").read_text())
+    strip = lambda anns: [{k: v for k, v in a.items() if k not in ("id", "image_id")} for a in anns]  # noqa: E731
+    assert strip(again["annotations"]) == strip(exported["annotations"])
+
+
+def test_coco_import_checks_the_scores(store, root, tmp_path):
+    path, coco = _coco_file(root)
+    coco["annotations"][0].update(score=0.9, source="auto", model_name="lite", point_coords="junk")
+    coco["annotations"][1].update(source="somebody")  # unknown to the store: the import's own source
+    path.write_text(json.dumps(coco))
+    first, second, _ = import_coco(store, path, "ds").added
+    assert (first.predicted_iou, first.source, first.model_name) == (0.9, Source.AUTO, "lite")
+    assert second.source == Source.MANUAL
+    for key, value in (("score", "high"), ("label_score", float("nan")), ("model_version", 3)):
+        bad = json.loads(json.dumps(coco))
+        bad["annotations"][0][key] = value
+        path.write_text(json.dumps(bad))
+        with pytest.raises(DatasetError, match=f"annotation 1: '{key}' must be"):
+            import_coco(store, path, "other")
 
 
 def test_coco_polygon_export(store, root, tmp_path):

@@ -11,6 +11,7 @@ _LAZY_EXPORTS = {
     "Predictor": "zeroseg.segment.predictor",
     "MaskGenerator": "zeroseg.segment.mask_generator",
     "Namer": "zeroseg.segment.naming",
+    "Segment": "zeroseg.segment.record",
     "load_namer": "zeroseg.segment.naming",
     "text_to_masks": "zeroseg.segment.text_prompt",
 }

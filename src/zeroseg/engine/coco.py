@@ -53,39 +53,44 @@ def annotation(
 
 
 def categories_for(labels: Iterable[str | None], known: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """``known`` categories (ids kept) plus one per new label, next free ids in name order; unlabelled
-    masks are :data:`UNLABELLED`."""
-    categories = [dict(c) for c in known]
+    """``known`` categories (ids kept, in id order) plus one per new label, with the next free ids in
+    name order; unlabelled masks are :data:`UNLABELLED`."""
+    categories = sorted((dict(c) for c in known), key=lambda c: c["id"])
     taken = {c["name"] for c in categories}
     next_id = max((c["id"] for c in categories), default=0) + 1
     for name in sorted({label or UNLABELLED for label in labels} - taken):
-        categories.append({"id": next_id, "name": name})
+        categories.append({"id": next_id, "name": name, "supercategory": ""})
         next_id += 1
     return categories
 
 
 def document(
-    images: Sequence[tuple[dict[str, Any], Sequence[Segment]]],
+    images: Sequence[tuple[dict[str, Any], Sequence[Segment | tuple[Segment, dict[str, Any]]]]],
     *,
     categories: Sequence[dict[str, Any]] = (),
     info: dict[str, Any] | None = None,
     first_id: int = 1,
 ) -> dict[str, Any]:
     """A COCO instances document of ``(image entry, its segments)`` pairs; an image entry has at least
-    ``id``, ``file_name``, ``width`` and ``height``. Annotation ids count from ``first_id``."""
-    cats = categories_for((s.label for _, segs in images for s in segs), categories)
+    ``id``, ``file_name``, ``width`` and ``height``. Categories: see :func:`categories_for`.
+
+    Annotation ids count from ``first_id``. A segment may come as ``(segment, options)``, where
+    ``options`` are :func:`annotation` keywords that replace the defaults (``id``, ``segmentation``,
+    ``iscrowd``).
+    """
+    pairs = [(image, [item if isinstance(item, tuple) else (item, {}) for item in items]) for image, items in images]
+    cats = categories_for((s.label for _, items in pairs for s, _ in items), categories)
     ids = {c["name"]: c["id"] for c in cats}
     annotations, next_id = [], first_id
-    for image, segments in images:
-        for segment in segments:
-            annotations.append(
-                annotation(segment, id=next_id, image_id=image["id"], category_id=ids[segment.label or UNLABELLED])
-            )
+    for image, items in pairs:
+        for segment, options in items:
+            given = {"id": next_id, "image_id": image["id"], "category_id": ids[segment.label or UNLABELLED]}
+            annotations.append(annotation(segment, **{**given, **options}))
             next_id += 1
     return {
         "info": dict(info or {}),
         "licenses": [],
-        "images": [dict(image) for image, _ in images],
+        "images": [dict(image) for image, _ in pairs],
         "annotations": annotations,
         "categories": cats,
     }

@@ -1,9 +1,14 @@
 """Annotations in and out of the store: COCO both ways, YOLO-seg and PNG masks out.
 
 Exports take the live annotations of one dataset with the given status(es) (accepted ones by default)
-and write every file atomically. Labels become categories: the dataset's own category list keeps
-its ids (so a COCO import exports with the same ids), new labels get the next free ids in name
-order, and masks without a label are exported as :data:`UNLABELLED`.
+and write every file atomically. Labels become categories (:func:`zeroseg.engine.coco.categories_for`):
+the dataset's own category list keeps its ids (so a COCO import exports with the same ids), new
+labels get the next free ids in name order, and masks without a label are exported as :data:`UNLABELLED`.
+
+COCO goes through :mod:`zeroseg.engine.coco`, the reader and writer ``zeroseg everything`` uses too:
+an annotation is a :class:`~zeroseg.segment.record.Segment` on the way, so exports carry the scores
+and provenance (``score`` = predicted IoU, ``stability_score``, ``label_score``, ``source``,
+``model_name``, ``model_version``) and an import keeps them.
 
 - COCO, RLE: masks exactly as stored. COCO, polygons: outer boundaries traced on pixel edges, so
   pycocotools rasterises them back to the same pixels, except that holes are filled (lossy);
@@ -19,6 +24,7 @@ order, and masks without a label are exported as :data:`UNLABELLED`.
 - COCO import: RLE (compressed or not) and polygons (rasterised by pycocotools); image files must be
   under the dataset root and match the sizes in the file; all annotations in one transaction. A mask
   already on its image with the same label is not added again, so importing a file twice adds it once.
+  The category :data:`UNLABELLED` reads back as no label.
 
 :func:`export` and :func:`import_coco_data` are what both the ``zeroseg engine`` commands and the
 web app call.
@@ -28,9 +34,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -42,21 +49,21 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import zeroseg
+from zeroseg.engine import coco
+from zeroseg.engine.coco import UNLABELLED
 from zeroseg.engine.masks import canonical_rle, polygons_to_rle
 from zeroseg.engine.schema import Source, Status
+from zeroseg.engine.stages import new_annotation
 from zeroseg.engine.store import (
     AnnotationRecord,
     DatasetRecord,
     ImageRecord,
-    NewAnnotation,
     StatusFilter,
     Store,
 )
 from zeroseg.errors import DatasetError, NotFoundError, OutputError, ZerosegError
 from zeroseg.io import atomic_path, atomic_write, ensure_dir, max_pixels_limit, rle_to_mask, save_png
-
-UNLABELLED = "object"
-"""Category name of masks that have no label."""
+from zeroseg.segment.record import Segment
 
 Annotated = list[tuple[ImageRecord, list[AnnotationRecord]]]
 
@@ -111,42 +118,28 @@ def export_coco(
     """Write ``dataset`` as a COCO instances JSON file (RLE masks, or polygons) and return its path.
 
     Image ids are the store's image ids, annotation ids the store's annotation ids, ``file_name``
-    the path relative to the dataset root. Raises OutputError (nothing written) if pycocotools
+    the path relative to the dataset root; each annotation carries the stored scores and provenance
+    (:mod:`zeroseg.engine.coco`). Raises OutputError (nothing written) if pycocotools
     does not read the file back to the same masks.
     """
     ds = store.get_dataset(dataset)
     annotated = list(store.iter_annotated(dataset, status=status))
-    categories = _categories(ds, annotated)
-    category_ids = {c["name"]: c["id"] for c in categories}
-    coco: dict[str, Any] = {
-        "info": {
-            "description": f"zeroseg export of dataset {ds.name!r}",
-            "version": zeroseg.__version__,
-            "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-        "licenses": [],
-        "images": [
-            {"id": image.id, "file_name": image.path, "width": image.width, "height": image.height}
-            for image, _ in annotated
-        ],
-        "annotations": [
-            {
-                "id": ann.id,
-                "image_id": image.id,
-                "category_id": category_ids[_label(ann)],
-                "segmentation": _segmentation(ann, polygons),
-                "area": ann.area,
-                "bbox": ann.bbox,
-                "iscrowd": int(ann.iscrowd),
-            }
-            for image, anns in annotated
-            for ann in anns
-        ],
-        "categories": categories,
+    info = {
+        "description": f"zeroseg export of dataset {ds.name!r}",
+        "version": zeroseg.__version__,
+        "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    images = [
+        (
+            {"id": image.id, "file_name": image.path, "width": image.width, "height": image.height},
+            [(segment_of_record(ann), _coco_keys(ann, polygons)) for ann in anns],
+        )
+        for image, anns in annotated
+    ]
+    document = coco.document(images, categories=ds.categories, info=info)
     expected = {ann.id: ann.rle for _, anns in annotated for ann in anns}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(coco), encoding="utf-8")
+        tmp.write_text(json.dumps(document), encoding="utf-8")
         _check_coco(tmp, expected, polygons)
     return Path(path)
 
@@ -192,7 +185,9 @@ def import_coco_data(
 
     A missing dataset is created with root ``root``; its category list gains the file's categories
     (new names keep their id when it is free). ``file_name`` is relative to the dataset root.
-    Bounding boxes, areas and ``iscrowd`` are kept as written. Annotations the dataset has already
+    Bounding boxes, areas and ``iscrowd`` are kept as written, and so are the scores and provenance
+    zeroseg writes (:mod:`zeroseg.engine.coco`); ``source`` is for annotations that name none (or
+    one the store does not know). Annotations the dataset has already
     (same image, mask and label) are skipped; the others are added in one transaction. Raises
     DatasetError (naming ``where``) for malformed data, a missing image or a size that does not match,
     with no annotation added.
@@ -216,7 +211,7 @@ def import_coco_data(
             raise DatasetError(f"{path}: image {entry['file_name']!r} is too large ({size} pixels)")
         entries[entry.get("id")] = entry
     # Every mask is checked before anything is written.
-    parsed = [_parse_annotation(ann, entries, names, path) for ann in data["annotations"]]
+    parsed = [_parse_annotation(ann, entries, names, path, Source(source)) for ann in data["annotations"]]
 
     try:
         ds = store.get_dataset(dataset)
@@ -238,17 +233,18 @@ def import_coco_data(
                 f"{entry['width']}x{entry['height']} in the file"
             )
     new = [
-        NewAnnotation(image_id=images[coco_id].id, source=source, status=status, **fields)
-        for coco_id, fields in parsed
+        replace(new_annotation(segment, images[coco_id].id, status), iscrowd=iscrowd)
+        for coco_id, segment, iscrowd in parsed
     ]
     added = store.add_annotations(new, author=author, skip_existing=True)
     return CocoImport(added=added, skipped=len(new) - len(added), images=records)
 
 
 def _parse_annotation(
-    ann: Any, entries: Mapping[Any, Mapping[str, Any]], names: Mapping[int, str], path: str
-) -> tuple[Any, dict[str, Any]]:
-    """(COCO image id, NewAnnotation fields) of one COCO annotation, its mask checked for its image."""
+    ann: Any, entries: Mapping[Any, Mapping[str, Any]], names: Mapping[int, str], path: str, source: Source
+) -> tuple[Any, Segment, bool]:
+    """(COCO image id, segment, iscrowd) of one COCO annotation, its mask checked for its image and
+    its scores for their types; ``source`` unless it names a known one."""
     where = f"{path}: annotation {ann.get('id') if isinstance(ann, dict) else repr(ann)}"
     if not isinstance(ann, dict) or ann.get("image_id") not in entries:
         raise DatasetError(f"{where} names no image of the file")
@@ -270,14 +266,18 @@ def _parse_annotation(
         raise DatasetError(f"{where}: 'bbox' must be 4 numbers (x, y, w, h)")
     if area is not None and not _is_number(area):
         raise DatasetError(f"{where}: 'area' must be a number")
-    fields = {
-        "mask": mask,
-        "label": names[ann["category_id"]],
-        "iscrowd": bool(ann.get("iscrowd", 0)),
-        "bbox": bbox,
-        "area": area,
-    }
-    return ann["image_id"], fields
+    for key in ("score", "stability_score", "label_score"):
+        if ann.get(key) is not None and not (_is_number(ann[key]) and math.isfinite(ann[key])):
+            raise DatasetError(f"{where}: {key!r} must be a number")
+    for key in ("model_name", "model_version"):
+        if ann.get(key) is not None and not isinstance(ann[key], str):
+            raise DatasetError(f"{where}: {key!r} must be a string")
+    known = ann.get("source") in {s.value for s in Source}
+    # the prompt and crop box are not stored: leave them unread
+    fields = {k: v for k, v in ann.items() if k not in ("point_coords", "crop_box")}
+    fields["source"] = ann["source"] if known else source.value
+    segment = coco.segment_of(fields, names[ann["category_id"]], mask)
+    return ann["image_id"], segment, bool(ann.get("iscrowd", 0))
 
 
 def _is_number(value: Any) -> bool:
@@ -307,6 +307,11 @@ def _merge_categories(known: list[dict[str, Any]], incoming: list[dict[str, Any]
         names.add(category.get("name"))
         ids.add(cid)
     return merged
+
+
+def _coco_keys(ann: AnnotationRecord, polygons: bool) -> dict[str, Any]:
+    """What a COCO annotation of a stored one takes from the store rather than its segment."""
+    return {"id": ann.id, "segmentation": _segmentation(ann, polygons), "iscrowd": ann.iscrowd}
 
 
 def _segmentation(ann: AnnotationRecord, polygons: bool) -> Any:
@@ -406,13 +411,24 @@ def _label(ann: AnnotationRecord) -> str:
 
 
 def _categories(ds: DatasetRecord, annotated: Annotated) -> list[dict[str, Any]]:
-    """The dataset's categories (by id) plus one per label they lack, with the next free ids."""
-    categories = sorted(ds.categories, key=lambda c: c["id"])
-    known = {c["name"] for c in categories}
-    used = sorted({_label(ann) for _, anns in annotated for ann in anns} - known)
-    next_id = max((c["id"] for c in categories), default=0) + 1
-    extra = [{"id": next_id + i, "name": name, "supercategory": ""} for i, name in enumerate(used)]
-    return [*categories, *extra]
+    """The dataset's categories plus one per label they lack (:func:`zeroseg.engine.coco.categories_for`)."""
+    return coco.categories_for((ann.label for _, anns in annotated for ann in anns), ds.categories)
+
+
+def segment_of_record(ann: AnnotationRecord) -> Segment:
+    """A stored annotation as a :class:`~zeroseg.segment.record.Segment` (mask, box and area as stored)."""
+    return Segment(
+        ann.rle,
+        bbox=list(ann.bbox),
+        area=ann.area,
+        predicted_iou=ann.predicted_iou,
+        stability_score=ann.stability_score,
+        label=ann.label,
+        label_score=ann.label_score,
+        source=Source(ann.source).value,
+        model_name=ann.model_name,
+        model_version=ann.model_version,
+    )
 
 
 def _output_files(annotated: Annotated, suffix: str) -> list[Path]:
