@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from zeroseg import hub
 from zeroseg.cli import app
 from zeroseg.io import rle_area, rle_to_mask
+from zeroseg.segment.record import Segment
 
 runner = CliRunner()
 
@@ -110,6 +111,11 @@ def test_several_boxes_give_one_mask_each(tmp_path: Path, tiny_sam: list[str], i
     data = json.loads((out / "result.json").read_text())
     assert [m["prompt"] for m in data["masks"]] == [0, 1, 2]
     assert data["prompts"]["points"] == [[136.29, 87.11, 0.0]]
+    for mask, box in zip(data["masks"], boxes):  # each mask records its own prompt, as a Segment does
+        assert mask["prompt_used"] == {"points": [[136.29, 87.11, 0.0]], "box": [float(v) for v in box.split(",")]}
+        assert mask["predicted_iou"] == mask["score"] and mask["source"] == "assisted"
+        segment = Segment.from_dict({**mask, "prompt": mask["prompt_used"]})
+        assert segment.rle == mask["segmentation"] and segment.bbox == mask["bbox"]
     _check_mask_records(out, data, (281, 413))
     assert sorted(p.name for p in out.iterdir()) == [
         "mask_0.png", "mask_1.png", "mask_2.png", "overlay.png", "result.json"

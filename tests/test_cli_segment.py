@@ -124,6 +124,9 @@ def test_unmatched_phrases_are_reported_and_matches_say_how_well(picture, tmp_pa
     assert data["prompts"]["text"] == ["blue", "yellow"] and data["prompts"]["unmatched"] == ["yellow"]
     [mask] = data["masks"]
     assert mask["label"] == "blue" and 0.9 < mask["label_score"] <= 1.0  # the blue square wins clearly
+    assert mask["prompt"] == 0 and mask["prompt_used"]["text"] == "blue" and mask["score"] == mask["predicted_iou"]
+    x0, y0, x1, y1 = mask["prompt_used"]["box"]
+    assert 64 <= x0 < x1 <= 128 and 48 <= y0 < y1 <= 96  # the blue square's region
     assert drawn["labels"] == [f"#0 score {mask['score']:.2f} blue (match {mask['label_score']:.2f})"]
     assert f"blue (match {mask['label_score']:.2f})" in result.stdout
 

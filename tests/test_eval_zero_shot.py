@@ -446,11 +446,13 @@ def test_naming_is_uncalibrated_unless_asked(tmp_path: Path) -> None:
 # --- text prompts -------------------------------------------------------------------------
 def test_union_of_masks_accepts_arrays_and_records() -> None:
     from zeroseg.io import mask_to_rle
+    from zeroseg.segment.record import Segment
 
     a, b = square((6, 6), 0, 0, 2), square((6, 6), 3, 3, 2)
     assert union_of_masks(np.stack([a, b]), (6, 6)).sum() == 8
     assert union_of_masks(np.zeros((0, 6, 6), bool), (6, 6)).sum() == 0
     assert union_of_masks([{"segmentation": a}, {"segmentation": mask_to_rle(b)}], (6, 6)).sum() == 8
+    assert union_of_masks([Segment(a), Segment(mask_to_rle(b))], (6, 6)).sum() == 8
 
 
 def test_text_prompts_seen_and_unseen(msrc: SemanticDataset, monkeypatch) -> None:

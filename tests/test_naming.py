@@ -220,25 +220,27 @@ def test_phrase_map_marks_where_the_phrase_wins(scene):
 
 def test_text_to_masks_finds_each_square(scene, predictor):
     image, embedder = scene
-    records = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
-    assert len(records) == 2
+    segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
+    assert len(segments) == 2
     truths = []
     for rows, cols in SQUARES:
         truth = np.zeros(image.shape[:2], bool)
         truth[rows, cols] = True
         truths.append(truth)
     found = set()
-    for record in records:
-        mask = record["segmentation"]
-        assert mask.dtype == bool and mask.shape == image.shape[:2] and record["label"] == "square"
-        assert 0 < record["score"] <= record["predicted_iou"]
+    for segment in segments:
+        mask = segment.mask
+        assert mask.dtype == bool and mask.shape == image.shape[:2] and segment.label == "square"
+        assert 0 < segment.predicted_iou and 0 < segment.label_score <= 1 and segment.source == "assisted"
+        assert segment.model_name == predictor.model.name and segment.prompt["text"] == "square"
+        (x, y, label), (x0, y0, x1, y1) = segment.prompt["points"][0], segment.prompt["box"]
+        assert label == 1 and mask[int(y), int(x)] and x0 <= x <= x1 and y0 <= y <= y1
         ious = [(mask & t).sum() / (mask | t).sum() for t in truths]
         assert max(ious) > 0.5, ious
         found.add(int(np.argmax(ious)))
-        x, y, w, h = record["bbox"]
-        assert mask[y : y + h + 1, x : x + w + 1].sum() == mask.sum()
+        x, y, w, h = (int(v) for v in segment.bbox)
+        assert mask[y : y + h, x : x + w].sum() == mask.sum() == segment.area
     assert found == {0, 1}
-    assert records[0]["score"] >= records[1]["score"]
     assert len(text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]), max_instances=1)) == 1
 
 

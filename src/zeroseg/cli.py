@@ -20,9 +20,6 @@ from zeroseg.io import (
     atomic_write,
     ensure_dir,
     load_image,
-    masks_to_rles,
-    rle_area,
-    rle_bbox,
     rle_to_mask,
     save_mask_png,
     save_png,
@@ -31,6 +28,7 @@ from zeroseg.io import (
 
 if TYPE_CHECKING:
     from zeroseg.segment import Predictor
+    from zeroseg.segment.record import Segment
 
 DEFAULT_MODEL = hub.DEFAULT_MODEL
 
@@ -172,9 +170,10 @@ def segment(
     24. With --names the other masks are named from that vocabulary (label and label score).
 
     Writes OUT/mask_<i>.png (0/255), OUT/overlay.png and, last, OUT/result.json (image size,
-    model, prompts, and per mask: score, XYWH bbox, area, COCO RLE, label, label score). The
-    files of an earlier result in OUT are replaced whole (no stale masks), or, if writing fails,
-    left as they were.
+    model, prompts, and per mask: the index of its prompt and the prompt as the model got it
+    (prompt_used), score (= predicted IoU), XYWH bbox, area, COCO RLE, label, label score, source
+    and model). The files of an earlier result in OUT are replaced whole (no stale masks), or, if
+    writing fails, left as they were.
 
     \b
     Examples:
@@ -199,12 +198,11 @@ def segment(
     ensure_dir(out)
     predictor = Predictor(hub.load_model(model, checkpoint, config, device))
     predictor.set_image(rgb)
-    masks = np.zeros((0, *rgb.shape[:2]), dtype=bool)
-    scores, prompt_ids, multimask, labels = np.zeros(0), np.zeros(0, dtype=int), False, []
+    segments: list[Segment] = []
+    prompt_ids: list[int] = []
+    multimask = False
     if points is not None or boxes is not None:
-        masks, scores, prompt_ids, multimask = _predict(predictor, points, boxes, single)
-        labels = [None] * len(masks)
-    label_scores: list[float | None] = [None] * len(masks)
+        segments, prompt_ids, multimask = _predict(predictor, points, boxes, single)
     settings = hub.preset_of(predictor.model).override(embedder=embedder, calibrate=calibrate)
     # a text prompt needs "none of these" (the learned background) to find nothing where nothing matches
     namer = _namer(vocabulary + phrases, settings, background=True if phrases else None) if (phrases or vocabulary) else None
@@ -212,43 +210,25 @@ def segment(
     if phrases:
         from zeroseg.segment import text_to_masks
 
-        n_prompts = int(prompt_ids.max()) + 1 if len(prompt_ids) else 0
+        n_prompts = max(prompt_ids) + 1 if prompt_ids else 0
         for k, phrase in enumerate(phrases):
             found = text_to_masks(rgb, phrase, predictor, namer)[: 1 if single else None]
-            if found:
-                masks = np.concatenate([masks, np.stack([r["segmentation"] for r in found])])
-                scores = np.concatenate([scores, [r["score"] for r in found]])
-                prompt_ids = np.concatenate([prompt_ids, np.full(len(found), n_prompts + k)])
-                labels += [phrase] * len(found)
-                label_scores += [r["match_score"] for r in found]
-            else:
+            segments += found
+            prompt_ids += [n_prompts + k] * len(found)
+            if not found:
                 unmatched.append(phrase)
-    if unmatched and not len(masks):
+    if unmatched and not segments:
         quoted = ", ".join(repr(phrase) for phrase in unmatched)
         raise NothingFoundError(f"no region of {image} matches {quoted}; nothing was written")
     for phrase in unmatched:
         typer.echo(f"warning: no region matches {phrase!r}", err=True)
-    if vocabulary and len(masks):
-        named = namer.name_masks(rgb, masks)
-        for i, (label, score) in enumerate(named):
-            if labels[i] is None:
-                labels[i], label_scores[i] = label, score
+    if vocabulary and segments:
+        named = namer.name_masks(rgb, np.stack([s.mask for s in segments]))
+        for segment, (label, score) in zip(segments, named):
+            if segment.label is None:
+                segment.label, segment.label_score = label, score
 
-    records = []
-    for i, (rle, score, prompt) in enumerate(zip(masks_to_rles(masks), scores, prompt_ids)):
-        records.append(
-            {
-                "id": i,
-                "file": f"mask_{i}.png",
-                "prompt": int(prompt),
-                "score": float(score),
-                "bbox": rle_bbox(rle),
-                "area": rle_area(rle),
-                "label": labels[i],
-                "label_score": label_scores[i],
-                "segmentation": rle,
-            }
-        )
+    records = [_mask_record(i, segment, prompt) for i, (segment, prompt) in enumerate(zip(segments, prompt_ids))]
     captions = [_caption(record) for record in records]
     result = {
         "image": str(image),
@@ -265,6 +245,7 @@ def segment(
         "bbox_format": "xywh",
         "masks": records,
     }
+    masks = [s.mask for s in segments]
     with staged_output(out, stale=r"mask_\d+\.png", last="result.json") as stage:
         for record, mask in zip(records, masks):
             save_mask_png(stage / record["file"], mask)
@@ -276,6 +257,16 @@ def segment(
             named += f" (match {record['label_score']:.2f})"
         typer.echo(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px{named}")
     typer.echo(f"wrote {len(records)} mask(s), overlay.png and result.json to {out}")
+
+
+def _mask_record(index: int, segment: Segment, prompt: int) -> dict[str, Any]:
+    """A mask of result.json: its file, the index of its prompt, ``score`` (= predicted IoU) and the
+    segment's fields (:meth:`Segment.to_dict`), the prompt as the model got it as ``prompt_used``."""
+    fields = segment.to_dict()
+    fields["prompt_used"] = fields.pop("prompt")
+    rle = fields.pop("segmentation")
+    return {"id": index, "file": f"mask_{index}.png", "prompt": prompt, "score": segment.predicted_iou, **fields,
+            "segmentation": rle}  # fmt: skip
 
 
 def _caption(record: dict[str, Any]) -> str:
@@ -306,28 +297,34 @@ def _read_prompts(
 
 def _predict(
     predictor: Predictor, points: np.ndarray | None, boxes: np.ndarray | None, single: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Masks (M x H x W), scores and prompt index of each mask, best first within each prompt.
+) -> tuple[list[Segment], list[int], bool]:
+    """Segments, the prompt index of each, and whether multimask output was asked; best first within
+    each prompt.
 
     One prompt per box (the points join every box), or one prompt of points alone. Only a single
     point alone asks for three candidates, as SAM recommends for ambiguous prompts.
     """
+    from zeroseg.segment.record import Segment
+
     multimask = boxes is None and len(points) == 1
     coords, labels = (None, None) if points is None else (points[:, :2], points[:, 2])
+    model = predictor.model
+    provenance = {"source": "assisted", "model_name": getattr(model, "name", None),
+                  "model_version": getattr(model, "version", None)}  # fmt: skip
+    segments, prompt_ids = [], []
     # One predict call per prompt (the decoder takes milliseconds): the model's interactive
     # post-processing (e.g. the lite model's graph cut) applies as in Predictor.predict.
-    predictions = [
-        predictor.predict(coords, labels, box, multimask_output=multimask)
-        for box in ([None] if boxes is None else boxes)
-    ]
-    masks, scores = np.stack([p[0] for p in predictions]), np.stack([p[1] for p in predictions])
-    n_prompts = len(predictions)
-
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : 1 if single else None]
-    masks = np.take_along_axis(masks, order[:, :, None, None], axis=1).reshape(-1, *masks.shape[2:])
-    scores = np.take_along_axis(scores, order, axis=1).reshape(-1)
-    prompt_ids = np.repeat(np.arange(n_prompts), order.shape[1])
-    return masks, scores, prompt_ids, multimask
+    for index, box in enumerate([None] if boxes is None else boxes):
+        masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask)
+        prompt = {} if points is None else {"points": points.tolist()}
+        if box is not None:
+            prompt["box"] = box.tolist()
+        order = np.argsort(-scores, kind="stable")[: 1 if single else None]
+        segments += [
+            Segment(masks[k], predicted_iou=float(scores[k]), prompt=dict(prompt), **provenance) for k in order
+        ]
+        prompt_ids += [index] * len(order)
+    return segments, prompt_ids, multimask
 
 
 def _parse_points(texts: list[str]) -> np.ndarray | None:

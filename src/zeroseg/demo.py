@@ -84,14 +84,14 @@ def run(
         phrase = TEXT_PROMPTS.get(name, VOCABULARY[0])
         found = text_to_masks(image, phrase, predictor, text_namer, max_instances=1)
         path = out / f"{name}_text.png"
-        save_png(path, overlay(image, np.array([r["segmentation"] for r in found]) if found else np.zeros((0, h, w), bool),
-                               labels=[phrase] * len(found), scores=[r["score"] for r in found]))
+        save_png(path, overlay(image, np.array([s.mask for s in found]) if found else np.zeros((0, h, w), bool),
+                               labels=[phrase] * len(found), scores=[s.predicted_iou for s in found]))
         written.append(path)
 
         summary = {"image": name, "size": [h, w], "model": {"name": model.name, "version": model.version},
                    "settings": settings.to_dict(),
                    "everything": [s.to_dict() for s in segments],
-                   "text": {"phrase": phrase, "found": [{"bbox": r["bbox"], "score": r["score"]} for r in found]},
+                   "text": {"phrase": phrase, "found": [{"bbox": s.bbox, "score": s.predicted_iou} for s in found]},
                    "point": {"xy": point[0].tolist(), "score": float(pscores[best])},
                    "box": {"xyxy": box.tolist(), "score": float(bscores[0])}}
         atomic_write(out / f"{name}.json", json.dumps(summary, default=float))

@@ -37,6 +37,7 @@ from zeroseg.eval.zero_shot import (
 from zeroseg.io import load_image, rle_to_mask
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedder
+from zeroseg.segment.record import Segment
 from zeroseg.train.datasets import (
     DEFAULT_MIN_AREA,
     CocoYoloSegDataset,
@@ -300,13 +301,16 @@ def evaluate_naming(
 
 
 def union_of_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
-    """One bool HxW mask from what a segmenter returned: an [N, H, W] / [H, W] array, or a list of masks
-    or of segment records (``segmentation`` as a bool array or COCO RLE)."""
+    """One bool HxW mask from what a segmenter returned: an [N, H, W] / [H, W] array, or a list of masks,
+    of :class:`~zeroseg.segment.record.Segment` records, or of dict records (``segmentation`` as a bool
+    array or COCO RLE)."""
     union = np.zeros(shape, dtype=bool)
     if isinstance(masks, np.ndarray):
         masks = masks.reshape(-1, *shape) if masks.size else []
     for mask in masks:
-        if isinstance(mask, dict):
+        if isinstance(mask, Segment):
+            mask = mask.mask
+        elif isinstance(mask, dict):
             mask = mask["segmentation"]
             mask = rle_to_mask(mask) if isinstance(mask, dict) else mask
         union |= np.asarray(mask, dtype=bool)

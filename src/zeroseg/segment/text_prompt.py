@@ -16,9 +16,9 @@ import torch
 from zeroseg.errors import PromptValueError
 from zeroseg.io import load_image
 from zeroseg.models.text import clean_names
-from zeroseg.segment.amg import batched_mask_to_box, box_xyxy_to_xywh
 from zeroseg.segment.naming import Namer, resize_grid
 from zeroseg.segment.predictor import Predictor
+from zeroseg.segment.record import Segment
 
 DEFAULT_THRESHOLD = 0.5  # the phrase must win the softmax against the rest of the vocabulary
 NMS_IOU = 0.7  # masks overlapping a better one by more than this mask IoU are duplicates
@@ -50,15 +50,16 @@ def text_to_masks(
     namer: Namer,
     max_instances: int = 5,
     threshold: float | None = None,
-) -> list[dict[str, Any]]:
-    """Masks of the instances of `phrase` in `image`, best first.
+) -> list[Segment]:
+    """Segments of the instances of `phrase` in `image`, best first.
 
     Each connected region where :func:`phrase_map` reaches `threshold` (default 0.5) becomes a prompt
-    (its box and its peak pixel); of the model's multimask outputs the one with the best score is kept,
-    where score = predicted IoU x IoU of the mask with the region; duplicates are removed by mask IoU.
-    Records have `segmentation` (bool HxW), `bbox` (XYWH), `area`, `score`, `predicted_iou`,
-    `point_coords` ([[x, y]], the peak), `label` (= the phrase) and `match_score`, how well the mask
-    matches the phrase: the mean of :func:`phrase_map` over the mask, in [0, 1]. No match: ``[]``.
+    (its box and its peak pixel); of the model's multimask outputs the one that ranks best is kept, the
+    rank being predicted IoU x IoU of the mask with the region; duplicates are removed by mask IoU.
+    A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (the mean of
+    :func:`phrase_map` over the mask, in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the
+    ``text``, ``box`` (XYXY) and ``points`` ([[x, y, 1]], the peak) used, ``source`` "assisted". No
+    match: ``[]``.
     """
     image = load_image(image)
     share = phrase_map(image, phrase, namer)
@@ -78,21 +79,20 @@ def text_to_masks(
     scores = ious * overlap
     rows, best = np.arange(len(masks)), scores.argmax(1)
     masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
-    keep = _mask_nms(masks, scores, NMS_IOU)
-    xywh = box_xyxy_to_xywh(batched_mask_to_box(torch.from_numpy(masks[keep]))).tolist()
     label = clean_names([phrase])[0]
+    model = predictor.model
     return [
-        {
-            "segmentation": masks[k],
-            "bbox": xywh[i],
-            "area": int(masks[k].sum()),
-            "score": float(scores[k]),
-            "predicted_iou": float(ious[k]),
-            "point_coords": [points[k].tolist()],
-            "label": label,
-            "match_score": float(share[masks[k]].mean()),
-        }
-        for i, k in enumerate(keep)
+        Segment(
+            masks[k],
+            predicted_iou=float(ious[k]),
+            prompt={"text": label, "box": boxes[k].tolist(), "points": [[*points[k].tolist(), 1.0]]},
+            label=label,
+            label_score=float(share[masks[k]].mean()),
+            source="assisted",
+            model_name=getattr(model, "name", None),
+            model_version=getattr(model, "version", None),
+        )
+        for k in _mask_nms(masks, scores, NMS_IOU)
     ]
 
 
