@@ -234,6 +234,13 @@ def test_inverted_box(tmp_path: Path, image: Path) -> None:
     _assert_one_line_error(result, 22, "inverted")
 
 
+@pytest.mark.parametrize("box, zero", [("50,100,50,150", "width"), ("50,100,200,100", "height")])
+def test_zero_area_box(tmp_path: Path, image: Path, box: str, zero: str) -> None:
+    result = run("segment", image, "--box", "10,10,60,60", "--box", box, "--out", tmp_path / "out")
+    _assert_one_line_error(result, 22, f"has no area (zero {zero})", "x0 < x1 and y0 < y1")
+    assert not (tmp_path / "out").exists()  # refused before any model work or output
+
+
 @pytest.mark.parametrize(
     "args, code, fragment",
     [

@@ -22,7 +22,7 @@ from zeroseg.eval.interactive import (
     mask_box,
     mask_iou,
 )
-from zeroseg.models.grabcut import GrabCutModel
+from zeroseg.eval.grabcut import GrabCutModel
 
 RESULT_KEYS = {"noc85", "noc90", "miou_at_1", "miou_at_5", "fail90", "box_miou", "n_objects", "seconds_per_click"}
 
@@ -167,6 +167,9 @@ def test_max_clicks_and_box_prompt() -> None:
     assert results["noc85"] == results["noc90"] == 3 and results["fail90"] == 1
     assert results["miou_at_5"] is None and results["box_miou"] == 1.0
     assert model.calls[-1] == (0, False, mask_box(gt)) and mask_box(gt) == (10, 10, 19, 19)
+    line = np.zeros((30, 30), bool)
+    line[5:25, 29] = True  # one pixel wide, on the image's last column
+    assert mask_box(line) == (29, 5, 30, 24)  # a box prompt needs an area
 
 
 def test_iou_ignores_the_band() -> None:

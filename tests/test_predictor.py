@@ -274,6 +274,9 @@ def test_prompt_value_errors(ready: Predictor) -> None:
         (dict(point_coords=np.array([[1.0, 2.0]]), point_labels=np.array([0.5])), "point_labels"),
         (dict(box=np.array([5.0, 1.0, 4.0, 2.0])), "inverted"),
         (dict(box=np.array([1.0, 5.0, 2.0, 4.0])), "inverted"),
+        (dict(box=np.array([3.0, 1.0, 3.0, 4.0])), r"no area \(zero width\)"),
+        (dict(box=np.array([[1.0, 2.0, 3.0, 2.0]])), r"no area \(zero height\)"),
+        (dict(box=np.array([1.0, 1.0, 1.0, 1.0])), "no area"),
         (dict(point_coords=np.array([[w + 1.0, 2.0]]), point_labels=label), f"width {w} and height {h}"),
         (dict(point_coords=np.array([[1.0, -0.5]]), point_labels=label), "outside the image"),
         (dict(box=np.array([0.0, 0.0, 1.0, h + 0.5])), "outside the image"),
@@ -287,19 +290,26 @@ def test_prompt_bounds_are_inclusive(ready: Predictor) -> None:
     h, w = ready.original_size
     ready.predict(point_coords=np.array([[0.0, 0.0], [w, h]]), point_labels=np.array([1, 0]))
     ready.predict(box=np.array([0.0, 0.0, w, h]))
-    ready.predict(box=np.array([[1.0, 1.0, 1.0, 1.0]]))  # a degenerate 1x4 box is allowed
+    ready.predict(box=np.array([[w - 1.0, h - 1.0, w, h]]))  # a one-pixel box in the corner
+
+
+def test_zero_area_boxes_are_refused_in_batches(ready: Predictor) -> None:
+    good = [1.0, 1.0, 4.0, 4.0]
+    with pytest.raises(PromptValueError, match=r"box \[2.0, 2.0, 2.0, 5.0\] has no area"):
+        ready.predict_batch(boxes=np.array([good, [2.0, 2.0, 2.0, 5.0]]))
 
 
 def test_batch_shape_errors(ready: Predictor) -> None:
     mh, mw = low_res_shape(ready)
+    boxes = lambda n: np.tile([1.0, 1.0, 2.0, 2.0], (n, 1))  # noqa: E731
     cases = [
         (dict(), "at least one"),
         (dict(boxes=np.array([1.0, 2.0, 3.0, 4.0])), "Bx4"),
         (dict(point_coords=np.array([[1.0, 2.0]]), point_labels=np.array([1])), "BxNx2"),
         (dict(point_coords=np.ones((2, 1, 2)), point_labels=np.ones((2, 2))), "point_labels"),
-        (dict(point_coords=np.ones((2, 1, 2)), point_labels=np.ones((2, 1)), boxes=np.ones((3, 4))), "same batch"),
-        (dict(boxes=np.ones((2, 4)), mask_input=np.zeros((1, 1, mh, mw))), "same batch"),
-        (dict(boxes=np.ones((1, 4)), mask_input=np.zeros((1, mh, mw))), f"Bx1x{mh}x{mw}"),
+        (dict(point_coords=np.ones((2, 1, 2)), point_labels=np.ones((2, 1)), boxes=boxes(3)), "same batch"),
+        (dict(boxes=boxes(2), mask_input=np.zeros((1, 1, mh, mw))), "same batch"),
+        (dict(boxes=boxes(1), mask_input=np.zeros((1, mh, mw))), f"Bx1x{mh}x{mw}"),
     ]
     for kwargs, match in cases:
         with pytest.raises(PromptShapeError, match=match):

@@ -56,7 +56,7 @@ class PromptShapeError(PromptError):
 
 
 class PromptValueError(PromptError):
-    """A prompt has NaN/inf, an inverted box, coordinates outside the image, or bad labels."""
+    """A prompt has NaN/inf, an inverted or zero-area box, coordinates outside the image, or bad labels."""
 
     exit_code = 22
 

@@ -200,9 +200,11 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None)
 
 
 def mask_box(mask: np.ndarray) -> Box:
-    """Tight XYXY box of a bool mask, in pixel indices (x1, y1 inclusive)."""
+    """Tight XYXY box of a bool mask, in pixel indices (x1, y1 inclusive); a mask one pixel wide or
+    high gets a box one pixel wide or high (a box prompt needs an area)."""
     ys, xs = np.nonzero(mask)
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
 def clicks_to_reach(ious: Sequence[float], threshold: float, max_clicks: int) -> int:

@@ -1,7 +1,8 @@
 """Checks for user prompts, so a malformed prompt fails early with a message that says what to fix.
 
 Points are (x, y) pixels and boxes XYXY pixels of the original image; both must lie inside the
-image, bounds inclusive (0 <= x <= width, 0 <= y <= height). Point labels are 1 (foreground) or 0
+image, bounds inclusive (0 <= x <= width, 0 <= y <= height), and a box must have an area
+(x0 < x1 and y0 < y1: an inverted or zero-width/height box is refused). Point labels are 1 (foreground) or 0
 (background); batched calls also accept -1, which marks a padding point in a ragged batch (the
 prompt encoder embeds it as "not a point", like the padding point SAM adds itself).
 """
@@ -51,7 +52,8 @@ def check_points(
 
 
 def check_boxes(boxes: Any, image_size: tuple[int, int], batched: bool = False) -> np.ndarray:
-    """Validate XYXY boxes: one box (4 or 1x4), or Bx4 when batched. Returns (N, 4) float64."""
+    """Validate XYXY boxes: one box (4 or 1x4), or Bx4 when batched, each with x0 < x1 and y0 < y1.
+    Returns (N, 4) float64."""
     boxes = _as_float_array(boxes, "box")
     if batched:
         if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
@@ -60,11 +62,17 @@ def check_boxes(boxes: Any, image_size: tuple[int, int], batched: bool = False) 
         raise PromptShapeError(f"box must have 4 values (XYXY pixels), got shape {boxes.shape}")
     boxes = boxes.reshape(-1, 4)
     _check_finite(boxes, "box")
-    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if inverted.any():
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    bad = (width <= 0) | (height <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if width[i] < 0 or height[i] < 0:
+            problem = "is inverted"
+        else:
+            problem = f"has no area (zero {'width' if width[i] == 0 else 'height'})"
         raise PromptValueError(
-            f"box {boxes[inverted][0].tolist()} is inverted: boxes are XYXY (x0, y0, x1, y1) "
-            "with x0 <= x1 and y0 <= y1"
+            f"box {boxes[i].tolist()} {problem}: boxes are XYXY (x0, y0, x1, y1) pixels "
+            "with x0 < x1 and y0 < y1"
         )
     _check_inside(boxes.reshape(-1, 2), image_size, "box corner")
     return boxes
