@@ -179,6 +179,12 @@ def test_click_and_box_give_masks_around_the_object(client):
     boxed = client.post(f"/api/images/{image_id}/predict", json={"box": [58, 38, 122, 102], "multimask": False})
     (box_candidate,) = boxed.json()["candidates"]
     assert iou(rle_to_mask(box_candidate["rle"]), truth()) > 0.7
+    segmenter = client.app.state.zeroseg.segmenter  # each candidate is a Segment with its prompt and model
+    clicked = segmenter.candidate(candidates[0]["id"], image_id).segment
+    assert clicked.prompt == {"points": [[90.0, 70.0, 1.0]]} and clicked.predicted_iou == candidates[0]["score"]
+    assert (clicked.source, clicked.model_name) == ("assisted", "lite") and clicked.rle == candidates[0]["rle"]
+    boxed_segment = segmenter.candidate(box_candidate["id"], image_id).segment
+    assert boxed_segment.prompt == {"box": [58.0, 38.0, 122.0, 102.0]}
 
     refined = client.post(
         f"/api/images/{image_id}/predict",

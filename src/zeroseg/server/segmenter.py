@@ -28,9 +28,10 @@ from torch import nn
 
 from zeroseg import hub
 from zeroseg.errors import NotFoundError, PromptValueError
-from zeroseg.io import load_image, masks_to_rles, rle_area, rle_bbox
+from zeroseg.io import load_image, masks_to_rles
 from zeroseg.segment import Namer, Predictor
 from zeroseg.segment.pipeline import Everything
+from zeroseg.segment.record import Segment
 
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
@@ -39,21 +40,32 @@ IMAGES_KEPT = 4  # decoded images kept for naming and re-embedding
 
 @dataclass(frozen=True)
 class Candidate:
-    """One mask of one prediction, as the page sees it, plus the logits that refine it."""
+    """One mask of one prediction, as the page sees it, plus the logits that refine it.
+
+    ``segment`` is the mask as a :class:`~zeroseg.segment.record.Segment`: its predicted IoU, the
+    prompt that made it, source "assisted" and the model's name and version.
+    """
 
     id: str
     image_id: int
-    rle: dict[str, Any]
-    score: float
+    segment: Segment
     low_res: np.ndarray = field(repr=False)  # 1 x h x w logits, the Predictor's mask_input format
 
     @property
+    def rle(self) -> dict[str, Any]:
+        return self.segment.rle
+
+    @property
+    def score(self) -> float:
+        return self.segment.predicted_iou  # type: ignore[return-value]
+
+    @property
     def area(self) -> int:
-        return rle_area(self.rle)
+        return int(self.segment.area)  # type: ignore[arg-type]
 
     @property
     def bbox(self) -> list[float]:
-        return [float(v) for v in rle_bbox(self.rle)]
+        return list(self.segment.bbox)  # type: ignore[arg-type]
 
 
 class Segmenter:
@@ -156,8 +168,20 @@ class Segmenter:
                 )
             order = np.argsort(-scores, kind="stable")
             rles = masks_to_rles(masks[order])
+            prompt: dict[str, Any] = {}
+            if points:
+                prompt["points"] = [[float(x), float(y), float(label)] for x, y, label in points]
+            if box is not None:
+                prompt["box"] = [float(v) for v in box]
+            made_by = {"source": "assisted", "model_name": self.model_name,
+                       "model_version": getattr(predictor.model, "version", None)}  # fmt: skip
             made = [
-                Candidate(f"c{next(self._ids)}", image_id, rle, float(scores[i]), low_res[i : i + 1].copy())
+                Candidate(
+                    f"c{next(self._ids)}",
+                    image_id,
+                    Segment(rle, predicted_iou=float(scores[i]), prompt=dict(prompt), **made_by),
+                    low_res[i : i + 1].copy(),
+                )
                 for rle, i in zip(rles, order)
             ]
             for candidate in made:
