@@ -39,3 +39,20 @@ def manifests_dir() -> Path:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _need(SHARED / "data")
+
+
+@pytest.fixture
+def scratch_hub(monkeypatch):
+    """A private copy of the hub's registry for one test; returns ``add(name, builder, kind)``, which
+    registers a builder there (a dense embedder unless ``kind`` says otherwise)."""
+    from zeroseg import hub
+    from zeroseg.hub import registry
+
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+
+    def add(name: str, builder, kind: str = hub.DENSE_EMBEDDER) -> None:
+        entry = hub.ModelEntry(name=name, kind=kind, builder=builder, description=f"test {kind}", licence="-")
+        hub.register(entry, replace=True)
+
+    return add

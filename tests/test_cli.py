@@ -35,6 +35,7 @@ def image(goldens_dir: Path) -> Path:
 def cache(tmp_path: Path, monkeypatch) -> Path:
     """An empty weight cache and no network."""
     import urllib.error
+    import urllib.request
 
     home = tmp_path / "zeroseg_home"
     monkeypatch.setenv("ZEROSEG_HOME", str(home))
@@ -42,7 +43,7 @@ def cache(tmp_path: Path, monkeypatch) -> Path:
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     return home
 
 
@@ -190,6 +191,38 @@ def test_models_list_shows_cache_state(cache: Path) -> None:
     lines = {line.split()[0]: line for line in run("models").stdout.splitlines() if line.strip()}
     assert " cached" in lines["mobile_sam"] and "not cached" not in lines["mobile_sam"]
     assert str(cache / "checkpoints") in run("models").stdout
+
+
+def test_models_lists_every_kind_and_trained_versions_without_the_engine(cache: Path) -> None:
+    """Segmenters, text encoders, dense embedders, files and a version made by `engine train`, by kind."""
+    from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
+
+    weights = hub.trained_path("lite-toys-v1")
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(DEFAULT_HEAD_WEIGHTS.read_bytes())
+    sidecar = json.loads(DEFAULT_HEAD_WEIGHTS.with_suffix(".json").read_text())
+    sidecar["training"]["engine"] = {"dataset": "toys", "objects": 3, "steps": 2, "base": "lite"}
+    weights.with_suffix(".json").write_text(json.dumps(sidecar))
+    code = (
+        "import sys; from typer.testing import CliRunner; from zeroseg.cli import app\n"
+        "result = CliRunner().invoke(app, ['models'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'zeroseg.engine.train' not in sys.modules\n"
+        "print(result.stdout)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    kinds = {tuple(line.split()[:2]) for line in done.stdout.splitlines() if line.strip()}
+    assert {("lite-toys-v1", "segmenter"), ("lite", "segmenter"), ("mobile_sam", "segmenter")} <= kinds
+    assert {("minilm", "text_encoder"), ("clip", "text_encoder")} <= kinds
+    assert {("lite", "dense_embedder"), ("maskclip", "dense_embedder"), ("groupvit", "dense_embedder")} <= kinds
+    assert {("clip_vit_b16", "clip"), ("clip_vocab", "vocab"), ("groupvit_gcc_yfcc", "groupvit")} <= kinds
+    line = next(line for line in done.stdout.splitlines() if line.startswith("lite-toys-v1"))
+    assert "trained" in line and "'toys'" in line
+    shown = run("models", "show", "lite-toys-v1")
+    assert shown.exit_code == 0 and str(weights) in shown.stdout and "pred_iou_thresh: 0.6" in shown.stdout
+    shown = run("models", "show", "lite", "--kind", "dense_embedder")
+    assert "kind: dense_embedder" in shown.stdout and "preset:" not in shown.stdout
 
 
 def test_models_download_offline_and_verify(cache: Path, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from zeroseg.cli import app
 from zeroseg.io import rle_to_mask
-from zeroseg.models.vl import base
 from zeroseg.models.vl.base import DenseEmbedding
 
 COLOURS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
@@ -45,9 +44,9 @@ def load_colour_embedder(checkpoint=None) -> ColourEmbedder:
 
 
 @pytest.fixture
-def picture(tmp_path, monkeypatch):
+def picture(tmp_path, scratch_hub):
     """A 96x128 image: red top half, green bottom-left, blue bottom-right square; fake embedder registered."""
-    monkeypatch.setitem(base._EMBEDDERS, "colour", f"{__name__}:load_colour_embedder")
+    scratch_hub("colour", load_colour_embedder)
     image = np.zeros((96, 128, 3), np.uint8)
     image[:48] = (230, 10, 10)
     image[48:, :64] = (10, 230, 10)

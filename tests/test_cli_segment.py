@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from zeroseg import cli
 from zeroseg.errors import CheckpointReadError, NothingFoundError, OutputError
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
-from zeroseg.models.vl import base
 
 POINT = ["--point", "173.46,154.55"]
 
@@ -82,9 +81,11 @@ def test_disk_full_midway_keeps_the_earlier_result(tmp_path, tiny_sam, image, mo
 
 # --- text prompts -------------------------------------------------------------------------
 @pytest.fixture
-def picture(tmp_path, monkeypatch):
+def picture(tmp_path, scratch_hub):
     """Red top half, green bottom-left, blue bottom-right; the colour-coded fake embedder registered."""
-    monkeypatch.setitem(base._EMBEDDERS, "colour", "test_cli_naming:load_colour_embedder")
+    from test_cli_naming import load_colour_embedder
+
+    scratch_hub("colour", load_colour_embedder)
     pixels = np.zeros((96, 128, 3), np.uint8)
     pixels[:48] = (230, 10, 10)
     pixels[48:, :64] = (10, 230, 10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from zeroseg.errors import (
 )
 from zeroseg.models.clip import CLIP, ClipTokenizer, load_clip, load_clip_model, preprocess
 from zeroseg.models.clip.build import ClipTextEncoder, config_from_state_dict, load_clip_text_encoder, read_state_dict
-from zeroseg.models.text import _FACTORIES, _resolve
 from zeroseg.models.vl.base import DenseEmbedder
 from zeroseg.models.vl.maskclip import dense_input_size, load_maskclip_embedder
 
@@ -78,12 +78,10 @@ def outputs(clip, arrays: dict) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch, scratch_hub) -> Path:
     """A private hub cache and a private copy of the registry."""
     home = tmp_path / "home"
     monkeypatch.setenv("ZEROSEG_HOME", str(home))
-    monkeypatch.setattr(hub, "_ENTRIES", dict(hub._ENTRIES))
-    monkeypatch.setattr(hub, "_ALIASES", dict(hub._ALIASES))
     return home
 
 
@@ -92,7 +90,7 @@ def offline(monkeypatch) -> None:
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 # --- tokenizer ----------------------------------------------------------------------------
@@ -292,7 +290,8 @@ def test_hub_registers_the_official_files(vocab_path: Path) -> None:
     vocab = hub.get("clip_vocab")
     assert vocab.kind == "vocab" and vocab.size == vocab_path.stat().st_size
     assert vocab.sha256 == hub.file_sha256(vocab_path)
-    assert all(e.kind == "segmenter" for e in hub.list_models() if e.name.startswith(("sam", "mobile", "lite")))
+    assert {e.name for e in hub.list_models(hub.SEGMENTER)} >= {"lite", "sam_vit_b", "mobile_sam"}
+    assert {e.kind for e in hub.list_models() if e.name.startswith("clip_")} == {"clip", "vocab"}
 
 
 def test_load_model_refuses_non_segmenters() -> None:
@@ -303,14 +302,14 @@ def test_load_model_refuses_non_segmenters() -> None:
 def test_offline_errors_say_what_to_fetch_and_where(isolated: Path, offline, checkpoint: Path) -> None:
     weights = hub.get("clip_vit_b16")
     with pytest.raises(WeightsNotFoundError) as info:
-        load_clip()
+        hub.get_text_encoder("clip")
     message = str(info.value)
     assert weights.url in message and weights.sha256 in message
     assert str(isolated / "checkpoints" / "ViT-B-16.pt") in message
 
     vocab = hub.get("clip_vocab")
     with pytest.raises(WeightsNotFoundError) as info:
-        load_clip(checkpoint)  # weights given, vocabulary from the (empty) cache
+        hub.load_dense_embedder("maskclip", checkpoint)  # weights given, vocabulary from the (empty) cache
     message = str(info.value)
     assert vocab.url in message and vocab.sha256 in message
     assert str(isolated / "checkpoints" / "bpe_simple_vocab_16e6.txt.gz") in message
@@ -323,8 +322,11 @@ def test_vocabulary_comes_through_the_hub(isolated: Path, checkpoint: Path, voca
     entry = hub.get("clip_vocab")
     hub.register(dataclasses.replace(entry, url=vocab_path.as_uri()), replace=True)  # a file:// URL
     assert hub.download("clip_vocab", progress=False) == isolated / "checkpoints" / entry.filename
-    _, tokenizer = load_clip(checkpoint)
+    embedder = hub.load_dense_embedder("maskclip", checkpoint)
+    tokenizer = embedder.text_encoder.tokenizer
     assert tokenizer.encode("a photo of a cat") == ClipTokenizer(vocab_path).encode("a photo of a cat")
+    with pytest.raises(WeightsNotFoundError, match="CLIP vocabulary not found"):
+        load_clip(checkpoint, isolated / "missing.txt.gz")  # the builder itself takes paths only
 
 
 # --- text encoder -------------------------------------------------------------------------
@@ -344,9 +346,11 @@ def test_clip_text_encoder_averages_templates(clip) -> None:
 
 
 def test_clip_text_encoder_is_registered(checkpoint: Path, vocab_path: Path) -> None:
-    assert _resolve("clip", _FACTORIES, "text encoder") is load_clip_text_encoder
-    encoder = load_clip_text_encoder(checkpoint, vocab_path)
-    assert encoder.encode(["sky"]).shape == (1, encoder.dim)
+    entry = hub.get("clip", hub.TEXT_ENCODER)
+    assert entry.needs == ("clip_vit_b16", "clip_vocab")
+    encoder = entry.builder(checkpoint, vocab=vocab_path)  # what get_text_encoder calls, with the cached files
+    assert isinstance(encoder, ClipTextEncoder) and encoder.encode(["sky"]).shape == (1, encoder.dim)
+    assert load_clip_text_encoder(checkpoint, vocab_path).dim == encoder.dim
 
 
 # --- MaskCLIP embedder --------------------------------------------------------------------

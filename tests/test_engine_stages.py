@@ -38,7 +38,6 @@ from zeroseg.engine.stages import (
 from zeroseg.errors import DatasetError, NotFoundError
 from zeroseg.io import rle_to_mask
 from zeroseg.models.vl import DenseEmbedding
-from zeroseg.models.vl import base as vl_base
 from zeroseg.segment import Namer
 from zeroseg.segment.pipeline import Everything
 
@@ -77,10 +76,10 @@ def colour_embedder(checkpoint=None) -> ColourEmbedder:
 
 
 @pytest.fixture
-def colour_names(monkeypatch):
+def colour_names(scratch_hub):
     """Make the embedder name "colour" (and "lite", which propose uses) load the colour embedder."""
     for name in ("colour", "lite"):
-        monkeypatch.setitem(vl_base._EMBEDDERS, name, f"{__name__}:colour_embedder")
+        scratch_hub(name, colour_embedder)
 
 
 def scene(shift: int) -> np.ndarray:
@@ -279,18 +278,11 @@ def test_propose_stores_proposals_once(store, image_dir, models):
 
 
 # --- retrain ------------------------------------------------------------------------------
-def test_retrain_registers_a_loadable_version(store, image_dir, tmp_path, monkeypatch):
-    from zeroseg.engine.train import (
-        head_weights,
-        next_version,
-        register_local_models,
-        retrain,
-    )
+def test_retrain_makes_a_version_the_hub_finds(store, image_dir, tmp_path, monkeypatch):
+    from zeroseg.engine.train import head_weights, retrain
     from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
 
     monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setattr(hub, "_ENTRIES", dict(hub._ENTRIES))  # registrations end with the test
-    monkeypatch.setattr(hub, "_ALIASES", dict(hub._ALIASES))
     records = add_images(store, "My Toys", [image_dir])
     with pytest.raises(DatasetError, match="no accepted masks"):
         retrain(store, "My Toys", steps=1, progress=False)
@@ -311,12 +303,11 @@ def test_retrain_registers_a_loadable_version(store, image_dir, tmp_path, monkey
     assert any(not torch.equal(tuned[k], shipped[k]) for k in tuned)
 
     assert head_weights("lite-my-toys-v1") == weights  # a version is a base for the next one
-    assert next_version("My Toys") == 2
-    assert register_local_models() == []  # known already
+    assert hub.next_version("My Toys") == 2 and hub.trained_path("lite-my-toys-v1") == weights
 
-    later = (  # a later process finds the version in $ZEROSEG_HOME/models
-        "from zeroseg.engine.train import register_local_models; register_local_models(); "
-        "from zeroseg import hub; hub.load_model('lite-my-toys-v1')"
+    later = (  # a later process finds the version in $ZEROSEG_HOME/models, without the engine
+        "import sys; from zeroseg import hub; hub.load_model('lite-my-toys-v1'); "
+        "assert not [m for m in sys.modules if m.startswith('zeroseg.engine')]"
     )
     env = {**os.environ, hub.HOME_ENV: str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-c", later], capture_output=True, text=True, env=env, check=False)

@@ -42,7 +42,6 @@ from zeroseg.eval.zero_shot import (
     summarize,
     zero_shot_split,
 )
-from zeroseg.models.vl import base
 from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding
 from zeroseg.train.datasets import VOID, Instance, SemanticDataset
 
@@ -85,7 +84,7 @@ class FakeEmbedder:
 
 
 def load_fake_embedder(checkpoint: str | None = None) -> FakeEmbedder:
-    """Registered in `_EMBEDDERS` by the CLI tests."""
+    """Registered with the hub by the CLI tests."""
     return FakeEmbedder()
 
 
@@ -479,8 +478,8 @@ def test_text_prompts_seen_and_unseen(msrc: SemanticDataset, monkeypatch) -> Non
 
 # --- CLI ----------------------------------------------------------------------------------
 @pytest.fixture
-def fake_embedder(monkeypatch) -> str:
-    monkeypatch.setitem(base._EMBEDDERS, "fake", f"{__name__}:load_fake_embedder")
+def fake_embedder(scratch_hub) -> str:
+    scratch_hub("fake", load_fake_embedder)
     return "fake"
 
 

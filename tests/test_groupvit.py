@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import WeightsNotFoundError
-from zeroseg.models.vl import DenseEmbedder, load_dense_embedder
+from zeroseg.hub import load_dense_embedder
+from zeroseg.models.vl import DenseEmbedder
 from zeroseg.models.vl.groupvit import (
     BPE_FILE,
     HF_REPO,
@@ -143,6 +144,21 @@ def test_loader_uses_the_folder_tokenizer(tmp_path, shared_dir, goldens_dir, gol
     embedder = load_groupvit_embedder(tmp_path)
     encoder = GroupViTTextEncoder(embedder.model, embedder.text_encoder.tokenize, templates=("{}",))
     np.testing.assert_allclose(encoder.encode(spec["texts"]).numpy(), arrays["text_embeds"], atol=1e-5)
+
+
+def test_the_hub_hands_its_cached_folder_to_the_builder(tmp_path, monkeypatch, shared_dir, goldens_dir, golden):
+    from zeroseg import hub
+
+    spec, _ = golden
+    monkeypatch.setenv("ZEROSEG_HOME", str(tmp_path))
+    folder = hub.folder_path("groupvit_gcc_yfcc")
+    folder.mkdir()
+    for item in (goldens_dir / spec["hf_dir"]).iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / BPE_FILE).symlink_to(shared_dir / "fixtures" / "clip_vocab" / BPE_FILE)
+    assert folder == tmp_path / "groupvit-gcc-yfcc" and hub.is_cached("groupvit")
+    embedder = load_dense_embedder("groupvit", hard=True)
+    assert embedder.name == "groupvit" and embedder.hard
 
 
 def test_missing_weights_say_what_to_fetch(tmp_path, monkeypatch):

@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,10 @@ from zeroseg.errors import (
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch, scratch_hub) -> Path:
     """A private cache and a private copy of the registry for every test."""
     home = tmp_path / "home"
     monkeypatch.setenv("ZEROSEG_HOME", str(home))
-    monkeypatch.setattr(hub, "_ENTRIES", dict(hub._ENTRIES))
-    monkeypatch.setattr(hub, "_ALIASES", dict(hub._ALIASES))
     return home
 
 
@@ -36,7 +36,7 @@ def offline(monkeypatch) -> None:
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 @pytest.fixture
@@ -104,6 +104,89 @@ def test_register_packaged_builder(tmp_path: Path) -> None:
         hub.ModelEntry(name="bad", description="", licence="")
 
 
+# --- kinds: text encoders and dense embedders ---------------------------------------------
+def test_every_kind_resolves_through_the_hub(scratch_hub, tmp_path: Path) -> None:
+    assert hub.get("minilm", hub.TEXT_ENCODER).kind == hub.TEXT_ENCODER
+    assert {e.name for e in hub.list_models(hub.DENSE_EMBEDDER)} >= {"lite", "maskclip", "groupvit"}
+    assert hub.get("lite").kind == hub.SEGMENTER  # a name of several kinds: the segmenter first
+    assert hub.get("lite", hub.DENSE_EMBEDDER).kind == hub.DENSE_EMBEDDER
+    assert hub.get("clip").name == "clip_vit_b16" and hub.get("clip", hub.TEXT_ENCODER).needs
+    with pytest.raises(UnknownModelError, match="unknown text encoder 'nope'.*minilm"):
+        hub.get_text_encoder("nope")
+    with pytest.raises(ModelError, match="'lite' is a segmentation model, not a text encoder"):
+        hub.get_text_encoder("lite")
+    with pytest.raises(ModelError, match="'maskclip' is a dense embedder, not a segmentation model"):
+        hub.load_model("maskclip")
+
+    calls = []
+    scratch_hub("words", lambda path: calls.append(path) or object(), kind=hub.TEXT_ENCODER)
+    assert hub.get_text_encoder("words") is hub.get_text_encoder("WORDS") and calls == [None]  # shared
+    scratch_hub("pixels", lambda path, **options: (path, options))
+    assert hub.load_dense_embedder("pixels") == (None, {})
+    assert hub.load_dense_embedder("pixels", str(tmp_path), device="cpu") == (tmp_path, {"device": "cpu"})
+    with pytest.raises(ValueError, match="needs a builder"):
+        hub.ModelEntry(name="bad", description="", licence="", kind=hub.DENSE_EMBEDDER)
+
+
+def test_file_entries_are_downloads_or_folders(isolated: Path) -> None:
+    groupvit = hub.get("groupvit_gcc_yfcc")
+    assert groupvit.repo and not groupvit.downloadable and not hub.is_cached("groupvit")
+    assert hub.folder_path("groupvit_gcc_yfcc") == isolated / groupvit.folder
+    with pytest.raises(ModelError, match=f"huggingface-cli download {groupvit.repo}"):
+        hub.download("groupvit_gcc_yfcc")
+    (isolated / groupvit.folder).mkdir(parents=True)
+    (isolated / groupvit.folder / "config.json").write_text("{}")
+    assert hub.is_cached("groupvit_gcc_yfcc") and hub.is_cached("groupvit")  # the embedder needs only it
+    assert not hub.is_cached("maskclip")
+    with pytest.raises(ValueError, match="a download .* or a folder"):
+        hub.ModelEntry(name="bad", description="", licence="", kind="vocab")
+
+
+# --- versions trained by the engine -------------------------------------------------------
+def _trained_version(home: Path, name: str = "lite-toys-v1") -> Path:
+    """A version as `zeroseg engine train` leaves it: the shipped head, a sidecar with an engine record."""
+    from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
+
+    weights = home / "models" / f"{name}.safetensors"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(DEFAULT_HEAD_WEIGHTS.read_bytes())
+    sidecar = json.loads(DEFAULT_HEAD_WEIGHTS.with_suffix(".json").read_text())
+    sidecar["training"]["engine"] = {"dataset": "Toys", "version": 1, "objects": 6, "steps": 2, "base": "lite"}
+    weights.with_suffix(".json").write_text(json.dumps(sidecar))
+    return weights
+
+
+def test_trained_versions_are_found_in_the_cache(isolated: Path, monkeypatch, tmp_path: Path) -> None:
+    weights = _trained_version(isolated)
+    (isolated / "models" / "lite-stray-v2.safetensors").write_bytes(b"no sidecar: not a version")
+    assert hub.trained_name("My Toys!", 3) == "lite-my-toys-v3" and hub.next_version("toys") == 2
+    entry = hub.get("LITE_TOYS_V1")
+    assert entry.name == "lite-toys-v1" and entry.preset == hub.LITE_PRESET and "'Toys'" in entry.description
+    assert hub.trained_weights(entry) == weights.resolve() and hub.trained_weights(hub.get("lite")) is None
+    assert [e.name for e in hub.list_models() if hub.trained_weights(e)] == ["lite-toys-v1"]
+    with pytest.raises(UnknownModelError):
+        hub.get("lite-stray-v2")
+    model = hub.load_model("lite-toys-v1")
+    assert (model.name, model.preset, model.graph_cut) == ("lite-toys-v1", hub.LITE_PRESET, True)
+    monkeypatch.setenv("ZEROSEG_HOME", str(tmp_path / "elsewhere"))  # another cache: not there
+    with pytest.raises(UnknownModelError):
+        hub.get("lite-toys-v1")
+
+
+def test_the_hub_imports_nothing_from_the_engine(isolated: Path) -> None:
+    _trained_version(isolated)
+    code = (
+        "import sys\n"
+        "import zeroseg.hub as hub\n"
+        "from zeroseg.errors import UnknownModelError\n"
+        "assert hub.get('lite-toys-v1').name == 'lite-toys-v1'\n"
+        "try:\n    hub.get('no_such_model')\nexcept UnknownModelError:\n    pass\n"
+        "assert not [m for m in sys.modules if m.startswith('zeroseg.engine')], sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 # --- cache and offline errors -------------------------------------------------------------
 def test_cache_dir_follows_environment(monkeypatch, tmp_path: Path) -> None:
     assert hub.cache_dir() == tmp_path / "home"
@@ -160,7 +243,7 @@ def test_download_streams_verifies_and_renames(isolated: Path, local_weights, ca
     assert hub.checkpoint_path("sam_vit_b") == path and hub.is_cached("vit_b")
     assert hub.verify("vit_b").name == "sam_vit_b" and hub.verify(path).name == "sam_vit_b"
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", pytest.fail)  # already there: no new download
+    monkeypatch.setattr(urllib.request, "urlopen", pytest.fail)  # already there: no new download
     assert hub.download("vit_b", progress=False) == path
 
 
@@ -180,7 +263,7 @@ def test_connection_lost_mid_download_leaves_nothing(isolated: Path, local_weigh
                 raise ConnectionResetError(104, "Connection reset by peer")
             return super().read(size)
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", lambda *a, **k: Dropping(b"x" * (2 << 20)))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Dropping(b"x" * (2 << 20)))
     with pytest.raises(WeightsNotFoundError, match="interrupted"):
         hub.download("sam_vit_b", progress=False)
     assert _cache_files(isolated) == []

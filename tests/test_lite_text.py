@@ -241,8 +241,12 @@ def test_metrics_from_known_predictions():
 
 
 def test_shipped_weights_load_and_embed(backbone):
-    embedder = load_lite_embedder(backbone=backbone)
-    assert embedder.name == "lite" and embedder.text_encoder.dim == 384
+    from zeroseg import hub
+
+    embedder = hub.load_dense_embedder("lite", backbone=backbone)  # the head's text encoder from the hub
+    assert embedder.name == "lite" and embedder.text_encoder is hub.get_text_encoder("minilm")
+    assert embedder.text_encoder.dim == 384
+    assert load_lite_embedder(backbone=backbone, text_encoders=lambda name: embedder.text_encoder).seen == embedder.seen
     assert not set(zs.excluded_names()) & set(embedder.seen)
     assert embedder.calibration >= 0.0 and 0.0 < embedder.temperature < 1.0
     out = embedder.embed(np.full((48, 64, 3), 128, np.uint8))

@@ -551,55 +551,77 @@ def label_pixels(
 models_app = typer.Typer(cls=_Group, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
+KindOption = Annotated[
+    str | None, typer.Option("--kind", help="segmenter, text_encoder, dense_embedder, or a file kind.")
+]
+
+
+def _weights_status(entry: hub.ModelEntry) -> tuple[str, str]:
+    """(size, state) of an entry's weights, for listings."""
+    size = f"{entry.size / 1e6:,.0f} MB" if entry.size else "-"
+    if hub.trained_weights(entry) is not None:
+        return size, "trained"
+    if entry.packaged:
+        return size, "packaged"
+    if entry.needs:
+        missing = [need for need in entry.needs if not hub.is_cached(need)]
+        return size, f"needs {', '.join(missing)}" if missing else "cached"
+    return size, "cached" if hub.is_cached(entry.name) else "not cached"
+
 
 @models_app.callback(invoke_without_command=True)
-def models(ctx: typer.Context) -> None:
-    """List the registered models and whether their weights are cached.
+def models(ctx: typer.Context, kind: KindOption = None) -> None:
+    """List everything the hub can load: segmenters (with the versions `zeroseg engine train` made),
+    text encoders, dense embedders, and the weight files they are built from.
 
     \b
     Examples:
       zeroseg models
+      zeroseg models --kind dense_embedder
       zeroseg models download mobile_sam
       zeroseg models verify vit_b
       zeroseg models verify ~/Downloads/sam_vit_b_01ec64.pth
     """
     if ctx.invoked_subcommand is not None:
         return
-    from zeroseg.engine.train import register_local_models
-
-    register_local_models()  # versions trained by `zeroseg engine train` are listed too
-    rows = [("name", "aliases", "size", "weights", "licence", "description")]
-    for entry in hub.list_models():
-        if entry.downloadable:
-            status = "cached" if hub.is_cached(entry.name) else "not cached"
-            size = f"{entry.size / 1e6:,.0f} MB"
-        else:
-            status, size = "packaged", "-"
-        rows.append((entry.name, ",".join(entry.aliases) or "-", size, status, entry.licence, entry.description))
+    rows = [("name", "kind", "aliases", "size", "weights", "licence", "description")]
+    for entry in hub.list_models(kind):
+        size, state = _weights_status(entry)
+        rows.append((entry.name, entry.kind, ",".join(entry.aliases) or "-", size, state, entry.licence, entry.description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    typer.echo(f"\ncache: {hub.cache_dir() / 'checkpoints'} (set ZEROSEG_HOME to move it)")
+    typer.echo(f"\ncache: {hub.checkpoints_dir()} (set ZEROSEG_HOME to move it); trained: {hub.trained_dir()}")
 
 
 @models_app.command("show")
-def models_show(name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)]) -> None:
-    """Show a model's entry and its preset: the defaults every command uses for it (flags override).
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)], kind: KindOption = None
+) -> None:
+    """Show an entry and, for a segmenter, its preset: the defaults every command uses for it (flags override).
 
     \b
     Examples:
       zeroseg models show lite
+      zeroseg models show lite --kind dense_embedder
       zeroseg models show vit_b
     """
-    entry = hub.get(name)
+    entry = hub.get(name, kind)
     typer.echo(f"{entry.name}: {entry.description}")
+    typer.echo(f"  kind: {entry.kind}")
     typer.echo(f"  aliases: {', '.join(entry.aliases) or '-'}")
     typer.echo(f"  licence: {entry.licence}")
+    trained = hub.trained_weights(entry)
     if entry.downloadable:
         typer.echo(f"  weights: {entry.url} ({entry.size / 1e6:,.0f} MB, sha256 {entry.sha256})")
         typer.echo(f"  cached: {'yes' if hub.is_cached(entry.name) else 'no'} ({hub.cache_path(entry.name)})")
+    elif entry.repo is not None:
+        typer.echo(f"  weights: {entry.source()}")
+        typer.echo(f"  cached: {'yes' if hub.is_cached(entry.name) else 'no'} ({hub.folder_path(entry.name)})")
+    elif trained is not None:
+        typer.echo(f"  weights: {trained} (trained by `zeroseg engine train`)")
     else:
-        typer.echo("  weights: packaged")
+        typer.echo(f"  weights: {entry.source()}")
     if entry.kind == hub.SEGMENTER:
         typer.echo("preset:")
         for key, value in entry.preset.to_dict().items():
@@ -610,20 +632,23 @@ def models_show(name: Annotated[str, typer.Argument(help="Model name or alias.",
 def models_download(
     name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    kind: KindOption = None,
 ) -> None:
-    """Download a model's official weights into the cache and check their SHA-256.
+    """Download an entry's official weights (or the files it needs) into the cache and check their SHA-256.
 
     \b
     Examples:
       zeroseg models download mobile_sam
+      zeroseg models download maskclip --kind dense_embedder
       ZEROSEG_HOME=/data/zeroseg zeroseg models download vit_h
     """
-    entry = hub.get(name)
-    path = hub.download(entry.name, progress=not quiet)
-    if path is None:
-        typer.echo(f"{entry.name} ships with zeroseg: nothing to download")
-    else:
-        typer.echo(f"{entry.name}: {path} (sha256 ok)")
+    entry = hub.get(name, kind)
+    for file in entry.needs or (entry.name,):
+        path = hub.download(file, progress=not quiet)
+        if path is not None:
+            typer.echo(f"{file}: {path} (sha256 ok)")
+        else:
+            typer.echo(f"{entry.name}: nothing to download ({_weights_status(entry)[1]})")
 
 
 @models_app.command("verify")

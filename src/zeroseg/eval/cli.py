@@ -32,7 +32,7 @@ def build_interactive_model(
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
     (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default)."""
     if name.lower() == "grabcut":
-        from zeroseg.models.grabcut import GrabCutModel
+        from zeroseg.eval.grabcut import GrabCutModel
 
         return GrabCutModel()
     from zeroseg.hub import load_model
@@ -147,9 +147,9 @@ def _names(value: str | None) -> list[str] | None:
 
 
 def _embedder(model: str, checkpoint: Path | None) -> Any:
-    from zeroseg.models.vl import load_dense_embedder
+    from zeroseg.hub import load_dense_embedder
 
-    return load_dense_embedder(model, None if checkpoint is None else str(checkpoint))
+    return load_dense_embedder(model, checkpoint)
 
 
 def _write_json(path: Path | None, results: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Text encoders behind one protocol: names -> unit vectors in a joint image-text space.
 
 Every encoder embeds each name through prompt templates ("a photo of a {}."), averages the template
-embeddings, re-normalises, and caches the result per name, so a vocabulary is embedded once.
+embeddings, re-normalises, and caches the result per name, so a vocabulary is embedded once. The hub
+names them (``zeroseg.hub.get_text_encoder``: "minilm", "clip").
 """
 
 from __future__ import annotations
@@ -92,31 +93,3 @@ class MiniLMTextEncoder(CachedTemplateEncoder):
     def _encode_sentences(self, sentences: list[str]) -> torch.Tensor:
         return self.model.encode(sentences, convert_to_tensor=True, show_progress_bar=False, batch_size=64).cpu()
 
-
-_SHARED: dict[str, TextEncoder] = {}
-
-# name -> "module:function" returning a TextEncoder; imported on first use so nothing heavy loads at import time.
-_FACTORIES: dict[str, str] = {
-    "minilm": "zeroseg.models.text:MiniLMTextEncoder",
-    "clip": "zeroseg.models.clip.build:load_clip_text_encoder",
-}
-
-
-def get_text_encoder(name: str = "minilm") -> TextEncoder:
-    """Process-wide shared text encoder by name (see `_FACTORIES`)."""
-    if name not in _SHARED:
-        _SHARED[name] = _resolve(name, _FACTORIES, "text encoder")()
-    return _SHARED[name]
-
-
-def _resolve(name: str, factories: dict[str, str], what: str):
-    """Import the factory registered under `name`, or raise UnknownModelError listing the known names."""
-    import importlib
-
-    from zeroseg.errors import UnknownModelError
-
-    target = factories.get(name)
-    if target is None:
-        raise UnknownModelError(f"unknown {what} {name!r}; known: {', '.join(sorted(factories))}")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)

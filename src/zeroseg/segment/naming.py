@@ -221,7 +221,7 @@ def load_namer(
     from the vocabulary names it was trained on (its `seen`), unless `options` give them.
     """
     if isinstance(embedder, str):
-        from zeroseg.models.vl import load_dense_embedder
+        from zeroseg.hub import load_dense_embedder
 
         embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
     if calibrate:

@@ -23,9 +23,9 @@ from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import load_image
+from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.segment.graph_cut import GraphCutRefiner
 from zeroseg.segment.refine import EdgeRefiner
-from zeroseg.segment.transforms import ResizeLongestSide
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
 
 PRIOR_LOGIT = 8.0

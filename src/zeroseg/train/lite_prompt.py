@@ -46,7 +46,7 @@ from zeroseg import hub
 from zeroseg.models.lite.build import LiteConfig, build_lite_model, head_state_dict, load_head, save_head
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
-from zeroseg.segment.transforms import ResizeLongestSide
+from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.train.datasets import PromptMaskDataset
 
 CHECKPOINT_NAME = "checkpoint.pt"

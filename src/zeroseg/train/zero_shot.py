@@ -49,10 +49,11 @@ from tqdm import tqdm
 from zeroseg.data import ZERO_SHOT_SPLITS, data_root
 from zeroseg.errors import CheckpointMismatchError, ConfigError
 from zeroseg.eval.zero_shot import class_ious, confusion_matrix, harmonic_mean
+from zeroseg.hub import get_text_encoder
 from zeroseg.io import atomic_path
 from zeroseg.models.lite.backbone import EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs
-from zeroseg.models.text import clean_names, get_text_encoder
+from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedding, mask_cover, pool_masks
 from zeroseg.models.vl.lite import BackboneFeatures, LiteEmbedder, build_text_head, preprocess, save_text_head
 from zeroseg.train.lite_prompt import git_commit, learning_rate

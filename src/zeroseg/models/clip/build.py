@@ -2,8 +2,7 @@
 
 Like the official ``build_model``, every hyper-parameter is read from the tensor shapes of the
 checkpoint (heads = width // 64); the weights, stored in float16 by OpenAI, are converted to float32.
-Without explicit paths, the weights (``clip_vit_b16``) and the BPE vocabulary (``clip_vocab``) come
-from the zeroseg hub cache.
+The hub hands these builders their files (``clip_vit_b16`` and the BPE vocabulary ``clip_vocab``).
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from zeroseg import hub
 from zeroseg.errors import CheckpointMismatchError, CheckpointReadError, WeightsNotFoundError
 from zeroseg.models.clip.model import CLIP, HEAD_WIDTH, ClipConfig
 from zeroseg.models.clip.tokenizer import ClipTokenizer
@@ -23,27 +21,22 @@ from zeroseg.models.sam.build import _mismatch
 from zeroseg.models.text import DEFAULT_TEMPLATES, CachedTemplateEncoder
 from zeroseg.models.weights import read_checkpoint
 
-DEFAULT_CLIP = "clip_vit_b16"
-VOCAB = "clip_vocab"
 METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 """Integer entries of OpenAI's archives that are not model tensors (``build_model`` deletes them)."""
 TEXT_BATCH = 256
 """Sentences encoded per forward pass by the text encoder."""
 
 
-def load_clip(
-    checkpoint: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None
-) -> tuple[CLIP, ClipTokenizer]:
-    """(model in eval mode, float32 on CPU; its tokenizer) from explicit files or the hub cache.
+def load_clip(checkpoint: str | os.PathLike, vocab: str | os.PathLike) -> tuple[CLIP, ClipTokenizer]:
+    """(model in eval mode, float32 on CPU; its tokenizer) from a checkpoint and a BPE vocabulary file.
 
-    Raises WeightsNotFoundError (file missing; for the hub, with the URL, SHA-256 and destination to
-    fetch it by hand), CheckpointReadError (unreadable file) and CheckpointMismatchError (not a CLIP ViT
-    checkpoint, or keys/shapes off).
+    Raises WeightsNotFoundError (file missing), CheckpointReadError (unreadable file) and
+    CheckpointMismatchError (not a CLIP ViT checkpoint, or keys/shapes off).
     """
-    model = load_clip_model(hub.checkpoint_path(DEFAULT_CLIP, checkpoint))
-    tokenizer = ClipTokenizer(
-        hub.checkpoint_path(VOCAB, vocab), context_length=model.config.context_length, vocab_size=model.config.vocab_size
-    )
+    model = load_clip_model(checkpoint)
+    if not Path(vocab).is_file():
+        raise WeightsNotFoundError(f"CLIP vocabulary not found: {vocab}")
+    tokenizer = ClipTokenizer(vocab, context_length=model.config.context_length, vocab_size=model.config.vocab_size)
     return model, tokenizer
 
 
@@ -140,9 +133,7 @@ class ClipTextEncoder(CachedTemplateEncoder):
 
 
 def load_clip_text_encoder(
-    checkpoint: str | os.PathLike | None = None,
-    vocab: str | os.PathLike | None = None,
-    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    checkpoint: str | os.PathLike, vocab: str | os.PathLike, templates: Sequence[str] = DEFAULT_TEMPLATES
 ) -> ClipTextEncoder:
-    """CLIP's text encoder (hub ``clip_vit_b16`` and ``clip_vocab`` unless files are given)."""
+    """CLIP's text encoder from a checkpoint and a BPE vocabulary file (see :func:`load_clip`)."""
     return ClipTextEncoder(*load_clip(checkpoint, vocab), templates=templates)

@@ -1,4 +1,7 @@
-"""The protocol every dense vision-language embedder follows (lite head, MaskCLIP, GroupViT)."""
+"""The protocol every dense vision-language embedder follows (lite head, MaskCLIP, GroupViT).
+
+The hub names and builds them (``zeroseg.hub.load_dense_embedder``: "lite", "maskclip", "groupvit").
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroseg.models.text import TextEncoder, _resolve
+from zeroseg.models.text import TextEncoder
 
 
 @dataclass
@@ -60,15 +63,3 @@ def pool_masks(embeddings: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
     weights = cover / cover.sum(1, keepdim=True).clamp(min=1e-6)
     return F.normalize(weights @ embeddings, dim=1)
 
-
-# name -> "module:function(checkpoint=None) -> DenseEmbedder", imported on first use.
-_EMBEDDERS: dict[str, str] = {
-    "lite": "zeroseg.models.vl.lite:load_lite_embedder",
-    "maskclip": "zeroseg.models.vl.maskclip:load_maskclip_embedder",
-    "groupvit": "zeroseg.models.vl.groupvit:load_groupvit_embedder",
-}
-
-
-def load_dense_embedder(name: str = "lite", checkpoint: str | None = None) -> DenseEmbedder:
-    """Build the dense embedder registered as `name` (weights from the hub or `checkpoint`)."""
-    return _resolve(name, _EMBEDDERS, "dense embedder")(checkpoint=checkpoint)

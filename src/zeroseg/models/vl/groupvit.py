@@ -31,7 +31,6 @@ from zeroseg.models.text import DEFAULT_TEMPLATES, CachedTemplateEncoder
 from zeroseg.models.vl.base import DenseEmbedding
 
 HF_REPO = "nvidia/groupvit-gcc-yfcc"
-CACHE_NAME = "groupvit-gcc-yfcc"
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # either one
 VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
@@ -225,12 +224,12 @@ def _read_stats(folder: Path) -> tuple[Sequence[float], Sequence[float]]:
 
 
 def load_groupvit_embedder(
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike,
     tokenizer: Tokenize | str | os.PathLike | None = None,
     hard: bool = False,
     device: str = "cpu",
 ) -> GroupViTEmbedder:
-    """GroupViT from a Hugging Face folder (default: `zeroseg.hub.cache_dir() / "groupvit-gcc-yfcc"`).
+    """GroupViT from a Hugging Face folder ``checkpoint`` (by default the hub passes ``groupvit_gcc_yfcc``'s).
 
     `tokenizer` is a function sentences -> ids, or a path (a folder with vocab.json + merges.txt, or
     OpenAI's bpe_simple_vocab_16e6.txt.gz); by default the checkpoint folder's own tokenizer files. Never
@@ -238,9 +237,7 @@ def load_groupvit_embedder(
     """
     from transformers import GroupViTModel
 
-    from zeroseg.hub import cache_dir
-
-    folder = Path(checkpoint).expanduser() if checkpoint is not None else cache_dir() / CACHE_NAME
+    folder = Path(checkpoint).expanduser()
     missing = [CONFIG_FILE] if not (folder / CONFIG_FILE).is_file() else []
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append(WEIGHT_FILES[0])

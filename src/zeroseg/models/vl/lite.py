@@ -9,6 +9,7 @@ in training, the calibration (calibrated stacking) and the training metadata and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,11 @@ import torch.nn.functional as F
 from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs, input_channels
-from zeroseg.models.text import TextEncoder, get_text_encoder
+from zeroseg.models.text import TextEncoder
+from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.models.vl.base import DenseEmbedding
 from zeroseg.models.weights import read_checkpoint, save_weights
 from zeroseg.models.weights import read_sidecar as weights_sidecar
-from zeroseg.segment.transforms import ResizeLongestSide
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_text.safetensors"
 SIDECAR_FORMAT = "zeroseg-lite-text"
@@ -132,16 +133,20 @@ def load_text_head(path: str | Path, backbone: EfficientNetLite) -> tuple[TextHe
 
 
 def load_lite_embedder(
-    checkpoint: str | Path | None = None, backbone: EfficientNetLite | None = None
+    checkpoint: str | Path | None = None,
+    backbone: EfficientNetLite | None = None,
+    *,
+    text_encoders: Callable[[str], TextEncoder],
 ) -> LiteEmbedder:
     """The lite dense embedder: head weights from ``checkpoint`` (default: the shipped ones); pass the lite
-    promptable model's ``image_encoder.backbone`` as ``backbone`` to share one backbone instance."""
+    promptable model's ``image_encoder.backbone`` as ``backbone`` to share one backbone instance.
+    ``text_encoders`` gives the text encoder the head's config names (``zeroseg.hub.get_text_encoder``)."""
     backbone = backbone if backbone is not None else load_imagenet_lite0()
     head, sidecar = load_text_head(checkpoint if checkpoint is not None else DEFAULT_WEIGHTS, backbone)
     return LiteEmbedder(
         head,
         backbone,
-        get_text_encoder(head.config.text_encoder),
+        text_encoders(head.config.text_encoder),
         seen=tuple(sidecar.get("seen", ())),
         calibration=float(sidecar.get("calibration", 0.0)),
         mask_calibration=float(sidecar.get("mask_calibration", 0.0)),

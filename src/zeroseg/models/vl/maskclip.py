@@ -62,9 +62,7 @@ class MaskClipEmbedder:
 
 
 def load_maskclip_embedder(
-    checkpoint: str | os.PathLike | None = None,
-    vocab: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike, vocab: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> MaskClipEmbedder:
-    """MaskCLIP on OpenAI CLIP (hub ``clip_vit_b16`` and ``clip_vocab`` unless files are given)."""
+    """MaskCLIP on an OpenAI CLIP checkpoint and its BPE vocabulary file."""
     return MaskClipEmbedder(*load_clip(checkpoint, vocab), device=device)

@@ -1,0 +1,121 @@
+"""Building what the registry names: segmenters (:func:`load_model`), text encoders, dense embedders."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zeroseg.errors import ConfigError, UnknownModelError
+from zeroseg.hub.entry import DENSE_EMBEDDER, SEGMENTER, TEXT_ENCODER
+from zeroseg.hub.files import checkpoint_path, existing_checkpoint, file_sha256
+from zeroseg.hub.registry import get_built
+from zeroseg.preset import SAM, Preset
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from zeroseg.models.text import TextEncoder
+    from zeroseg.models.vl import DenseEmbedder
+
+_TEXT_ENCODERS: dict[str, TextEncoder] = {}
+"""Text encoders built so far, by entry name: one shared instance each per process."""
+
+
+def get_text_encoder(name: str = "minilm") -> TextEncoder:
+    """The process-wide shared text encoder registered as ``name``."""
+    entry = get_built(name, TEXT_ENCODER)
+    if entry.name not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[entry.name] = entry.builder(None)
+    return _TEXT_ENCODERS[entry.name]
+
+
+def load_dense_embedder(name: str = "lite", checkpoint: str | os.PathLike | None = None, **options: Any) -> DenseEmbedder:
+    """Build the dense embedder registered as ``name``: weights from the hub cache, or ``checkpoint`` (a file
+    or folder, as the embedder takes); ``options`` go to its builder (e.g. ``device``)."""
+    entry = get_built(name, DENSE_EMBEDDER)
+    path = None if checkpoint is None else Path(checkpoint).expanduser()
+    return entry.builder(path, **options)
+
+
+def load_model(
+    name: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    config: str | os.PathLike | dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> nn.Module:
+    """Build a segmenter in eval mode on ``device``, stamped with what it is.
+
+    With ``config`` (a dict or the path of a JSON file in the layout of the SAM golden configs), the
+    model is built from it and ``checkpoint`` (required); ``name`` is not used. Otherwise ``name`` is
+    looked up in the registry: its builder is used for packaged models, ``build_sam`` with the
+    cached official weights (or ``checkpoint``, which wins) for the others.
+
+    The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
+    SHA-256 prefix, or zeroseg's version for packaged weights) and ``preset`` (:class:`Preset`), and
+    its refinement switches (``refine_edges``, ``graph_cut``) are the preset's.
+    """
+    from zeroseg import __version__
+
+    if config is not None:
+        if checkpoint is None:
+            raise ConfigError("a model built from a config needs a checkpoint file")
+        settings, weights = _read_config(config), existing_checkpoint(checkpoint)
+        from zeroseg.models.sam import build_from_config
+
+        model = build_from_config(settings, weights)
+        entry_name, preset, version = None, SAM, _file_version(weights)
+    else:
+        if name is None:
+            raise UnknownModelError("give a model name or a config")
+        entry = get_built(name, SEGMENTER)
+        if entry.builder is not None:
+            given = None if checkpoint is None else existing_checkpoint(checkpoint)
+            model = entry.builder(given)
+            version = _file_version(given) if given is not None else entry.sha256 or f"zeroseg {__version__}"
+        else:
+            weights = checkpoint_path(entry.name, checkpoint)
+            from zeroseg.models.sam import build_sam
+
+            model = build_sam(entry.arch, checkpoint=weights)
+            version = entry.sha256 if checkpoint is None else _file_version(weights)
+        entry_name, preset = entry.name, entry.preset
+        version = version[:12] if entry.sha256 and version == entry.sha256 else version
+    import torch
+
+    try:
+        model = model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as err:  # unknown device string, or not compiled/available
+        raise ConfigError(f"cannot use device {device!r}: {err}") from None
+    model.name, model.version, model.preset = entry_name, version, preset
+    model.refine_edges, model.graph_cut = preset.refine_edges, preset.graph_cut
+    return model.eval()
+
+
+_HASHED_VERSION_BYTES = 256 << 20
+
+
+def _file_version(path: Path) -> str:
+    """A weight file's version: its SHA-256 prefix, or its name for files too large to hash on every load."""
+    return file_sha256(path)[:12] if path.stat().st_size <= _HASHED_VERSION_BYTES else path.name
+
+
+def preset_of(model: Any) -> Preset:
+    """The preset a model was loaded with (:func:`load_model`); SAM's for a model built by hand."""
+    preset = getattr(model, "preset", None)
+    return preset if isinstance(preset, Preset) else SAM
+
+
+def _read_config(config: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(config, dict):
+        return config
+    path = Path(config).expanduser()
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    return loaded
