@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zeroseg.errors import ConfigError, UnknownModelError
-from zeroseg.hub.entry import DENSE_EMBEDDER, SEGMENTER, TEXT_ENCODER
+from zeroseg.hub.entry import DENSE_EMBEDDER, SEGMENTER, TEXT_ENCODER, ModelEntry
 from zeroseg.hub.files import checkpoint_path, existing_checkpoint, file_sha256
 from zeroseg.hub.registry import get_built
 from zeroseg.preset import SAM, Preset
@@ -18,16 +18,16 @@ if TYPE_CHECKING:
     from zeroseg.models.text import TextEncoder
     from zeroseg.models.vl import DenseEmbedder
 
-_TEXT_ENCODERS: dict[str, TextEncoder] = {}
-"""Text encoders built so far, by entry name: one shared instance each per process."""
+_TEXT_ENCODERS: dict[ModelEntry, TextEncoder] = {}
+"""Text encoders built so far, by entry: one shared instance each per process."""
 
 
 def get_text_encoder(name: str = "minilm") -> TextEncoder:
     """The process-wide shared text encoder registered as ``name``."""
     entry = get_built(name, TEXT_ENCODER)
-    if entry.name not in _TEXT_ENCODERS:
-        _TEXT_ENCODERS[entry.name] = entry.builder(None)
-    return _TEXT_ENCODERS[entry.name]
+    if entry not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[entry] = entry.builder(None)
+    return _TEXT_ENCODERS[entry]
 
 
 def load_dense_embedder(name: str = "lite", checkpoint: str | os.PathLike | None = None, **options: Any) -> DenseEmbedder:
