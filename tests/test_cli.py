@@ -220,7 +220,7 @@ def test_models_lists_every_kind_and_trained_versions_without_the_engine(cache: 
     line = next(line for line in done.stdout.splitlines() if line.startswith("lite-toys-v1"))
     assert "trained" in line and "'toys'" in line
     shown = run("models", "show", "lite-toys-v1")
-    assert shown.exit_code == 0 and str(weights) in shown.stdout and "pred_iou_thresh: 0.6" in shown.stdout
+    assert shown.exit_code == 0 and str(weights) in shown.stdout and f"pred_iou_thresh: {hub.LITE_PRESET.pred_iou_thresh}" in shown.stdout
     shown = run("models", "show", "lite", "--kind", "dense_embedder")
     assert "kind: dense_embedder" in shown.stdout and "preset:" not in shown.stdout
 

@@ -6,6 +6,7 @@ import pytest
 from skimage import data as skimage_data
 
 from zeroseg.errors import PromptShapeError
+from zeroseg import hub
 from zeroseg.models.lite import build_lite
 from zeroseg.segment import Predictor
 from zeroseg.segment.graph_cut import GraphCutRefiner
@@ -83,8 +84,8 @@ def test_large_regions_are_cut_at_a_bounded_size():
 
 
 def test_lite_predictor_cuts_interactive_masks_only():
-    model = build_lite()
-    assert model.graph_cut
+    model = hub.load_model("lite")
+    assert model.graph_cut  # the lite preset turns the graph cut on
     image = skimage_data.chelsea()
     point, label = np.array([[300.0, 150.0]]), np.array([1])
     plain, cut = Predictor(model, graph_cut=False), Predictor(model)

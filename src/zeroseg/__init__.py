@@ -8,6 +8,9 @@ __version__ = "0.1.0"
 
 # Public classes, imported on first use so that `import zeroseg` does not load torch.
 _LAZY_EXPORTS = {
+    "Everything": "zeroseg.segment.pipeline",
+    "Preset": "zeroseg.preset",
+    "load_model": "zeroseg.hub",
     "Predictor": "zeroseg.segment.predictor",
     "MaskGenerator": "zeroseg.segment.mask_generator",
     "Namer": "zeroseg.segment.naming",

@@ -188,7 +188,7 @@ class MaskGenerator:
         if self.pred_iou_thresh > 0.0:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
         # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
-        data["masks"] = predictor.upscale_masks(data["masks"])
+        data["masks"] = predictor.refine(predictor.upscale_masks(data["masks"]))  # refine: the model's preset
         threshold = predictor.model.mask_threshold
         data["stability_score"] = calculate_stability_score(data["masks"], threshold, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:

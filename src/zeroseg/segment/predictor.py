@@ -217,11 +217,7 @@ class Predictor:
         low_res_masks, iou_predictions = self.decode_torch(
             point_coords, point_labels, boxes, mask_input, multimask_output
         )
-        masks = self.upscale_masks(low_res_masks)
-        if self.refine_edges and self._image is not None:
-            if self._refiner is None:
-                self._refiner = EdgeRefiner(self._image)
-            masks = self._refiner(masks)
+        masks = self.refine(self.upscale_masks(low_res_masks))
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks
@@ -258,6 +254,15 @@ class Predictor:
         flat = low_res_masks.reshape(-1, 1, *shape[-2:])
         masks = self.model.postprocess_masks(flat, self.input_size, self.original_size)
         return masks.reshape(*shape[:-2], *masks.shape[-2:])
+
+    def refine(self, masks: torch.Tensor) -> torch.Tensor:
+        """Upscaled mask logits ``(..., H, W)`` snapped to the current image's edges when
+        :attr:`refine_edges` is on (and the original pixels are known); unchanged otherwise."""
+        if not self.refine_edges or self._image is None or masks.numel() == 0:
+            return masks
+        if self._refiner is None:
+            self._refiner = EdgeRefiner(self._image)
+        return self._refiner(masks)
 
     def mask_to_input(self, mask: np.ndarray) -> np.ndarray:
         """A bool HxW mask of the current image as a 1xhxw ``mask_input`` (logits +/- PRIOR_LOGIT).
