@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from zeroseg import hub
 from zeroseg.errors import PromptValueError
 from zeroseg.models.text import clean_names
-from zeroseg.models.vl import DenseEmbedder, load_dense_embedder
-from zeroseg import hub
+from zeroseg.models.vl import DenseEmbedder
 from zeroseg.preset import Preset
 from zeroseg.segment.naming import Namer
 from zeroseg.segment.pipeline import namer_for
@@ -60,7 +60,7 @@ class NameSuggester:
                 raise PromptValueError("the vocabulary is empty: set some names first")
             if self._namer is None:
                 if isinstance(self._embedder, str):
-                    self._embedder = load_dense_embedder(self._embedder)
+                    self._embedder = hub.load_dense_embedder(self._embedder)
                 self._namer = namer_for(self._vocabulary, self.settings, embedder=self._embedder)
             return self._namer
 
