@@ -1,0 +1,87 @@
+"""Choose segment-everything filters for the lite model on validation photos no training step saw.
+
+Photos: 8 MSRC-21 and 4 CamVid *val* images (drawn with seed 0 from ../shared/data); ground truth: the
+connected regions of each class covering at least 1% of the image. For each ``GRID,IOU,STABILITY``
+setting it prints masks per photo, recall (share of regions some mask matches at IoU 0.5 / 0.75), the
+mean best IoU per region and the share of masks that match a region. ``REFINE=0`` turns the lite
+preset's edge refinement off.
+
+    python recipes/everything_val.py 32,0.4,0.1 32,0.5,0.2 32,0.6,0.2
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from zeroseg import hub
+from zeroseg.segment import MaskGenerator, Predictor
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SOURCES = (("msrc21", {255}, 8), ("camvid", {11}, 4))  # (folder, void ids, photos)
+MIN_SHARE = 0.01
+MIN_AREA = 100
+
+
+def regions(label: np.ndarray, void: set[int]) -> list[np.ndarray]:
+    """Connected regions of each class, at least MIN_SHARE of the image."""
+    found = []
+    for value in np.unique(label):
+        if value in void:
+            continue
+        count, components = cv2.connectedComponents((label == value).astype(np.uint8))
+        found += [components == k for k in range(1, count) if (components == k).sum() >= MIN_SHARE * label.size]
+    return found
+
+
+def photos() -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    rng = np.random.default_rng(0)
+    items = []
+    for source, void, count in SOURCES:
+        files = sorted((DATA / source / "val" / "images").iterdir())
+        for file in [files[i] for i in sorted(rng.choice(len(files), count, replace=False))]:
+            label = np.array(Image.open(next((DATA / source / "val" / "labels").glob(file.stem + ".*"))))
+            items.append((np.array(Image.open(file).convert("RGB")), regions(label, void)))
+    return items
+
+
+def main(settings: list[str]) -> None:
+    items = photos()
+    print(f"{len(items)} photos, {sum(len(r) for _, r in items)} regions", flush=True)
+    predictor = Predictor(hub.load_model("lite"), refine_edges=os.environ.get("REFINE", "1") == "1")
+    for setting in settings:
+        grid, iou, stability = setting.split(",")
+        generator = MaskGenerator(
+            predictor, points_per_side=int(grid), pred_iou_thresh=float(iou),
+            stability_score_thresh=float(stability), min_mask_region_area=MIN_AREA, output_mode="coco_rle",
+        )  # fmt: skip
+        start, best, counts, matching = time.perf_counter(), [], [], []
+        for image, truth in items:
+            found = [r for r in generator.generate(image) if r["area"] >= MIN_AREA]
+            counts.append(len(found))
+            if not found:
+                best += [0.0] * len(truth)
+                continue
+            masks = [{"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()} for r in found]
+            truth_rles = [mask_utils.encode(np.asfortranarray(t.astype(np.uint8))) for t in truth]
+            ious = mask_utils.iou(masks, truth_rles, [0] * len(truth_rles))
+            best += list(ious.max(0))
+            matching.append((ious.max(1) >= 0.5).mean())
+        best_iou = np.array(best)
+        print(
+            f"grid {grid} iou {iou} stability {stability}: masks/photo {np.mean(counts):.1f} "
+            f"recall@0.5 {np.mean(best_iou >= 0.5):.3f} @0.75 {np.mean(best_iou >= 0.75):.3f} "
+            f"mean best IoU {best_iou.mean():.3f} matching {np.mean(matching) if matching else 0:.3f} "
+            f"({(time.perf_counter() - start) / len(items):.1f} s/photo)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["32,0.4,0.1"])
