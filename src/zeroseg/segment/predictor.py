@@ -7,7 +7,10 @@ before skips the image encoder.
 
 It depends only on the SAM model interface (``image_encoder.img_size``, ``prompt_encoder``,
 ``mask_decoder``, ``preprocess``, ``postprocess_masks``, ``mask_threshold``, ``image_format``),
-so every model family that provides it works.
+so every model family that provides it works, or on the promptable-adapter interface
+(``zeroseg.models.hf.adapter``: ``img_size``, ``transform``, ``embed``, ``decode_prompts``,
+``postprocess_masks``, ...) of the adapters over transformers models (SAM 2.1, SAM-HQ, EdgeTAM,
+SAM 3's tracker), which embed and decode through the models' own forward passes.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class _Embedding:
-    features: torch.Tensor
+    features: Any  # a 1xCxhxw tensor, or an adapter's embedding
     original_size: tuple[int, int]
     input_size: tuple[int, int]
 
@@ -46,7 +49,8 @@ class Predictor:
     """Predict masks from point, box and mask prompts on one image embedded once.
 
     Arguments:
-      model: a SAM-interface model (e.g. built by ``zeroseg.models.sam.build_from_config``).
+      model: a SAM-interface model (e.g. built by ``zeroseg.models.sam.build_from_config``) or a
+        promptable adapter (``zeroseg.models.hf.build_hf_segmenter``).
       cache_size: how many image embeddings to keep (least recently used are dropped); 0 disables.
       refine_edges: snap the masks of :meth:`predict` / :meth:`predict_batch` to the image's edges
         (:class:`~zeroseg.segment.refine.EdgeRefiner`); by default the model's ``refine_edges``
@@ -69,7 +73,9 @@ class Predictor:
         self.model = model
         self.refine_edges = getattr(model, "refine_edges", False) if refine_edges is None else refine_edges
         self.graph_cut = getattr(model, "graph_cut", False) if graph_cut is None else graph_cut
-        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self._adapter = model if callable(getattr(model, "decode_prompts", None)) else None
+        self._img_size: int = model.img_size if self._adapter is not None else model.image_encoder.img_size
+        self.transform = model.transform if self._adapter is not None else ResizeLongestSide(self._img_size)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Embedding] = OrderedDict()
         self.reset_image()
@@ -112,24 +118,27 @@ class Predictor:
 
     @torch.inference_mode()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
-        """Embed a 1x3xHxW image already resized with :class:`ResizeLongestSide` (not normalised)."""
-        img_size = self.model.image_encoder.img_size
+        """Embed a 1x3xHxW image already resized with :attr:`transform` (not normalised)."""
+        img_size = self._img_size
         shape = tuple(transformed_image.shape)
         if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size:
             raise ImageError(f"set_torch_image expects a 1x3xHxW tensor with longest side {img_size}, got {shape}")
         self.reset_image()
-        features = self.model.image_encoder(self.model.preprocess(transformed_image))
+        if self._adapter is not None:
+            features = self._adapter.embed(transformed_image)
+        else:
+            features = self.model.image_encoder(self.model.preprocess(transformed_image))
         self._use(_Embedding(features, tuple(int(s) for s in original_image_size[:2]), shape[2:]))
 
     def get_image_embedding(self) -> torch.Tensor:
         """The embedding of the current image, 1xCxHxW."""
         self._require_image()
-        return self.features
+        return self.features if self._adapter is None else self._adapter.image_embedding(self.features)
 
     def reset_image(self) -> None:
         """Forget the current image (cached embeddings stay available)."""
         self.is_image_set = False
-        self.features: torch.Tensor | None = None
+        self.features: Any = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self._image: np.ndarray | None = None  # the original RGB image, kept for edge refinement
@@ -220,6 +229,9 @@ class Predictor:
         masks = self.refine(self.upscale_masks(low_res_masks))
         if not return_logits:
             masks = masks > self.model.mask_threshold
+        limit = getattr(self.model, "low_res_logit_limit", None)  # SAM 2 models: as Meta's predictor
+        if limit is not None:
+            low_res_masks = low_res_masks.clamp(-limit, limit)
         return masks, iou_predictions, low_res_masks
 
     @torch.inference_mode()
@@ -234,6 +246,10 @@ class Predictor:
         """The decoder half of :meth:`predict_torch`: low-resolution mask logits BxCxhxw and predicted
         IoU BxC, before upscaling (callers that drop masks by score upscale only the kept ones)."""
         self._require_image()
+        if self._adapter is not None:
+            return self._adapter.decode_prompts(
+                self.features, point_coords, point_labels, boxes, mask_input, multimask_output
+            )
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse_embeddings, dense_embeddings = self.model.prompt_encoder(
             points=points, boxes=boxes, masks=mask_input
@@ -274,7 +290,7 @@ class Predictor:
         if tuple(mask.shape) != self.original_size:
             raise PromptShapeError(f"a {tuple(mask.shape)} mask does not match the image {self.original_size}")
         height, width = self.input_size
-        side = self.model.image_encoder.img_size
+        side = self._img_size
         frame = np.zeros((side, side), np.float32)
         frame[:height, :width] = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
         out_h, out_w = self._mask_input_size()
@@ -304,6 +320,8 @@ class Predictor:
         return digest, image.shape, model_id, str(self.device)
 
     def _mask_input_size(self) -> tuple[int, int]:
+        if self._adapter is not None:
+            return tuple(self._adapter.mask_input_size)
         return tuple(self.model.prompt_encoder.mask_input_size)
 
     def _prompts_to_torch(
