@@ -147,6 +147,15 @@ def segment(
             show_default=False,
         ),
     ] = None,
+    exemplar: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exemplar", "-e", metavar="X0,Y0,X1,Y1[,neg]",
+            help="Exemplar box for a concept model (sam3): find every instance like it (neg: not like it). "
+            "Repeatable; joins each --text phrase, or prompts alone.",
+            show_default=False,
+        ),
+    ] = None,
     names: NamesOpt = None,
     single: Annotated[bool, typer.Option("--single", help="Keep only the best mask of each prompt.")] = False,
     model: ModelOpt = DEFAULT_MODEL,
@@ -169,6 +178,10 @@ def segment(
     prompts.unmatched; if no prompt gave a mask at all, nothing is written and the exit code is
     24. With --names the other masks are named from that vocabulary (label and label score).
 
+    With a concept model (--model sam3), a text phrase and/or --exemplar boxes find every instance
+    of the concept: each mask is labelled with the phrase, its score and label score are the
+    model's instance score. Such a model takes no --point, --box or --names.
+
     Writes OUT/mask_<i>.png (0/255), OUT/overlay.png and, last, OUT/result.json (image size,
     model, prompts, and per mask: the index of its prompt and the prompt as the model got it
     (prompt_used), score (= predicted IoU), XYWH bbox, area, COCO RLE, label, label score, source
@@ -183,8 +196,11 @@ def segment(
       zeroseg segment photo.jpg -p 320,240 -p 400,260,0 --single --out out
       zeroseg segment photo.jpg --box 10,20,200,220 --box 250,30,400,300 --out out
       zeroseg segment photo.jpg -p 50,60 --config tiny.json --checkpoint tiny.pth -o out
+      zeroseg segment photo.jpg --model sam3 --text "a cow" --out out
+      zeroseg segment photo.jpg --model sam3 -e 10,20,200,220 -e 300,40,380,90,neg -o out
     """
     from zeroseg.segment import Predictor
+    from zeroseg.segment.concept import is_concept_model
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
@@ -193,30 +209,38 @@ def segment(
     phrases = clean_names(text) if text else []
     if text and not phrases:
         raise PromptValueError("--text needs a non-empty phrase")
-    points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2], allow_none=bool(phrases))
+    exemplars = _parse_exemplars(exemplar or [], rgb.shape[:2])
+    points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2], allow_none=bool(phrases or exemplars))
     vocabulary = _vocabulary(names)
     ensure_dir(out)
-    predictor = Predictor(hub.load_model(model, checkpoint, config, device))
-    predictor.set_image(rgb)
+    loaded = hub.load_model(model, checkpoint, config, device)
     segments: list[Segment] = []
     prompt_ids: list[int] = []
     multimask = False
-    if points is not None or boxes is not None:
-        segments, prompt_ids, multimask = _predict(predictor, points, boxes, single)
-    settings = hub.preset_of(predictor.model).override(embedder=embedder, calibrate=calibrate)
-    # a text prompt needs "none of these" (the learned background) to find nothing where nothing matches
-    namer = _namer(vocabulary + phrases, settings, background=True if phrases else None) if (phrases or vocabulary) else None
     unmatched: list[str] = []
-    if phrases:
-        from zeroseg.segment import text_to_masks
+    namer = None
+    if is_concept_model(loaded):
+        segments, prompt_ids, unmatched = _concept_prompts(loaded, rgb, phrases, exemplars, points, boxes, vocabulary, single)
+    else:
+        if exemplars:
+            raise PromptValueError(f"--exemplar needs a concept model (e.g. --model sam3); {model} takes --point and --box")
+        predictor = Predictor(loaded)
+        predictor.set_image(rgb)
+        if points is not None or boxes is not None:
+            segments, prompt_ids, multimask = _predict(predictor, points, boxes, single)
+        settings = hub.preset_of(loaded).override(embedder=embedder, calibrate=calibrate)
+        # a text prompt needs "none of these" (the learned background) to find nothing where nothing matches
+        namer = _namer(vocabulary + phrases, settings, background=True if phrases else None) if (phrases or vocabulary) else None
+        if phrases:
+            from zeroseg.segment import text_to_masks
 
-        n_prompts = max(prompt_ids) + 1 if prompt_ids else 0
-        for k, phrase in enumerate(phrases):
-            found = text_to_masks(rgb, phrase, predictor, namer)[: 1 if single else None]
-            segments += found
-            prompt_ids += [n_prompts + k] * len(found)
-            if not found:
-                unmatched.append(phrase)
+            n_prompts = max(prompt_ids) + 1 if prompt_ids else 0
+            for k, phrase in enumerate(phrases):
+                found = text_to_masks(rgb, phrase, predictor, namer)[: 1 if single else None]
+                segments += found
+                prompt_ids += [n_prompts + k] * len(found)
+                if not found:
+                    unmatched.append(phrase)
     if unmatched and not segments:
         quoted = ", ".join(repr(phrase) for phrase in unmatched)
         raise NothingFoundError(f"no region of {image} matches {quoted}; nothing was written")
@@ -233,10 +257,11 @@ def segment(
     result = {
         "image": str(image),
         "size": {"height": rgb.shape[0], "width": rgb.shape[1]},
-        "model": _model_info(predictor.model, checkpoint, config),
+        "model": _model_info(loaded, checkpoint, config),
         "prompts": {
             "points": [] if points is None else points.tolist(),
             "boxes": [] if boxes is None else boxes.tolist(),
+            "exemplars": [[*box, int(positive)] for box, positive in exemplars],
             "multimask_output": multimask,
             "text": phrases,
             "unmatched": unmatched,
@@ -325,6 +350,49 @@ def _predict(
         ]
         prompt_ids += [index] * len(order)
     return segments, prompt_ids, multimask
+
+
+def _parse_exemplars(texts: list[str], size: tuple[int, int]) -> list[tuple[list[float], bool]]:
+    """``X0,Y0,X1,Y1[,neg]`` strings -> checked (box, positive) pairs."""
+    from zeroseg.segment.validation import check_boxes
+
+    exemplars = []
+    for text in texts:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) not in (4, 5):
+            raise PromptShapeError(f"--exemplar expects X0,Y0,X1,Y1 or X0,Y0,X1,Y1,neg in pixels, got {text!r}")
+        sign = parts[4].lower() if len(parts) == 5 else "pos"
+        if sign not in ("pos", "neg", "1", "0"):
+            raise PromptValueError(f"--exemplar {text!r}: the fifth value is neg (not like this) or pos")
+        box = _floats(parts[:4], "--exemplar", text)
+        check_boxes(box, size)
+        exemplars.append((box, sign in ("pos", "1")))
+    return exemplars
+
+
+def _concept_prompts(
+    model: Any, rgb: np.ndarray, phrases: list[str], exemplars: list[tuple[list[float], bool]],
+    points: np.ndarray | None, boxes: np.ndarray | None, vocabulary: list[str], single: bool,
+) -> tuple[list[Segment], list[int], list[str]]:
+    """A concept model's segments: one prompt per phrase (the exemplars join each), or the exemplars
+    alone; the prompt index of each segment; the prompts that found nothing."""
+    from zeroseg.segment.concept import concept_masks
+
+    name = getattr(model, "name", None) or "a concept model"
+    if points is not None or boxes is not None:
+        raise PromptValueError(f"{name} takes --text and --exemplar prompts, not --point or --box")
+    if vocabulary:
+        raise PromptValueError(f"{name} names what it finds by the prompt: give each name as --text, not --names")
+    segments: list[Segment] = []
+    prompt_ids: list[int] = []
+    unmatched: list[str] = []
+    for index, phrase in enumerate(phrases or [None]):
+        found = concept_masks(rgb, model, phrase, exemplars)[: 1 if single else None]
+        segments += found
+        prompt_ids += [index] * len(found)
+        if not found:
+            unmatched.append("the exemplar boxes" if phrase is None else phrase)
+    return segments, prompt_ids, unmatched
 
 
 def _parse_points(texts: list[str]) -> np.ndarray | None:

@@ -2,7 +2,8 @@
 
 - :func:`add_images` registers files or folders as a dataset's images.
 - :func:`annotate_image` is the automatic stage's work on one image, pure and deterministic:
-  segment everything, keep the masks that pass the quality filters, name them from a vocabulary.
+  segment everything, keep the masks that pass the quality filters, name them from a vocabulary; with
+  a concept model (SAM 3), one concept prompt per name instead, which labels every instance of it.
   The single-process runner (:func:`auto`) and the Ray runner (``ray_runner.auto_ray``) both call it,
   which is what makes their results equal.
 - :func:`auto` runs it over every image of a dataset that the automatic stage has not done yet. Each
@@ -38,6 +39,7 @@ from zeroseg.preset import Preset
 from zeroseg.segment.record import Segment
 
 if TYPE_CHECKING:
+    from zeroseg.segment.concept import ConceptLabeller
     from zeroseg.segment.pipeline import Everything
 
 
@@ -86,10 +88,13 @@ class AutoConfig:
     a model exactly as ``zeroseg everything`` does.
 
       model: registered segmentation model (``zeroseg models``).
-      names: vocabulary that names the masks (empty: masks stay unnamed).
+      names: vocabulary that names the masks (empty: masks stay unnamed). A concept model (SAM 3)
+        needs names: it finds every instance of each.
       status: review status of the masks stored by :func:`auto` (accepted: a fully automatic run;
         proposed: leave them for review).
-      points_per_side ... calibrate: as :class:`zeroseg.preset.Preset`.
+      points_per_side ... calibrate: as :class:`zeroseg.preset.Preset`. A concept model reads
+        only pred_iou_thresh (as its instance score threshold; default the model's), min_area and
+        max_masks.
     """
 
     model: str = "lite"
@@ -125,9 +130,10 @@ class AutoConfig:
 
 @dataclass
 class AutoModels:
-    """What :func:`annotate_image` runs: the everything -> filter -> name pipeline of a config."""
+    """What :func:`annotate_image` runs: the everything -> filter -> name pipeline of a config, or the
+    one concept prompt per name of a concept model."""
 
-    pipeline: Everything
+    pipeline: Everything | ConceptLabeller
 
     @property
     def model_name(self) -> str | None:
@@ -135,13 +141,23 @@ class AutoModels:
 
 
 def load_models(config: AutoConfig, device: str = "cpu") -> AutoModels:
-    """The config's model, in the pipeline with its preset overridden by the config, and a namer if it has names."""
+    """The config's model, in the pipeline with its preset overridden by the config, and a namer if it
+    has names; a concept model labels with its own concept prompts, one per name."""
     from zeroseg import hub
     from zeroseg.segment import Predictor
+    from zeroseg.segment.concept import ConceptLabeller, is_concept_model
     from zeroseg.segment.pipeline import Everything, namer_for
 
     model = hub.load_model(config.model, device=device)
     settings = config.settings(hub.preset_of(model))
+    if is_concept_model(model):
+        if not config.names:
+            raise PromptValueError(f"{config.model} is a concept model: it labels by name; give --names")
+        model.cache_size = 0  # every image is seen once: keep no image embedding (the names' are kept)
+        labeller = ConceptLabeller(
+            model, config.names, config.pred_iou_thresh, min_area=settings.min_area, max_masks=settings.max_masks
+        )
+        return AutoModels(labeller)
     namer = namer_for(list(config.names), settings, cache_size=0) if config.names else None
     return AutoModels(Everything(Predictor(model, cache_size=0), settings, namer))
 

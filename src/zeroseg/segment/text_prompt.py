@@ -1,12 +1,15 @@
-"""Text prompts: "a red car" -> masks, by turning where the phrase wins into box + point prompts.
+"""Text prompts: "a red car" -> masks.
 
-The namer's dense embeddings say roughly where the phrase beats the rest of its vocabulary (and the
-background); each connected region of that map becomes a box around it plus its most confident pixel,
-and the promptable model draws the exact outline.
+With a concept model (SAM 3, ``model.concepts``), the model itself finds every instance of the phrase
+(:func:`zeroseg.segment.concept.concept_masks`). With a promptable model, the namer's dense embeddings
+say roughly where the phrase beats the rest of its vocabulary (and the background); each connected
+region of that map becomes a box around it plus its most confident pixel, and the promptable model
+draws the exact outline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -16,6 +19,7 @@ import torch
 from zeroseg.errors import PromptValueError
 from zeroseg.io import load_image
 from zeroseg.models.text import clean_names
+from zeroseg.segment.concept import Exemplar, concept_masks, is_concept_model
 from zeroseg.segment.naming import Namer, resize_grid
 from zeroseg.segment.predictor import Predictor
 from zeroseg.segment.record import Segment
@@ -45,22 +49,47 @@ def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
 
 def text_to_masks(
     image: Any,
-    phrase: str,
-    predictor: Predictor,
-    namer: Namer,
-    max_instances: int = 5,
+    phrase: str | None,
+    predictor: Predictor | None = None,
+    namer: Namer | None = None,
+    max_instances: int | None = None,
     threshold: float | None = None,
+    *,
+    model: Any = None,
+    exemplars: Iterable[Exemplar] = (),
 ) -> list[Segment]:
     """Segments of the instances of `phrase` in `image`, best first.
 
-    Each connected region where :func:`phrase_map` reaches `threshold` (default 0.5) becomes a prompt
-    (its box and its peak pixel); of the model's multimask outputs the one that ranks best is kept, the
-    rank being predicted IoU x IoU of the mask with the region; duplicates are removed by mask IoU.
+    With a concept model as ``model`` (SAM 3): **every** instance the model finds, as
+    :func:`~zeroseg.segment.concept.concept_masks` (label the phrase, label score and predicted IoU
+    the instance score, ``prompt`` ``{"text": ...}``); ``exemplars`` ``[(box, positive), ...]`` join
+    the phrase (or replace it: ``phrase`` None), ``threshold`` is the instance score to pass
+    (default the model's) and ``max_instances`` (default all) cuts the list. No `predictor` or
+    `namer` is needed.
+
+    Otherwise (``predictor`` and ``namer``, or ``model`` with ``namer``, a Predictor then made for
+    it), at most ``max_instances`` (default 5): each connected region where :func:`phrase_map`
+    reaches `threshold` (default 0.5) becomes a prompt (its box and its peak pixel); of the model's
+    multimask outputs the one that ranks best is kept, the rank being predicted IoU x IoU of the
+    mask with the region; duplicates are removed by mask IoU.
     A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (the mean of
     :func:`phrase_map` over the mask, in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the
     ``text``, ``box`` (XYXY) and ``points`` ([[x, y, 1]], the peak) used, ``source`` "assisted". No
     match: ``[]``.
     """
+    concept_model = model if model is not None else getattr(predictor, "model", None)
+    if is_concept_model(concept_model):
+        found = concept_masks(image, concept_model, phrase, exemplars, threshold)
+        return found if max_instances is None else found[:max_instances]
+    if list(exemplars):
+        raise PromptValueError("exemplar boxes need a concept model (SAM 3); give clicks or boxes to a predictor")
+    if phrase is None:
+        raise PromptValueError("a text prompt needs a phrase")
+    if predictor is None and model is not None:
+        predictor = Predictor(model)
+    if predictor is None or namer is None:
+        raise PromptValueError("a text prompt needs a concept model, or a promptable model (or predictor) and a namer")
+    max_instances = 5 if max_instances is None else max_instances
     image = load_image(image)
     share = phrase_map(image, phrase, namer)
     grid = namer.embed(image).features.shape[-2:]
