@@ -625,8 +625,10 @@ KindOption = Annotated[
 
 
 def _weights_status(entry: hub.ModelEntry) -> tuple[str, str]:
-    """(size, state) of an entry's weights, for listings."""
-    size = f"{entry.size / 1e6:,.0f} MB" if entry.size else "-"
+    """(size, state) of an entry's weights, for listings; a Hugging Face folder's size is approximate."""
+    size = f"{'~' if entry.repo else ''}{entry.size / 1e6:,.0f} MB" if entry.size else "-"
+    if entry.fetchable and not hub.is_cached(entry.name):
+        return size, "not cached, gated" if entry.gated else "not cached"
     if hub.trained_weights(entry) is not None:
         return size, "trained"
     if entry.packaged:
@@ -640,13 +642,15 @@ def _weights_status(entry: hub.ModelEntry) -> tuple[str, str]:
 @models_app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, kind: KindOption = None) -> None:
     """List everything the hub can load: segmenters (with the versions `zeroseg engine train` made),
-    text encoders, dense embedders, and the weight files they are built from.
+    text encoders, dense embedders, and the weight files they are built from, with size, licence and
+    whether they are cached. Gated models (SAM 3) need their licence accepted on Hugging Face and HF_TOKEN.
 
     \b
     Examples:
       zeroseg models
       zeroseg models --kind dense_embedder
       zeroseg models download mobile_sam
+      zeroseg models download sam2.1_hiera_tiny
       zeroseg models verify vit_b
       zeroseg models verify ~/Downloads/sam_vit_b_01ec64.pth
     """
@@ -659,7 +663,10 @@ def models(ctx: typer.Context, kind: KindOption = None) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    typer.echo(f"\ncache: {hub.checkpoints_dir()} (set ZEROSEG_HOME to move it); trained: {hub.trained_dir()}")
+    typer.echo(
+        f"\ncache: {hub.checkpoints_dir()}, Hugging Face folders in {hub.cache_dir() / 'hf'} (set ZEROSEG_HOME to "
+        f"move them); trained: {hub.trained_dir()}"
+    )
 
 
 @models_app.command("show")
@@ -673,6 +680,7 @@ def models_show(
       zeroseg models show lite
       zeroseg models show lite --kind dense_embedder
       zeroseg models show vit_b
+      zeroseg models show sam3
     """
     entry = hub.get(name, kind)
     typer.echo(f"{entry.name}: {entry.description}")
@@ -684,7 +692,13 @@ def models_show(
         typer.echo(f"  weights: {entry.url} ({entry.size / 1e6:,.0f} MB, sha256 {entry.sha256})")
         typer.echo(f"  cached: {'yes' if hub.is_cached(entry.name) else 'no'} ({hub.cache_path(entry.name)})")
     elif entry.repo is not None:
-        typer.echo(f"  weights: {entry.source()}")
+        typer.echo(f"  repo: https://huggingface.co/{entry.repo}")
+        typer.echo(f"  revision: {entry.revision or 'main (not pinned)'}")
+        if entry.fetchable:
+            gated = "yes: accept the licence on the repo's page, then set HF_TOKEN" if entry.gated else "no"
+            typer.echo(f"  gated: {gated}")
+        if entry.size:
+            typer.echo(f"  size: ~{entry.size / 1e6:,.0f} MB")
         typer.echo(f"  cached: {'yes' if hub.is_cached(entry.name) else 'no'} ({hub.folder_path(entry.name)})")
     elif trained is not None:
         typer.echo(f"  weights: {trained} (trained by `zeroseg engine train`)")
@@ -702,18 +716,24 @@ def models_download(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     kind: KindOption = None,
 ) -> None:
-    """Download an entry's official weights (or the files it needs) into the cache and check their SHA-256.
+    """Download an entry's official weights (or the files it needs) into the cache and check their SHA-256;
+    a Hugging Face model's folder (config and safetensors) at its pinned revision. Gated ones (SAM 3) need
+    their licence accepted at huggingface.co and HF_TOKEN set.
 
     \b
     Examples:
       zeroseg models download mobile_sam
+      zeroseg models download sam2.1_hiera_tiny
+      HF_TOKEN=hf_... zeroseg models download sam3
       zeroseg models download maskclip --kind dense_embedder
       ZEROSEG_HOME=/data/zeroseg zeroseg models download vit_h
     """
     entry = hub.get(name, kind)
     for file in entry.needs or (entry.name,):
         path = hub.download(file, progress=not quiet)
-        if path is not None:
+        if path is not None and hub.get(file).fetchable:
+            typer.echo(f"{file}: {path} ({hub.get(file).repo}, {hub.get(file).revision or 'main'})")
+        elif path is not None:
             typer.echo(f"{file}: {path} (sha256 ok)")
         else:
             typer.echo(f"{entry.name}: nothing to download ({_weights_status(entry)[1]})")

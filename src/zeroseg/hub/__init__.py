@@ -5,10 +5,12 @@ Segmenters (:func:`load_model`), text encoders (:func:`get_text_encoder`), dense
 and the lite versions ``zeroseg engine train`` writes (found in the cache by name) all resolve here.
 Builders are handed weight paths; ``zeroseg.models`` never looks in the cache itself. Weights live in
 ``cache_dir()``: ``$ZEROSEG_HOME``, else ``$XDG_CACHE_HOME/zeroseg`` or ``~/.cache/zeroseg``. Nothing
-here touches the network unless :func:`download` is called, and the hub imports nothing above it.
+here touches the network unless :func:`download` is called, or :func:`load_model` first builds a model
+from a Hugging Face folder that is not cached yet; the hub imports nothing above it.
 
 Modules: ``entry`` (ModelEntry, kinds), ``registry`` (names), ``files`` (cache, download, verify),
-``loading`` (building), ``lite`` (the lite family and trained versions), ``catalog`` (what ships).
+``hf`` (Hugging Face folders: download, checks, Meta's SAM 2.1 ``.pt``), ``loading`` (building),
+``lite`` (the lite family and trained versions), ``catalog`` (what ships).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What ships registered: segmenters (lite, SAM, MobileSAM), CLIP's files, the GroupViT folder, text
-encoders and dense embedders. Builders import ``zeroseg.models`` when called, so importing the hub
-loads no torch; they resolve weight files here and hand their paths to the models."""
+"""What ships registered: segmenters (lite, SAM, MobileSAM; SAM 2.1, SAM-HQ, EdgeTAM and SAM 3 from their
+Hugging Face folders), CLIP's files, the GroupViT folder, text encoders and dense embedders. Builders import
+``zeroseg.models`` when called; they resolve weight files here and hand their paths to the models. The
+Hugging Face entries' presets come from the adapters (``zeroseg.models.hf``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 from zeroseg.hub.entry import DENSE_EMBEDDER, TEXT_ENCODER, ModelEntry
 from zeroseg.hub.files import checkpoint_path, folder_path
+from zeroseg.hub.hf import HFBuilder
 from zeroseg.hub.lite import LITE_LICENCE, LITE_PRESET, build_lite
 from zeroseg.hub.loading import get_text_encoder
 from zeroseg.hub.registry import register
@@ -83,6 +85,72 @@ SEGMENTERS = (
         description="MobileSAM (Zhang et al.): TinyViT encoder distilled from SAM ViT-H, 5M parameters",
         aliases=("vit_t", "mobilesam"),
     ),
+)
+
+
+def _presets() -> dict[str, Any]:
+    """The Hugging Face families' presets, as their adapters define them (SAM 3's concept models: its tracker's)."""
+    from zeroseg.models.hf import preset_for
+
+    tracker = preset_for("sam3_tracker")
+    return {**{f: preset_for(f) for f in ("sam2", "edgetam", "sam_hq", "sam3_tracker")},
+            "sam3": tracker, "sam3_lite_text": tracker}
+
+
+_PRESETS = _presets()
+_SAM3_LICENCE = "SAM License (Meta; gated: accept it on Hugging Face)"
+
+
+def _hf(name: str, family: str, repo: str, revision: str | None, size: int, licence: str, description: str,
+        aliases: tuple[str, ...] = (), gated: bool = False, meta_size: str | None = None) -> ModelEntry:
+    """A segmenter built from a Hugging Face folder, kept in ``cache_dir()/hf/<org>--<name>``."""
+    return ModelEntry(
+        name=name,
+        builder=HFBuilder(name, family, meta_size),
+        repo=repo,
+        folder="hf/" + repo.replace("/", "--"),
+        revision=revision,
+        size=size,
+        licence=licence,
+        description=description,
+        aliases=aliases,
+        preset=_PRESETS[family],
+        gated=gated,
+    )
+
+
+# Revisions: commits of the repositories where one could be found (None: the main branch); sizes: the
+# approximate download (safetensors), in bytes.
+HF_SEGMENTERS = (
+    _hf("sam2.1_hiera_tiny", "sam2", "facebook/sam2.1-hiera-tiny", "de431c4043854a71d8101e17995dfe596bf101a5",
+        156_000_000, "Apache-2.0", "SAM 2.1 Hiera-T (Meta), transformers' Sam2Model; also loads Meta's "
+        "sam2.1_hiera_tiny.pt", aliases=("sam2.1_hiera_t",), meta_size="tiny"),
+    _hf("sam2.1_hiera_small", "sam2", "facebook/sam2.1-hiera-small", "ee5bba1d82bb8749febdf90f45e84b687142ba03",
+        184_000_000, "Apache-2.0", "SAM 2.1 Hiera-S (Meta), transformers' Sam2Model; also loads Meta's "
+        "sam2.1_hiera_small.pt", aliases=("sam2.1_hiera_s",), meta_size="small"),
+    _hf("sam2.1_hiera_base_plus", "sam2", "facebook/sam2.1-hiera-base-plus", "b7320756a13354e7530a63935656d35b2f91a290",
+        323_000_000, "Apache-2.0", "SAM 2.1 Hiera-B+ (Meta), transformers' Sam2Model; also loads Meta's "
+        "sam2.1_hiera_base_plus.pt", aliases=("sam2.1_hiera_b+",), meta_size="base_plus"),
+    _hf("sam2.1_hiera_large", "sam2", "facebook/sam2.1-hiera-large", "665f8e2ad61cf5f53d65644ff27c8ee525124610",
+        898_000_000, "Apache-2.0", "SAM 2.1 Hiera-L (Meta), transformers' Sam2Model; also loads Meta's "
+        "sam2.1_hiera_large.pt", aliases=("sam2.1_hiera_l",), meta_size="large"),
+    _hf("sam_hq_vit_b", "sam_hq", "syscv-community/sam-hq-vit-base", None, 379_000_000, "Apache-2.0",
+        "HQ-SAM ViT-B (SysCV): SAM with a high-quality output token, transformers' SamHQModel"),
+    _hf("sam_hq_vit_l", "sam_hq", "syscv-community/sam-hq-vit-large", None, 1_255_000_000, "Apache-2.0",
+        "HQ-SAM ViT-L (SysCV), transformers' SamHQModel"),
+    _hf("sam_hq_vit_h", "sam_hq", "syscv-community/sam-hq-vit-huge", None, 2_571_000_000, "Apache-2.0",
+        "HQ-SAM ViT-H (SysCV), transformers' SamHQModel"),
+    _hf("edgetam", "edgetam", "yonigozlan/EdgeTAM-hf", None, 56_000_000, "Apache-2.0",
+        "EdgeTAM (Meta): SAM 2 for devices, transformers' EdgeTamModel; its RepViT encoder needs timm"),
+    _hf("sam3", "sam3", "facebook/sam3", "3c879f39826c281e95690f02c7821c4de09afae7", 3_450_000_000, _SAM3_LICENCE,
+        "SAM 3 (Meta): a noun phrase or exemplar boxes find every instance; clicks too. Gated download",
+        gated=True),
+    _hf("sam3_tracker", "sam3_tracker", "facebook/sam3", "3c879f39826c281e95690f02c7821c4de09afae7", 3_450_000_000,
+        _SAM3_LICENCE, "SAM 3's tracker: clicks, boxes and masks on SAM 3's image encoder (the sam3 download)",
+        gated=True),
+    _hf("sam3_lite_text", "sam3_lite_text", "vil-uob/sam3-litetext-s0", "b09766e54f5d2eba021119ec7feff13e74c0f8fc",
+        2_120_000_000, "Apache-2.0 (model card); its SAM 3 image encoder comes under the SAM License",
+        "SAM3-LiteText S0 (Univ. of Bristol): SAM 3 with a MobileCLIP-S0 text encoder, concept prompts"),
 )
 
 FILES = (
@@ -209,5 +277,5 @@ DENSE_EMBEDDERS = (
     ),
 )
 
-for _entry in (*SEGMENTERS, *FILES, *TEXT_ENCODERS, *DENSE_EMBEDDERS):
+for _entry in (*SEGMENTERS, *HF_SEGMENTERS, *FILES, *TEXT_ENCODERS, *DENSE_EMBEDDERS):
     register(_entry)

@@ -31,6 +31,10 @@ class ModelEntry:
     paths to ``zeroseg.models``; ``needs`` names the file entries it uses. Other kinds are files: a
     download (``url`` ...) or a Hugging Face folder (``repo``, kept in the cache folder ``folder``).
 
+    A segmenter with a ``repo`` is built from that Hugging Face folder, which the hub downloads itself
+    (:mod:`zeroseg.hub.hf`): ``revision`` pins the commit (None: the repository's main branch), ``size``
+    is the approximate download in bytes, ``gated`` says the repository needs an accepted licence and a token.
+
     ``preset`` holds a segmenter's inference defaults (segment-everything thresholds, refinement,
     naming); every face starts from it. It means nothing for the other kinds.
     """
@@ -50,13 +54,19 @@ class ModelEntry:
     repo: str | None = None
     folder: str | None = None
     needs: tuple[str, ...] = ()
+    revision: str | None = None
+    gated: bool = False
 
     def __post_init__(self) -> None:
         weight_fields = (self.filename, self.url, self.sha256, self.size)
-        if any(f is not None for f in weight_fields) and None in weight_fields:
+        if any(f is not None for f in weight_fields[:3]) and None in weight_fields:
             raise ValueError(f"model {self.name!r}: filename, url, sha256 and size go together")
+        if self.size is not None and self.url is None and self.repo is None:
+            raise ValueError(f"model {self.name!r}: a size belongs to a download (url=) or a folder (repo=)")
         if (self.repo is None) != (self.folder is None):
             raise ValueError(f"model {self.name!r}: repo and folder go together")
+        if (self.revision is not None or self.gated) and self.repo is None:
+            raise ValueError(f"model {self.name!r}: revision and gated describe a Hugging Face repo (repo=)")
         if self.kind == SEGMENTER:
             if (self.arch is None) == (self.builder is None):
                 raise ValueError(f"model {self.name!r}: give exactly one of arch= or builder=")
@@ -73,6 +83,11 @@ class ModelEntry:
         return self.url is not None
 
     @property
+    def fetchable(self) -> bool:
+        """A Hugging Face folder the hub downloads itself (segmenters); other folders are fetched by hand."""
+        return self.repo is not None and self.kind == SEGMENTER
+
+    @property
     def packaged(self) -> bool:
         """Built from files that ship with zeroseg or its dependencies (nothing to fetch)."""
         return self.url is None and self.repo is None and not self.needs
@@ -82,6 +97,6 @@ class ModelEntry:
         if self.url is not None:
             return self.url
         if self.repo is not None:
-            return f"Hugging Face {self.repo}"
+            return f"Hugging Face {self.repo}" + (f" @ {self.revision[:12]}" if self.revision else "")
         return f"needs {', '.join(self.needs)}" if self.needs else "packaged"
 

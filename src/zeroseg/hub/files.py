@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroseg.errors import ChecksumError, ModelError, WeightsNotFoundError
+from zeroseg.hub import hf
 from zeroseg.hub.cache import cache_dir, checkpoints_dir
 from zeroseg.hub.entry import ModelEntry
 from zeroseg.hub.registry import find, get, list_models
@@ -48,6 +49,8 @@ def is_cached(name: str) -> bool:
     entry = get(name)
     if entry.downloadable:
         return cache_path(entry.name).is_file()
+    if entry.fetchable:
+        return hf.folder_complete(hf.cache_folder(entry))
     if entry.repo is not None:
         return (folder_path(entry.name) / FOLDER_MARKER).is_file()
     return all(is_cached(need) for need in entry.needs)
@@ -105,13 +108,17 @@ def download(name: str, progress: bool = True) -> Path | None:
 
     Streams to a ``.part`` file next to the destination while hashing, then renames it into place
     only if the SHA-256 matches (ChecksumError otherwise, and the partial file is removed). A file
-    already cached with the right hash is kept. Returns None for entries without a file of their own
-    (packaged models; an entry's ``needs`` are downloaded by name). Raises WeightsNotFoundError when
-    the URL cannot be reached (offline), ModelError for a Hugging Face folder (fetched by hand).
+    already cached with the right hash is kept. A segmenter's Hugging Face folder is fetched with
+    ``huggingface_hub`` (:func:`zeroseg.hub.hf.fetch`: missing or changed files only) and its path returned.
+    Returns None for entries without a file of their own (packaged models; an entry's ``needs`` are
+    downloaded by name). Raises WeightsNotFoundError when the URL or the Hub cannot be reached (offline,
+    gated), ModelError for other Hugging Face folders (fetched by hand).
     """
     from tqdm import tqdm
 
     entry = get(name)
+    if entry.fetchable:
+        return hf.fetch(entry.name, progress=progress)
     if entry.repo is not None:
         raise ModelError(
             f"{entry.name!r} is the Hugging Face repository {entry.repo}: fetch it with "

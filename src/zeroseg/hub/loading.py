@@ -1,12 +1,14 @@
 """Building what the registry names: segmenters (:func:`load_model`), text encoders, dense embedders."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zeroseg.errors import ConfigError, UnknownModelError
+from zeroseg.hub import hf
 from zeroseg.hub.entry import DENSE_EMBEDDER, SEGMENTER, TEXT_ENCODER, ModelEntry
 from zeroseg.hub.files import checkpoint_path, existing_checkpoint, file_sha256
 from zeroseg.hub.registry import get_built
@@ -43,21 +45,30 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     config: str | os.PathLike | dict[str, Any] | None = None,
     device: str = "cpu",
+    dtype: str | None = None,
 ) -> nn.Module:
     """Build a segmenter in eval mode on ``device``, stamped with what it is.
 
     With ``config`` (a dict or the path of a JSON file in the layout of the SAM golden configs), the
     model is built from it and ``checkpoint`` (required); ``name`` is not used. Otherwise ``name`` is
     looked up in the registry: its builder is used for packaged models, ``build_sam`` with the
-    cached official weights (or ``checkpoint``, which wins) for the others.
+    cached official weights (or ``checkpoint``, which wins) for the others. A Hugging Face entry
+    (SAM 2.1, SAM-HQ, EdgeTAM, SAM 3) takes ``checkpoint`` as a folder in the Hugging Face layout (SAM 2.1
+    also Meta's ``.pt``, converted at load); without one its folder is downloaded into the cache on first
+    use (:mod:`zeroseg.hub.hf`).
+
+    ``dtype`` ("float32" or "bfloat16") is the weights' type of a Hugging Face entry (float32 when None);
+    the other models are float32 only.
 
     The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
-    SHA-256 prefix, or zeroseg's version for packaged weights) and ``preset`` (:class:`Preset`), and
-    its refinement switches (``refine_edges``, ``graph_cut``) are the preset's.
+    SHA-256 prefix, the Hugging Face commit, or zeroseg's version for packaged weights) and ``preset``
+    (:class:`Preset`), and its refinement switches (``refine_edges``, ``graph_cut``) are the preset's.
     """
     from zeroseg import __version__
 
     if config is not None:
+        if dtype not in (None, "float32"):
+            raise ConfigError("a model built from a config runs in float32 only")
         if checkpoint is None:
             raise ConfigError("a model built from a config needs a checkpoint file")
         settings, weights = _read_config(config), existing_checkpoint(checkpoint)
@@ -69,7 +80,13 @@ def load_model(
         if name is None:
             raise UnknownModelError("give a model name or a config")
         entry = get_built(name, SEGMENTER)
-        if entry.builder is not None:
+        if dtype not in (None, "float32") and not isinstance(entry.builder, hf.HFBuilder):
+            raise ConfigError(f"{entry.name!r} runs in float32 only (dtype={dtype!r} is for the Hugging Face models)")
+        if isinstance(entry.builder, hf.HFBuilder):
+            given = None if checkpoint is None else Path(checkpoint).expanduser()
+            model = entry.builder(given, **({} if dtype is None else {"dtype": dtype}))
+            version = _hf_version(entry, given)
+        elif entry.builder is not None:
             given = None if checkpoint is None else existing_checkpoint(checkpoint)
             model = entry.builder(given)
             version = _file_version(given) if given is not None else entry.sha256 or f"zeroseg {__version__}"
@@ -98,6 +115,23 @@ _HASHED_VERSION_BYTES = 256 << 20
 def _file_version(path: Path) -> str:
     """A weight file's version: its SHA-256 prefix, or its name for files too large to hash on every load."""
     return file_sha256(path)[:12] if path.stat().st_size <= _HASHED_VERSION_BYTES else path.name
+
+
+def _hf_version(entry: ModelEntry, given: Path | None) -> str:
+    """A Hugging Face entry's version: the commit of its download, or what was given (a folder's weights'
+    SHA-256 prefix, or its name when they are too large to hash on every load; a ``.pt`` like any file)."""
+    if given is None:
+        commit = hf.downloaded_revision(entry) or entry.revision
+        return commit[:12] if commit else f"{entry.repo} (main)"
+    if given.is_file():
+        return _file_version(given)
+    files = [given / hf.CONFIG_FILE, *hf.weight_files(given)]
+    if sum(f.stat().st_size for f in files) > _HASHED_VERSION_BYTES:
+        return given.name
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(file_sha256(f).encode())
+    return digest.hexdigest()[:12]
 
 
 def preset_of(model: Any) -> Preset:
