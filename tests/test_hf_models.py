@@ -391,3 +391,21 @@ def test_edgetam_says_what_it_needs(tmp_path) -> None:
     else:  # pragma: no cover - timm present: the folder is incomplete, and it says so
         with pytest.raises(ModelError):
             build_hf_segmenter("edgetam", tmp_path)
+
+
+HUB_NAMES = {"sam2": "sam2.1_hiera_tiny", "sam_hq": "sam_hq_vit_b", "sam3_tracker": "sam3_tracker"}
+
+
+def test_through_the_hub_with_a_checkpoint_folder(built: Built) -> None:
+    """``load_model(name, checkpoint=DIR)`` builds the same adapter, stamped with the family's preset."""
+    from zeroseg import hub
+    from zeroseg.models.hf import preset_for
+
+    name = HUB_NAMES[built.family.name]
+    model = hub.load_model(name, checkpoint=built.folder)
+    assert model.name == name and hub.preset_of(model) == preset_for(built.family.name)
+    predictor = Predictor(model)
+    predictor.set_image(built.image)
+    points, labels = np.array([[260.0, 150.0]]), np.array([1])
+    got = predictor.predict(points, labels, multimask_output=True)
+    _check(built, got, _first(reference(built, points[None], labels[None], multimask=True)))

@@ -111,7 +111,7 @@ def resize_array(image: np.ndarray, size: Sequence[int], pil: bool = False) -> n
     if pil:
         resized = Image.fromarray(np.ascontiguousarray(image)).resize((int(size[1]), int(size[0])), Image.BILINEAR)
         return np.array(resized)
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    pixels = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None]
     return resize_uint8(pixels, size)[0].permute(1, 2, 0).numpy()
 
 
