@@ -117,7 +117,7 @@ class Sam3Concepts(nn.Module):
         self.mask_threshold = MASK_THRESHOLD
         self.cache_size, self.text_cache_size = cache_size, text_cache_size
         self._images: OrderedDict[tuple[Any, ...], ImageEmbedding] = OrderedDict()
-        self._texts: OrderedDict[str, TextEmbedding] = OrderedDict()
+        self._texts: OrderedDict[tuple[str, str, str], TextEmbedding] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
@@ -173,16 +173,17 @@ class Sam3Concepts(nn.Module):
         """Each phrase through the text tower, once: later calls (any image) reuse the result."""
         out = []
         for phrase in phrases:
-            cached = self._texts.get(phrase)
+            key = (phrase, str(self.device), str(self.dtype))
+            cached = self._texts.get(key)
             if cached is None:
                 ids, mask = self.tokenize([phrase])
                 features = self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
                 cached = TextEmbedding(features, mask)
-                self._texts[phrase] = cached
+                self._texts[key] = cached
                 while len(self._texts) > self.text_cache_size:
                     self._texts.popitem(last=False)
             else:
-                self._texts.move_to_end(phrase)
+                self._texts.move_to_end(key)
             out.append(cached)
         return out
 
@@ -212,6 +213,7 @@ class Sam3Concepts(nn.Module):
         return [self.postprocess(self.decode(embedding, t, boxes, labels), embedding.original_size, threshold)
                 for t in text_embeddings]  # fmt: skip
 
+    @torch.inference_mode()
     def decode(
         self,
         embedding: ImageEmbedding,
