@@ -11,10 +11,12 @@ model:
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -134,7 +136,7 @@ def hf_case(case: str, ctx: Context) -> list[Row]:
     # encoder: zeroseg's set_image against the model's get_image_embeddings on ready pixel values
     repeats = ctx.repeats(Repeats(1, 3), Repeats(0, 1))
     ours = median_seconds(lambda: pred.set_image(image), repeats)
-    pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
     pixel_values = model_input(resize_uint8(pixels, input_shape(height, width, spec)), spec, seg.dtype)
     plain = median_seconds(lambda: model.get_image_embeddings(pixel_values), repeats)
     side = spec.side
@@ -166,7 +168,19 @@ def hf_case(case: str, ctx: Context) -> list[Row]:
     target = at_most(ours, SAM2_TINY_CLICK_MAX_SECONDS) if case == "sam2.1_tiny" else None
     click = Row(case, f"{case}: 1 click after the embedding, 3 masks at {width}x{height}", ours, target,
                 ratio=f"{ours / plain:.2f}x plain forward + upscaling ({plain * 1e3:.1f} ms)", note=str(click_repeats))  # fmt: skip
-    return [encoder, click]
+    rows = [encoder, click]
+    if case == "sam2.1_tiny":  # the opt-in bfloat16 path (build_hf_segmenter(..., dtype="bfloat16"))
+        half = type(seg)(copy.deepcopy(model).to(torch.bfloat16), spec, seg.family)
+        half_pred = Predictor(half, cache_size=0)
+        seconds = median_seconds(lambda: half_pred.set_image(image), repeats)
+        fp32 = encoder.seconds
+        rows.append(Row(case, f"{case} encoder, bfloat16 weights: set_image, {width}x{height} photo", seconds,
+                        ratio=f"{fp32 / seconds:.2f}x faster than float32", note=str(repeats)))  # fmt: skip
+        half_pred.set_image(image)
+        seconds = median_seconds(lambda: half_pred.predict(coords[0], labels[0]), click_repeats)
+        rows.append(Row(case, f"{case}: 1 click, bfloat16 weights", seconds,
+                        ratio=f"{click.seconds / seconds:.2f}x faster than float32", note=str(click_repeats)))  # fmt: skip
+    return rows
 
 
 CASES: dict[str, Callable[[Context], list[Row]]] = {name: functools.partial(hf_case, name) for name in MODELS}
