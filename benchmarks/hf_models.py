@@ -83,7 +83,8 @@ def sam_hq_vit_b_config() -> Any:
         output_channels=256, window_size=14, image_size=1024, patch_size=16, mlp_ratio=4.0,
     )  # fmt: skip
     decoder = c.SamHQMaskDecoderConfig(hidden_size=256, mlp_dim=2048, num_attention_heads=8, vit_dim=768)
-    return SamHQConfig(vision_config=vision, prompt_encoder_config=c.SamHQPromptEncoderConfig(), mask_decoder_config=decoder)
+    prompt = c.SamHQPromptEncoderConfig()
+    return SamHQConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
 def sam3_tracker_config() -> Any:
@@ -141,8 +142,9 @@ def hf_case(case: str, ctx: Context) -> list[Row]:
     plain = median_seconds(lambda: model.get_image_embeddings(pixel_values), repeats)
     side = spec.side
     target = at_most(ours, SAM2_TINY_ENCODER_MAX_SECONDS) if case == "sam2.1_tiny" else None
-    encoder = Row(case, f"{case} encoder: set_image, {width}x{height} photo ({side} input)", ours, target,
-                  ratio=f"{ours / plain:.2f}x plain get_image_embeddings ({plain:.2f} s)", note=str(repeats))  # fmt: skip
+    ratio = f"{ours / plain:.2f}x plain get_image_embeddings ({plain:.2f} s)"
+    what = f"{case} encoder: set_image, {width}x{height} photo ({side} input)"
+    encoder = Row(case, what, ours, target, ratio=ratio, note=str(repeats))
 
     # one click after the embedding: Predictor.predict against the model's forward + upscaling
     pred.set_image(image)
@@ -166,8 +168,9 @@ def hf_case(case: str, ctx: Context) -> list[Row]:
 
     plain = median_seconds(plain_click, click_repeats)
     target = at_most(ours, SAM2_TINY_CLICK_MAX_SECONDS) if case == "sam2.1_tiny" else None
-    click = Row(case, f"{case}: 1 click after the embedding, 3 masks at {width}x{height}", ours, target,
-                ratio=f"{ours / plain:.2f}x plain forward + upscaling ({plain * 1e3:.1f} ms)", note=str(click_repeats))  # fmt: skip
+    ratio = f"{ours / plain:.2f}x plain forward + upscaling ({plain * 1e3:.1f} ms)"
+    what = f"{case}: 1 click after the embedding, 3 masks at {width}x{height}"
+    click = Row(case, what, ours, target, ratio=ratio, note=str(click_repeats))
     rows = [encoder, click]
     if case == "sam2.1_tiny":  # the opt-in bfloat16 path (build_hf_segmenter(..., dtype="bfloat16"))
         half = type(seg)(copy.deepcopy(model).to(torch.bfloat16), spec, seg.family)
@@ -178,8 +181,8 @@ def hf_case(case: str, ctx: Context) -> list[Row]:
                         ratio=f"{fp32 / seconds:.2f}x faster than float32", note=str(repeats)))  # fmt: skip
         half_pred.set_image(image)
         seconds = median_seconds(lambda: half_pred.predict(coords[0], labels[0]), click_repeats)
-        rows.append(Row(case, f"{case}: 1 click, bfloat16 weights", seconds,
-                        ratio=f"{click.seconds / seconds:.2f}x faster than float32", note=str(click_repeats)))  # fmt: skip
+        ratio = f"{click.seconds / seconds:.2f}x faster than float32"
+        rows.append(Row(case, f"{case}: 1 click, bfloat16 weights", seconds, ratio=ratio, note=str(click_repeats)))
     return rows
 
 

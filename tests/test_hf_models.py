@@ -27,6 +27,7 @@ from zeroseg.segment.pipeline import Everything
 from zeroseg.segment.predictor import Predictor
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TINY_DECODER = {"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32}
 
 
 # --- tiny models -------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _sam2_config() -> transformers.Sam2Config:
     return transformers.Sam2Config(
         vision_config=vision,
         prompt_encoder_config=c.Sam2PromptEncoderConfig(hidden_size=32),
-        mask_decoder_config=c.Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        mask_decoder_config=c.Sam2MaskDecoderConfig(**TINY_DECODER),
     )
 
 
@@ -53,7 +54,8 @@ def _sam_hq_config() -> transformers.SamHQConfig:
     from transformers.models.sam_hq import configuration_sam_hq as c
 
     vision = c.SamHQVisionConfig(
-        hidden_size=16, output_channels=32, num_hidden_layers=2, num_attention_heads=2, global_attn_indexes=[1], mlp_dim=32, num_pos_feats=16
+        hidden_size=16, output_channels=32, num_hidden_layers=2, num_attention_heads=2, global_attn_indexes=[1],
+        mlp_dim=32, num_pos_feats=16,
     )
     return transformers.SamHQConfig(
         vision_config=vision,
@@ -69,13 +71,14 @@ def _sam3_tracker_config() -> transformers.Sam3TrackerConfig:
     from transformers.models.sam3_tracker import configuration_sam3_tracker as c
 
     vit = s3.Sam3ViTConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, window_size=8, global_attn_indexes=[1]
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, window_size=8,
+        global_attn_indexes=[1],
     )
     vision = s3.Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=32)
     return transformers.Sam3TrackerConfig(
         vision_config=vision,
         prompt_encoder_config=c.Sam3TrackerPromptEncoderConfig(hidden_size=32),
-        mask_decoder_config=c.Sam3TrackerMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        mask_decoder_config=c.Sam3TrackerMaskDecoderConfig(**TINY_DECODER),
     )
 
 
@@ -92,7 +95,9 @@ class Family:
 
 FAMILIES = {
     "sam2": lambda: Family("sam2", transformers.Sam2Model, _sam2_config(), 1024, IMAGENET_MEAN, IMAGENET_STD, True),
-    "sam_hq": lambda: Family("sam_hq", transformers.SamHQModel, _sam_hq_config(), 1024, IMAGENET_MEAN, IMAGENET_STD, False),
+    "sam_hq": lambda: Family(
+        "sam_hq", transformers.SamHQModel, _sam_hq_config(), 1024, IMAGENET_MEAN, IMAGENET_STD, False
+    ),
     "sam3_tracker": lambda: Family(
         "sam3_tracker", transformers.Sam3TrackerModel, _sam3_tracker_config(), 1008, (0.5,) * 3, (0.5,) * 3, True
     ),
@@ -206,7 +211,8 @@ def reference(
             inputs["input_boxes"] = _sam2_scale(boxes, family, size)[None]
         out = model(**inputs, **masks_arg, multimask_output=multimask)
         low, iou = out.pred_masks[0], out.iou_scores[0]
-        upscaled = F.interpolate(low, size, mode="bilinear", align_corners=False)  # Sam2ImageProcessor.post_process_masks
+        # Sam2ImageProcessor.post_process_masks
+        upscaled = F.interpolate(low, size, mode="bilinear", align_corners=False)
         return low, iou, upscaled
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
@@ -272,7 +278,9 @@ def test_box_alone_logits(built: Built) -> None:
 
 
 def test_batch_of_prompts(built: Built) -> None:
-    points = np.array([[[260.0, 150.0], [300.0, 200.0]], [[50.0, 50.0], [480.0, 380.0]], [[200.0, 300.0], [10.0, 390.0]]])
+    points = np.array(
+        [[[260.0, 150.0], [300.0, 200.0]], [[50.0, 50.0], [480.0, 380.0]], [[200.0, 300.0], [10.0, 390.0]]]
+    )
     labels = np.array([[1, 1], [1, 0], [1, -1]])  # -1: a padding point ("not a point")
     boxes = np.array([[180.0, 40.0, 400.0, 390.0], [0.0, 0.0, 511.0, 399.0], [100.0, 200.0, 300.0, 399.0]])
     got = built.predictor.predict_batch(points, labels, boxes, multimask_output=True)
@@ -346,7 +354,8 @@ def test_segment_everything_runs_with_the_sam2_preset(tmp_path, image) -> None:
     assert adapter.preset == SAM2_PRESET and SAM2_PRESET.pred_iou_thresh == 0.8
     records = MaskGenerator(adapter, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0).generate(image)
     assert records and all(r["segmentation"].shape == image.shape[:2] for r in records)
-    segments = Everything(adapter, SAM2_PRESET.override(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0))(image)
+    loose = SAM2_PRESET.override(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    segments = Everything(adapter, loose)(image)
     assert segments and segments[0].mask.shape == image.shape[:2]
 
 
