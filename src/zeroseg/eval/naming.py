@@ -251,6 +251,7 @@ def evaluate_naming(
     calibration: float | None = None,
     progress: bool = True,
     calibrate: bool | None = None,
+    classifier: bool | None = None,
 ) -> dict[str, Any]:
     """Top-1 accuracy of naming each ground-truth mask among all ``dataset.classes``.
 
@@ -258,11 +259,18 @@ def evaluate_naming(
     plain scores, every mask named). ``calibrate`` applies calibrated stacking as the zero-shot protocol
     does: ``calibration`` (default the model's ``mask_calibration``, else its ``calibration``) is
     subtracted from every name but the ``unseen`` ones; giving ``calibration`` implies ``calibrate``.
+    ``classifier`` mixes in the backbone's ImageNet classifier (the product's default); None leaves it
+    on for the product's settings and off for the calibrated protocol, which stays the dense head's own.
     Returns ``accuracy`` over all masks, ``seen_acc``, ``unseen_acc``, ``hmean`` (percent; None when a
-    group has no mask), ``n_masks``, ``calibrated``, ``calibration`` and ``per_class``
-    (``{"correct", "total", "seen"}``). Empty masks are skipped.
+    group has no mask), ``n_masks``, ``calibrated``, ``calibration``, ``classifier`` (whether it was used)
+    and ``per_class`` (``{"correct", "total", "seen"}``). Empty masks are skipped.
     """
-    from zeroseg.segment.naming import DEFAULT_BACKGROUND, DEFAULT_BACKGROUND_THRESHOLD, DEFAULT_CALIBRATE
+    from zeroseg.segment.naming import (
+        DEFAULT_BACKGROUND,
+        DEFAULT_BACKGROUND_THRESHOLD,
+        DEFAULT_CALIBRATE,
+        DEFAULT_CLASSIFIER,
+    )
 
     names = clean_names(dataset.classes)
     unseen = set(evaluated_unseen(names, unseen))
@@ -272,9 +280,15 @@ def evaluate_naming(
         calibration = 0.0
     elif calibration is None:  # masks have their own gamma when the embedder fitted one
         calibration = getattr(model, "mask_calibration", None)
-    options = {"background": False}  # the protocol names every mask
+    if classifier is None:
+        classifier = DEFAULT_CLASSIFIER and not calibrate
+    options: dict[str, Any] = {"background": False, "classifier": classifier}  # the protocol names every mask
     if not calibrate:  # the product's own settings
-        options = {"background": DEFAULT_BACKGROUND, "background_threshold": DEFAULT_BACKGROUND_THRESHOLD}
+        options = {
+            "background": DEFAULT_BACKGROUND,
+            "background_threshold": DEFAULT_BACKGROUND_THRESHOLD,
+            "classifier": classifier,
+        }
     namer, gamma = build_namer(model, names, unseen, calibration, **options)
     counts = {name: {"correct": 0, "total": 0, "seen": name not in unseen} for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
@@ -296,6 +310,7 @@ def evaluate_naming(
         "n_masks": n_masks,
         "calibrated": bool(calibrate),
         "calibration": gamma,
+        "classifier": getattr(namer, "classifier", None) is not None,
         "per_class": counts,
     }
 

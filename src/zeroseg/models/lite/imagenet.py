@@ -1,0 +1,95 @@
+"""Naming masks with the backbone's own ImageNet-1k classifier, mapped to any names through text (ConSE).
+
+ConSE (Norouzi et al., 2014) turns a closed-set classifier into a zero-shot one: an image's class
+probabilities are carried over to new names through the similarity of the class names and the new names
+in a text space. Here each mask's crop is classified by :meth:`EfficientNetLite.classify`; the top-k of
+its 1,000 ImageNet probabilities are kept and each ImageNet class passes its probability on to the user's
+names in proportion to ``softmax(cos(class text, name text) / temperature)``. The result is a
+distribution over the user's names, which :class:`zeroseg.segment.naming.Namer` mixes with the dense
+head's mask score.
+
+The crop is the mask's bounding box made square (``context`` times its longer side, centred), with every
+pixel outside the mask set to grey (zero after the backbone's normalisation), resized to 160 x 160
+(the classifier was trained at 224; 160 halves the cost and was as accurate on validation). The
+settings were chosen on validation data (docs/zero-shot.md).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite
+from zeroseg.models.lite.imagenet_classes import IMAGENET_CLASSES
+
+CROP_SIZE = 160  # below the classifier's 224: half the cost, as accurate on validation
+CROP_CONTEXT = 1.0  # crop side / the mask box's longer side
+CROP_FILL = 127.0  # grey outside the mask: 0 after (x - 127) / 128
+MIN_CROP = 16  # pixels: the smallest crop side taken from the image
+TOP_K = 20  # ImageNet classes that pass their probability on
+TRANSFER_TEMPERATURE = 0.05  # cosine units: how sharply an ImageNet class picks among the names
+CLASSIFY_BATCH = 16
+
+
+def imagenet_names() -> list[str]:
+    """The first WordNet lemma of each ImageNet class, in output order ("tench", "goldfish", ...)."""
+    return [entry.split(", ")[0] for entry in IMAGENET_CLASSES]
+
+
+def mask_crop(image: np.ndarray, mask: np.ndarray, context: float = CROP_CONTEXT, size: int = CROP_SIZE) -> np.ndarray:
+    """float32 [size, size, 3] crop of ``image`` (uint8 HxWx3) around the non-empty ``mask`` (bool HxW):
+    the square of ``context`` times the box's longer side, centred on the box, grey outside the mask and
+    outside the image."""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    side = max(int(round(max(y1 - y0, x1 - x0, MIN_CROP) * context)), 1)
+    top, left = int(round((y0 + y1 - side) / 2)), int(round((x0 + x1 - side) / 2))
+    height, width = mask.shape
+    ya, yb, xa, xb = max(top, 0), min(top + side, height), max(left, 0), min(left + side, width)
+    crop = np.full((side, side, 3), CROP_FILL, dtype=np.float32)
+    inside = mask[ya:yb, xa:xb, None]
+    crop[ya - top : yb - top, xa - left : xb - left] = np.where(inside, image[ya:yb, xa:xb], CROP_FILL)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+@torch.inference_mode()
+def classify_masks(
+    backbone: EfficientNetLite, image: np.ndarray, masks: np.ndarray, context: float = CROP_CONTEXT
+) -> torch.Tensor:
+    """ImageNet log-probabilities [N, 1000] of the crop of each non-empty mask of ``masks`` [N, H, W]
+    (:func:`mask_crop`), classified in batches of ``CLASSIFY_BATCH``."""
+    if not len(masks):
+        return torch.zeros(0, len(IMAGENET_CLASSES))
+    device = next(backbone.parameters()).device
+    mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+    out = []
+    for start in range(0, len(masks), CLASSIFY_BATCH):
+        crops = np.stack([mask_crop(image, m, context) for m in masks[start : start + CLASSIFY_BATCH]])
+        x = (torch.from_numpy(crops).to(device).permute(0, 3, 1, 2) - mean) / std
+        out.append(F.log_softmax(backbone.classify(x).float(), dim=1).cpu())
+    return torch.cat(out)
+
+
+def transfer(
+    log_probs: torch.Tensor,
+    class_text: torch.Tensor,
+    name_text: torch.Tensor,
+    top_k: int = TOP_K,
+    temperature: float = TRANSFER_TEMPERATURE,
+) -> torch.Tensor:
+    """ImageNet log-probabilities [N, 1000] -> log-probabilities over the names [N, K].
+
+    The top-k ImageNet classes of each row keep their probability (re-normalised); each hands it on to
+    the names as ``softmax_names(cos(class_text, name_text) / temperature)``. ``class_text`` [1000, D] and
+    ``name_text`` [K, D] are unit text embeddings in one space.
+    """
+    probs = log_probs.exp()
+    top, index = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    top = top / top.sum(1, keepdim=True).clamp(min=1e-12)
+    share = (class_text.float() @ name_text.float().T / temperature).softmax(1)  # [1000, K]
+    names = torch.einsum("nk,nkc->nc", top, share[index])
+    return names.clamp(min=1e-12).log()
