@@ -38,3 +38,10 @@ def test_a_lazy_import_of_the_engine_in_the_hub_breaks_them(tmp_path: Path) -> N
     result = lint(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "zeroseg.hub.registry -> zeroseg.engine.train" in result.stdout
+
+
+def test_the_hub_and_the_cli_listing_load_no_torch() -> None:
+    """The registry (every entry and its preset) is plain data: listing models needs no torch."""
+    code = "import sys, zeroseg.hub as h; h.list_models(); assert 'torch' not in sys.modules, 'torch loaded'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

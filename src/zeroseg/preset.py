@@ -87,3 +87,8 @@ class Preset:
 
 SAM = Preset()
 """The reference ``SamAutomaticMaskGenerator`` defaults, for Meta's SAM checkpoints."""
+
+SAM2 = Preset(pred_iou_thresh=0.8)
+"""Meta's ``SAM2AutomaticMaskGenerator`` defaults (32 x 32 points, 64 a batch, predicted IoU > 0.8,
+stability >= 0.95 at offset 1, box NMS 0.7, no crops, no small-region removal), for SAM 2.1, EdgeTAM
+and SAM 3's tracker."""

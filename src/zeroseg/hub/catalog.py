@@ -13,6 +13,7 @@ from zeroseg.hub.hf import HFBuilder
 from zeroseg.hub.lite import LITE_LICENCE, LITE_PRESET, build_lite
 from zeroseg.hub.loading import get_text_encoder
 from zeroseg.hub.registry import register
+from zeroseg.preset import SAM, SAM2
 
 DEFAULT_MODEL = "lite"
 """The model used when none is named: the embedded default, which needs no download."""
@@ -88,16 +89,9 @@ SEGMENTERS = (
 )
 
 
-def _presets() -> dict[str, Any]:
-    """The Hugging Face families' presets, as their adapters define them (SAM 3's concept models: its tracker's)."""
-    from zeroseg.models.hf import preset_for
-
-    tracker = preset_for("sam3_tracker")
-    return {**{f: preset_for(f) for f in ("sam2", "edgetam", "sam_hq", "sam3_tracker")},
-            "sam3": tracker, "sam3_lite_text": tracker}
-
-
-_PRESETS = _presets()
+# Segment-everything presets of the Hugging Face families: Meta's generator defaults for each (SAM 3's
+# concept models click through their tracker).
+_PRESETS = {"sam2": SAM2, "edgetam": SAM2, "sam_hq": SAM, "sam3_tracker": SAM2, "sam3": SAM2, "sam3_lite_text": SAM2}
 _SAM3_LICENCE = "SAM License (Meta; gated: accept it on Hugging Face)"
 
 

@@ -13,14 +13,13 @@ from torch import nn
 
 from zeroseg.models.hf.adapter import Embedding, PromptableAdapter, expand
 from zeroseg.models.hf.common import ImageSpec
-from zeroseg.preset import Preset
+from zeroseg.preset import SAM2
 
 SAM2_SPEC = ImageSpec(side=1024)
 """``Sam2ImageProcessor`` / Meta's ``SAM2Transforms``: 1024 x 1024, ImageNet mean and std."""
 
-SAM2_PRESET = Preset(pred_iou_thresh=0.8)
-"""Meta's ``SAM2AutomaticMaskGenerator`` defaults (32 x 32 points, 64 a batch, predicted IoU > 0.8,
-stability >= 0.95 at offset 1, box NMS 0.7, no crops, no small-region removal)."""
+SAM2_PRESET = SAM2
+"""Meta's ``SAM2AutomaticMaskGenerator`` defaults (:data:`zeroseg.preset.SAM2`)."""
 
 EDGETAM_PRESET = SAM2_PRESET
 """EdgeTAM ships SAM 2's automatic mask generator with the same defaults."""

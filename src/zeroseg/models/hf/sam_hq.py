@@ -14,12 +14,12 @@ from torch import nn
 
 from zeroseg.models.hf.adapter import Embedding, PromptableAdapter, expand
 from zeroseg.models.hf.common import ImageSpec
-from zeroseg.preset import Preset
+from zeroseg.preset import SAM
 
 SAM_HQ_SPEC = ImageSpec(side=1024, keep_aspect=True, pil_resize=True)
 """``SamImageProcessor``: longest side 1024, ImageNet mean and std, padded to 1024 x 1024."""
 
-SAM_HQ_PRESET = Preset()
+SAM_HQ_PRESET = SAM
 """SAM-HQ's ``SamAutomaticMaskGenerator`` defaults, which are SAM's (predicted IoU > 0.88,
 stability >= 0.95, 32 x 32 points)."""
 
