@@ -359,6 +359,21 @@ def test_segment_everything_runs_with_the_sam2_preset(tmp_path, image) -> None:
     assert segments and segments[0].mask.shape == image.shape[:2]
 
 
+def test_segment_everything_on_each_model(built: Built) -> None:
+    """MaskGenerator through the model's Predictor (sharing its cache): records at the image's size whose
+    predicted IoU is the model's own for the grid point that made them."""
+    predictor = built.predictor
+    records = MaskGenerator(predictor, points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0).generate(
+        built.image
+    )
+    predictor.set_image(built.image)  # the generator resets the image; the other tests use it
+    assert records and all(r["segmentation"].shape == built.image.shape[:2] for r in records)
+    record = records[0]
+    point = np.array(record["point_coords"])
+    _, ious, _ = predictor.predict(point, np.array([1]), multimask_output=True)
+    assert np.isclose(ious, record["predicted_iou"], atol=1e-5).any()
+
+
 def test_bfloat16_opt_in(built: Built) -> None:
     adapter = build_hf_segmenter(built.family.name, built.folder, dtype="bfloat16")
     assert next(adapter.parameters()).dtype == torch.bfloat16
