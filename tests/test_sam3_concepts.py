@@ -458,6 +458,9 @@ def test_cli_segment_text_and_exemplars_end_to_end(tmp_path, folder, photo, tiny
     assert [m["score"] for m in written["masks"]] == pytest.approx([s.predicted_iou for s in expected])
     assert all(m["label"] == "a cow" for m in written["masks"]) and (out / "overlay.png").is_file()
 
+    if model[1] == "sam3":  # the hub's entry takes --dtype
+        half = CliRunner().invoke(cli.app, [str(a) for a in [*args, "--dtype", "bfloat16"]])
+        assert half.exit_code == 0, half.output
     nothing = CliRunner().invoke(cli.app, [str(a) for a in ["segment", image, *model, "-p", "10,10", "-o", out]])
     assert nothing.exit_code != 0 and "--point" in nothing.output
     wrong = CliRunner().invoke(cli.app, [str(a) for a in ["segment", image, *model, "-e", "1,2,3", "-o", out]])

@@ -164,6 +164,12 @@ def segment(
     calibrate: CalibrateOpt = None,
     embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
+    dtype: Annotated[
+        str | None,
+        typer.Option(metavar="float32|bfloat16", show_default="float32",
+                     help="Weights' type of a Hugging Face model (SAM 2.1, SAM-HQ, SAM 3): bfloat16 is faster on "
+                     "CPUs with AVX-512 BF16."),
+    ] = None,
 ) -> None:
     """Segment objects from point, box and text prompts.
 
@@ -213,7 +219,7 @@ def segment(
     points, boxes = _read_prompts(point or [], box or [], rgb.shape[:2], allow_none=bool(phrases or exemplars))
     vocabulary = _vocabulary(names)
     ensure_dir(out)
-    loaded = hub.load_model(model, checkpoint, config, device)
+    loaded = hub.load_model(model, checkpoint, config, device, dtype)
     segments: list[Segment] = []
     prompt_ids: list[int] = []
     multimask = False
