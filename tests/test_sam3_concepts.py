@@ -278,6 +278,14 @@ def test_bfloat16_runs_and_stays_close(folder, photo):
     assert np.abs(np.sort(found.scores) - np.sort(exact.scores)).max() < 0.1
 
 
+def test_clicks_on_a_concept_model_say_what_to_use(concepts):
+    from zeroseg.models.hf.sam3 import NotPromptableError
+    from zeroseg.segment import Predictor
+
+    with pytest.raises(NotPromptableError, match="sam3_tracker"):
+        Predictor(concepts)
+
+
 def test_prompt_errors(concepts, photo):
     with pytest.raises(PromptValueError):
         concepts.find(photo, None)

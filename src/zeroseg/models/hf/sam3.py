@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zeroseg.errors import ConfigError, PromptShapeError, PromptValueError, WeightsNotFoundError
+from zeroseg.errors import ConfigError, ModelError, PromptShapeError, PromptValueError, WeightsNotFoundError
 from zeroseg.models.hf.common import HALF, RESCALE, ImageSpec, normalize, resize_uint8
 
 TEXT_LENGTH = 32  # Sam3Processor pads every phrase to 32 tokens
@@ -88,6 +88,10 @@ class TextEmbedding:
 
 
 # --- the adapter -------------------------------------------------------------------------------
+class NotPromptableError(ModelError):
+    """A concept model was used where clicks and boxes are needed (a Predictor, segment everything)."""
+
+
 class Sam3Concepts(nn.Module):
     """A concept model: text and exemplar-box prompts -> every matching instance.
 
@@ -118,6 +122,16 @@ class Sam3Concepts(nn.Module):
         self.cache_size, self.text_cache_size = cache_size, text_cache_size
         self._images: OrderedDict[tuple[Any, ...], ImageEmbedding] = OrderedDict()
         self._texts: OrderedDict[tuple[str, str, str], TextEmbedding] = OrderedDict()
+
+    @property
+    def image_encoder(self) -> nn.Module:
+        """Not here: the click interface of SAM-family models; says what to use instead."""
+        name = getattr(self, "name", None) or "this SAM 3 model"
+        raise NotPromptableError(
+            f"{name} is a concept model: it takes text and exemplar-box prompts (zeroseg segment --text / "
+            "--exemplar, zeroseg engine auto --names); for clicks, boxes and segment everything use sam3_tracker "
+            "(the same download)"
+        )
 
     @property
     def device(self) -> torch.device:
