@@ -24,8 +24,9 @@ class Segment:
     (XYWH) and ``area`` default to the mask's.
 
       predicted_iou, stability_score: the model's quality scores (None when a person drew it).
-      prompt: what made it: ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1], "text": str}``
-        (keys present only when used).
+      prompt: what made it: ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1], "text": str,
+        "exemplars": [[x0, y0, x1, y1, 1 (more like this) | 0 (not like this)], ...]}`` (keys present only
+        when used).
       crop_box: XYWH crop of the image the model saw (segment-everything's crop layers).
       label, label_score: its name and how well the name matched (None: not named).
       source: manual | assisted | auto | import.
