@@ -364,3 +364,11 @@ def test_cli_add_auto_export_import(cli, image_dir, tmp_path, colour_names):
     error = cli("auto", "missing", "--no-progress", "--db", db, code=NotFoundError.exit_code)
     assert "error: no dataset called 'missing'" in error
     cli("export", "toy", str(tmp_path / "x.json"), "--status", "maybe", "--db", db, code=2)
+
+
+def test_auto_dtype_reaches_the_hub():
+    """engine auto --dtype is the hub's dtype: bfloat16 is for the Hugging Face models, refused for lite."""
+    from zeroseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="float32 only"):
+        load_models(AutoConfig(dtype="bfloat16"))

@@ -132,6 +132,11 @@ def auto(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Annotate at most N images.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered segmentation model.")] = _AUTO.model,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Weights' type of a Hugging Face model: float32 or bfloat16 (faster on CPU).",
+                     show_default="float32"),
+    ] = None,
     points_per_side: Annotated[
         int | None, typer.Option(min=1, help="Grid of N x N point prompts.", show_default=PRESET)
     ] = None,
@@ -191,6 +196,7 @@ def auto(
         background_threshold=background_threshold,
         embedder=embedder,
         calibrate=calibrate,
+        dtype=dtype,
         status=Status.PROPOSED if propose else Status.ACCEPTED,
     )
     if engine is Engine.ray:
