@@ -217,7 +217,11 @@ class Namer:
     def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
         """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score); an empty
         mask gets (None, 0). See :meth:`mask_logits`."""
-        logits, present = self.mask_logits(image, masks)
+        return self.names_from_logits(*self.mask_logits(image, masks))
+
+    def names_from_logits(self, logits: torch.Tensor, present: torch.Tensor) -> list[tuple[str | None, float]]:
+        """:meth:`name_masks`'s decision from :meth:`mask_logits`'s output (for callers that also need
+        the scores of every name, without computing them twice)."""
         labels, scores = self._decide(logits.T)
         return [
             (self.vocabulary[label] if label >= 0 else None, score) if ok else (None, 0.0)
@@ -227,13 +231,23 @@ class Namer:
     def name_records(self, image: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add `label` and `label_score` to segment records (in place; also returned), reading each
         record's `segmentation` (bool HxW array or COCO RLE)."""
-        for batch in _batches(records, MASK_BATCH):
-            masks = np.stack([_as_mask(r["segmentation"]) for r in batch])
-            for record, (label, score) in zip(batch, self.name_masks(image, masks)):
-                record["label"], record["label_score"] = label, float(score)
+        for record, (label, score) in self._name_batched(image, records, lambda r: _as_mask(r["segmentation"])):
+            record["label"], record["label_score"] = label, float(score)
         return records
 
+    def name_segments(self, image: Any, segments: Sequence[Any]) -> Sequence[Any]:
+        """Set ``label`` and ``label_score`` (None when unnamed) of :class:`~zeroseg.segment.record.Segment`
+        records, in place; also returned."""
+        for segment, (label, score) in self._name_batched(image, segments, lambda s: s.mask):
+            segment.label, segment.label_score = label, (float(score) if label is not None else None)
+        return segments
+
     # --- helpers --------------------------------------------------------------------------------
+    def _name_batched(self, image: Any, items: Sequence[Any], mask_of: Any) -> Iterator[tuple[Any, tuple[str | None, float]]]:
+        """Each item with its (name, score), masks named :data:`MASK_BATCH` at a time to bound memory."""
+        for batch in _batches(list(items), MASK_BATCH):
+            yield from zip(batch, self.name_masks(image, np.stack([mask_of(item) for item in batch])))
+
     def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Winner of logits [K(+1), ...] along dim 0 and its softmax score; the winner is -1 (none) for
         the background or a score under `background_threshold`."""

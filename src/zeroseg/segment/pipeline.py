@@ -8,21 +8,17 @@ single fields overridden by the caller's flags.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 from torch import nn
 
 from zeroseg.hub import preset_of
 from zeroseg.io import load_image
 from zeroseg.preset import Preset
 from zeroseg.segment.mask_generator import MaskGenerator
-from zeroseg.segment.naming import MASK_BATCH, load_namer
+from zeroseg.segment.naming import Namer, load_namer
 from zeroseg.segment.predictor import Predictor
 from zeroseg.segment.record import Segment
-
-if TYPE_CHECKING:
-    from zeroseg.segment.naming import Namer
 
 
 class Everything:
@@ -68,17 +64,8 @@ class Everything:
         provenance = {"source": self.source, "model_name": self.model_name, "model_version": self.model_version}
         segments = [Segment.from_sam_dict(r, **provenance) for r in records]
         if self.namer is not None:
-            name_segments(self.namer, image, segments)
+            self.namer.name_segments(image, segments)
         return segments
-
-
-def name_segments(namer: Namer, image: np.ndarray, segments: Sequence[Segment]) -> Sequence[Segment]:
-    """Set ``label`` and ``label_score`` of every segment (in place; also returned)."""
-    for start in range(0, len(segments), MASK_BATCH):
-        batch = segments[start : start + MASK_BATCH]
-        for segment, (label, score) in zip(batch, namer.name_masks(image, np.stack([s.mask for s in batch]))):
-            segment.label, segment.label_score = label, (float(score) if label is not None else None)
-    return segments
 
 
 def namer_for(names: Sequence[str] | str, settings: Preset, embedder: Any = None, **options: Any) -> Namer:

@@ -68,7 +68,8 @@ class NameSuggester:
         """The namer's choice for ``mask`` (bool HxW) and the ``k`` best names with their scores."""
         with self.lock:
             namer = self.namer()
-            best = namer.name_masks(image, mask[None])[0][0]
-            scores = namer.mask_logits(image, mask[None])[0][0].softmax(0)[: len(namer.vocabulary)]
+            logits, present = namer.mask_logits(image, mask[None])  # once: the classifier is not cheap
+            best = namer.names_from_logits(logits, present)[0][0]
+            scores = logits[0].softmax(0)[: len(namer.vocabulary)]
         top = torch.argsort(scores, descending=True)[:k].tolist()
         return best, [(namer.vocabulary[i], float(scores[i])) for i in top]
