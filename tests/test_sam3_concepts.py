@@ -430,7 +430,7 @@ def test_engine_auto_labels_every_instance_of_every_name(tmp_path, tiny_entry, p
         Image.fromarray(np.ascontiguousarray(image)).save(images / f"img{k}.png")
     config = stages.AutoConfig(model=tiny_entry, names="a cow, persons")
     models = stages.load_models(config)
-    assert isinstance(models.pipeline, ConceptLabeller) and models.model_name == "tiny_sam3"
+    assert isinstance(models.pipeline, ConceptLabeller) and models.pipeline.model.name == "tiny_sam3"
     with Store.open(tmp_path / "db") as store:
         stages.add_images(store, "d", [images])
         summary = stages.auto(store, "d", config, progress=False, models=models)

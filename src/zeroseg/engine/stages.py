@@ -137,10 +137,6 @@ class AutoModels:
 
     pipeline: Everything | ConceptLabeller
 
-    @property
-    def model_name(self) -> str | None:
-        return self.pipeline.model_name
-
 
 def load_models(config: AutoConfig, device: str = "cpu") -> AutoModels:
     """The config's model, in the pipeline with its preset overridden by the config, and a namer if it

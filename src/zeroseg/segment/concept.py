@@ -124,8 +124,6 @@ class ConceptLabeller:
             raise PromptValueError(f"{getattr(model, 'name', None) or 'a concept model'} labels by name: give names")
         self.threshold, self.min_area, self.max_masks = threshold, min_area, max_masks
         self.dedupe_iou, self.source = dedupe_iou, source
-        self.model_name: str | None = getattr(model, "name", None)
-        self.model_version: str | None = getattr(model, "version", None)
 
     def __call__(self, image: Any) -> list[Segment]:
         """The image's segments of every name, best score first (ties: vocabulary order)."""
