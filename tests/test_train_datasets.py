@@ -155,6 +155,16 @@ def test_coco128_samples(data_dir):
     assert {i.class_name for i in sample.instances} <= {"bowl", "broccoli", "orange"}
 
 
+def test_coco128_val_split_is_held_out(data_dir):
+    """A fixed quarter of coco128 is validation: disjoint from train, and the training objects skip it."""
+    train = CocoYoloSegDataset(data_dir / "coco128_seg", split="train")
+    val = CocoYoloSegDataset(data_dir / "coco128_seg", split="val")
+    assert len(val) == 32 and len(train) == 94 and not set(train.image_paths) & set(val.image_paths)
+    assert val.image_paths[0].stem == "000000000009"
+    objects = PromptMaskDataset(sources=("coco128",), root=data_dir, limit=3)
+    assert set(objects.images.paths) <= set(train.image_paths)
+
+
 # --- object masks ---------------------------------------------------------------------------
 def test_object_masks_from_semantic():
     label = np.zeros((8, 8), np.int64)
@@ -216,5 +226,5 @@ def test_evaluation_sets_are_refused(data_dir, tmp_path):
         SemanticDataset(copy)
     with pytest.raises(DatasetError, match="unknown source"):
         PromptMaskDataset(sources=("voc",), root=data_dir)
-    with pytest.raises(DatasetError, match="train split"):
-        PromptMaskDataset(sources=("coco128",), split="val", root=data_dir)
+    with pytest.raises(DatasetError, match="unknown split"):
+        CocoYoloSegDataset(data_dir / "coco128_seg", split="test")

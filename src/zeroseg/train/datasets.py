@@ -39,6 +39,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 DEFAULT_MIN_AREA = 100
 """Objects smaller than this many pixels are dropped: too small to prompt or to learn from."""
 
+COCO_VAL_EVERY = 4
+"""Every 4th labelled image of a YOLO-seg folder (``coco128_seg``) is its val split, never trained on."""
+
 SOURCE_FOLDERS = {"coco128": "coco128_seg", "camvid": "camvid", "msrc21": "msrc21"}
 """Training source name -> folder under the data root."""
 
@@ -199,9 +202,15 @@ class CocoYoloSegDataset:
     Each label line is ``class_idx x1 y1 x2 y2 ...`` with coordinates normalised to [0, 1] and
     ``class_idx`` a row of ``root/classes.tsv``. Images without a label file are skipped. Polygons are
     rasterised the COCO way (:func:`polygon_to_mask`).
+
+    ``split`` picks a fixed part of the labelled images, in sorted order: ``"val"`` every
+    :data:`COCO_VAL_EVERY`-th one (index 0, N, 2N, ...), ``"train"`` the rest, ``"all"`` both. No training
+    step may read the val part: it is the validation set settings are tuned on.
     """
 
-    def __init__(self, root: Path | str, limit: int | None = None) -> None:
+    def __init__(self, root: Path | str, limit: int | None = None, split: str = "all") -> None:
+        if split not in ("all", "train", "val"):
+            raise DatasetError(f"unknown split {split!r} of {root}; use 'train', 'val' or 'all'")
         self.root = _training_root(root)
         self.classes = read_classes(self.root / "classes.tsv")
         images_dir, labels_dir = self.root / "images", self.root / "labels"
@@ -209,7 +218,10 @@ class CocoYoloSegDataset:
             (image, (labels_dir / image.relative_to(images_dir)).with_suffix(".txt"))
             for image in _list_images(images_dir, recursive=True)
         ]
-        pairs = [(image, label) for image, label in pairs if label.is_file()][:limit]
+        pairs = [(image, label) for image, label in pairs if label.is_file()]
+        if split != "all":
+            pairs = [pair for i, pair in enumerate(pairs) if (i % COCO_VAL_EVERY == 0) == (split == "val")]
+        pairs = pairs[:limit]
         self.image_paths = [image for image, _ in pairs]
         self.label_paths = [label for _, label in pairs]
 
@@ -354,9 +366,7 @@ def _open_source(
 ) -> SemanticDataset | CocoYoloSegDataset:
     folder = data / SOURCE_FOLDERS[source]
     if source == "coco128":
-        if split != "train":
-            raise DatasetError(f"coco128 has only a train split, not {split!r}")
-        return CocoYoloSegDataset(folder, limit=limit)
+        return CocoYoloSegDataset(folder, limit=limit, split=split)
     return SemanticDataset(folder, split, limit=limit)
 
 
