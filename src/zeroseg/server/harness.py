@@ -3,7 +3,9 @@
 :func:`serve_in_thread` runs uvicorn on a free localhost port in a background thread;
 :func:`launch_chromium` starts the system's headless Chromium through Playwright (no browser
 download: Debian's ``/usr/bin/chromium``, or ``$ZEROSEG_CHROMIUM``); :func:`click_image` and
-:func:`drag_box` prompt the open image at image pixels and wait until the page has drawn the masks.
+:func:`drag_box` prompt the open image at image pixels and wait until the page has drawn the masks;
+:func:`drag_image` drags through image pixels (strokes) and :func:`image_to_client` maps an image
+pixel to page coordinates at the page's current zoom and pan.
 """
 from __future__ import annotations
 
@@ -63,32 +65,48 @@ def launch_chromium(playwright: Any, **options: Any) -> Any:
 
 def click_image(page: Any, x: float, y: float, *, negative: bool = False, timeout_ms: float = 30_000) -> None:
     """Click image pixel (x, y) in the page (shift-click if ``negative``) and wait for the masks drawn."""
-    position = _on_overlay(page, x, y)
-    _await_prediction(
-        page, lambda: page.locator("#overlay").click(position=position, modifiers=["Shift"] if negative else []),
-        timeout_ms,
-    )
+
+    def click() -> None:
+        cx, cy = image_to_client(page, x, y)
+        if negative:
+            page.keyboard.down("Shift")
+        try:
+            page.mouse.click(cx, cy)
+        finally:
+            if negative:
+                page.keyboard.up("Shift")
+
+    _await_prediction(page, click, timeout_ms)
 
 
 def drag_box(page: Any, box: tuple[float, float, float, float], *, timeout_ms: float = 30_000) -> None:
     """Drag a box (x0, y0, x1, y1 image pixels) on the open image and wait for the masks drawn."""
-    origin = page.locator("#overlay").bounding_box()
-    (ax, ay), (bx, by) = (_on_overlay(page, *box[:2]).values(), _on_overlay(page, *box[2:]).values())
+    _await_prediction(page, lambda: drag_image(page, [box[:2], box[2:]]), timeout_ms)
 
-    def drag() -> None:
-        page.mouse.move(origin["x"] + ax, origin["y"] + ay)
+
+def drag_image(page: Any, points: Any, *, steps: int = 8, modifiers: tuple[str, ...] = ()) -> None:
+    """Press the left button at the first image pixel of ``points``, move through the others, release.
+
+    A box drag, a brush or eraser stroke or a split line, whatever the page's mode makes of it.
+    """
+    for key in modifiers:
+        page.keyboard.down(key)
+    try:
+        first, *rest = [image_to_client(page, x, y) for x, y in points]
+        page.mouse.move(*first)
         page.mouse.down()
-        page.mouse.move(origin["x"] + bx, origin["y"] + by, steps=8)
+        for cx, cy in rest:
+            page.mouse.move(cx, cy, steps=steps)
         page.mouse.up()
+    finally:
+        for key in reversed(modifiers):
+            page.keyboard.up(key)
 
-    _await_prediction(page, drag, timeout_ms)
 
-
-def _on_overlay(page: Any, x: float, y: float) -> dict[str, float]:
-    """Image pixel (x, y) as a position on the overlay canvas, in CSS pixels."""
-    shown = page.locator("#overlay").bounding_box()["width"]
-    scale = shown / page.evaluate("document.getElementById('overlay').width")
-    return {"x": x * scale, "y": y * scale}
+def image_to_client(page: Any, x: float, y: float) -> tuple[float, float]:
+    """Image pixel (x, y) of the open image as a position in the page (CSS pixels), at any zoom and pan."""
+    cx, cy = page.evaluate("([x, y]) => window.zeroseg.imageToClient(x, y)", [x, y])
+    return cx, cy
 
 
 def _await_prediction(page: Any, action: Any, timeout_ms: float) -> None:
