@@ -87,7 +87,7 @@ def test_migrations_create_exactly_the_models(store):
     with store._engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert db.current_revision(connection) == "0002"
+        assert db.current_revision(connection) == "0003"
 
 
 def test_upgrade_from_0001_keeps_datasets_and_adds_a_vocabulary(db_url, root):
@@ -515,3 +515,134 @@ def _check_whole(store: Store, image_id: int) -> None:
             assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     updates = {e.annotation_id: e.after["label"] for e in store.history(image_id=image_id) if e.action == "update"}
     assert {a.id: a.label for a in anns if a.label.startswith("updated")} == updates
+
+
+# --- issue 18: classes, edit batches, review fields, image filters ---------------------------
+def test_upgrade_from_0002_turns_the_vocabulary_into_classes(db_url, root):
+    from alembic import command
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        command.upgrade(db.alembic_config(connection), "0002")
+        connection.execute(
+            sa.text(
+                "INSERT INTO datasets (name, root, categories, vocabulary, created_at) "
+                "VALUES ('old', :root, '[]', :names, :at)"
+            ),
+            {"root": str(root), "names": '["cat", "dog", "cat", ""]', "at": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO images (dataset_id, path, sha256, width, height, status, created_at) "
+                "VALUES (1, 'a.png', 'x', 40, 30, 'reviewed', :at)"
+            ),
+            {"at": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO annotations (image_id, rle, bbox, area, iscrowd, source, status, deleted, created_at, "
+                "updated_at) VALUES (1, :rle, '[0, 0, 1, 1]', 1, false, 'manual', 'accepted', false, :at, :at)"
+            ),
+            {"rle": '{"size": [30, 40], "counts": "01n\\\\0"}', "at": "2026-01-01 00:00:00"},
+        )
+    engine.dispose()
+    with Store(db_url) as store:  # tables rebuilt by the upgrade keep the rows that refer to them
+        assert len(store.annotations_for(1)) == 1 and store.annotations_for(1)[0].comment is None
+        classes = store.classes("old")
+        assert [(c.name, c.position, c.key) for c in classes] == [("cat", 0, None), ("dog", 1, None)]
+        assert [c.color for c in classes] == list(store_module.PALETTE[:2])
+        assert store.get_dataset("old").vocabulary == ["cat", "dog"]
+        (image,) = store.images("old")
+        assert image.status is ImageStatus.REVIEWED
+        store.set_image_status(image.id, ImageStatus.IN_PROGRESS)  # the new statuses are allowed
+        assert store.get_image(image.id).status is ImageStatus.IN_PROGRESS
+
+
+def test_class_list(store, dataset):
+    cat = store.add_class("ds", "cat", key="c", description="house cats")
+    dog = store.add_class("ds", " dog ", color="#00FF00")
+    assert (dog.name, dog.color, dog.position) == ("dog", "#00ff00", 1)
+    assert cat.color == store_module.PALETTE[0]
+    with pytest.raises(store_module.ConflictError, match="called 'cat'"):
+        store.add_class("ds", "cat")
+    with pytest.raises(store_module.ConflictError, match="key 'c'"):
+        store.add_class("ds", "cow", key="c")
+    for bad in ({"color": "red"}, {"key": "ab"}, {"key": " "}):
+        with pytest.raises(DatasetError):
+            store.add_class("ds", "cow", **bad)
+    with pytest.raises(store_module.ConflictError):
+        store.update_class(dog.id, key="c")
+    assert store.update_class(dog.id, key="d", description="").key == "d"
+    assert store.get_dataset("ds").vocabulary == ["cat", "dog"]
+    # the vocabulary view replaces the list, keeping what kept names had
+    store.set_vocabulary("ds", ["dog", "bird"])
+    kept = {c.name: c for c in store.classes("ds")}
+    assert list(kept) == ["dog", "bird"] and kept["dog"].key == "d" and kept["dog"].color == "#00ff00"
+    store.delete_class(kept["bird"].id)
+    assert [c.name for c in store.classes("ds")] == ["dog"]
+    with pytest.raises(NotFoundError):
+        store.get_class(kept["bird"].id)
+
+
+def test_renaming_and_merging_classes_relabel_in_one_transaction(store, dataset):
+    a, b = dataset[0], dataset[1]
+    cat = store.add_class("ds", "cat")
+    dog = store.add_class("ds", "dog")
+    made = store.add_annotations(
+        [NewAnnotation(a.id, _mask(a, (0, 0, 5, 5)), label="cat"),
+         NewAnnotation(b.id, _mask(b, (0, 0, 5, 5)), label="cat"),
+         NewAnnotation(b.id, _mask(b, (5, 5, 9, 9)), label="dog")]
+    )  # fmt: skip
+    store.update_class(cat.id, name="kitten", author="ann")
+    assert [store.get_annotation(m.id).label for m in made] == ["kitten", "kitten", "dog"]
+    assert store.history(annotation_id=made[0].id)[-1].author == "ann"
+    assert store.label_counts("ds") == {"kitten": 2, "dog": 1}
+    assert store.merge_class(dog.id, cat.id, author="bob").name == "kitten"
+    assert [c.name for c in store.classes("ds")] == ["kitten"]
+    assert {store.get_annotation(m.id).label for m in made} == {"kitten"}
+    store.undo(image_id=b.id)  # the merge's relabel on image b, then the rename's
+    assert store.get_annotation(made[2].id).label == "dog"
+    with pytest.raises(DatasetError):
+        store.merge_class(cat.id, cat.id)
+
+
+def test_a_batch_of_edits_is_undone_together(store, dataset):
+    image = dataset[0]
+    one, two = store.add_annotations(
+        [NewAnnotation(image.id, _mask(image, (0, 0, 5, 5))), NewAnnotation(image.id, _mask(image, (5, 0, 9, 5)))]
+    )
+    union = _mask(image, (0, 0, 9, 5))
+    changed, (merged,) = store.edit_annotations(add=[NewAnnotation(image.id, union)], delete=[one.id, two.id], author="m")
+    assert changed == [] and merged.area == 45
+    assert [a.id for a in store.annotations_for(image.id)] == [merged.id]
+    reverts = store.undo_batch(image_id=image.id, author="u")
+    assert len(reverts) == 3 and len({e.batch for e in reverts}) == 1
+    assert [a.id for a in store.annotations_for(image.id)] == [one.id, two.id]
+    (updated,), _ = store.edit_annotations(masks={one.id: union})
+    assert updated.area == 45 and store.undo(image_id=image.id).action is EditAction.UPDATE
+    assert store.get_annotation(one.id).area == 25
+    with pytest.raises(NotFoundError):
+        store.edit_annotations(delete=[one.id, 10**6])
+    assert len(store.annotations_for(image.id)) == 2  # nothing happened
+
+
+def test_review_fields_and_image_filters(store, dataset):
+    a, b, c = dataset
+    first = store.add_annotation(NewAnnotation(a.id, _mask(a, (0, 0, 5, 5)), label="cat"), author="ann")
+    store.add_annotation(NewAnnotation(b.id, _mask(b, (0, 0, 5, 5)), source=Source.AUTO), author="bot")
+    reviewed = store.update_annotation(first.id, status=Status.REJECTED, reviewer="rev", comment="too big")
+    assert (reviewed.reviewer, reviewed.comment) == ("rev", "too big")
+    store.undo(annotation_id=first.id)
+    assert store.get_annotation(first.id).comment is None
+    store.set_image_status(c.id, ImageStatus.ANNOTATED)
+    ids = lambda **f: [i.id for i in store.find_images("ds", **f)[0]]  # noqa: E731
+    assert ids(label="cat") == [a.id] and ids(unlabelled=True) == [b.id]
+    assert ids(source=Source.AUTO) == [b.id] and ids(author="ann") == [a.id]
+    assert ids(status=[ImageStatus.ANNOTATED]) == [c.id]
+    assert ids(path="sub/") == [i.id for i in dataset if i.path.startswith("sub/")]
+    assert ids(path="%") == [] and ids(label="cat", source=Source.AUTO) == []
+    page, total = store.find_images("ds", offset=1, limit=1)
+    assert total == 3 and [i.id for i in page] == [b.id]
+    progress = store.progress("ds")
+    assert progress["total"] == 3 and progress["by_status"]["annotated"] == 1 and progress["by_status"]["new"] == 2
+    assert progress["annotations"] == 2 and progress["by_label"] == {"cat": 1}

@@ -388,6 +388,11 @@ EXPECTED_ENDPOINTS = {
     ("put", "/api/vocabulary"),
     ("get", "/api/export"),
     ("post", "/api/import"),
+    ("get", "/api/classes"),
+    ("post", "/api/classes"),
+    ("patch", "/api/classes/{class_id}"),
+    ("delete", "/api/classes/{class_id}"),
+    ("post", "/api/classes/{class_id}/merge"),
 }
 
 

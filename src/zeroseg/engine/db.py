@@ -135,19 +135,38 @@ def upgrade(engine: sa.Engine) -> None:
     """Bring the database to the newest schema; a no-op (one read) when it is there already.
 
     Concurrent openers are serialised: the migration runs in one write transaction (SQLite) or
-    under an advisory lock (PostgreSQL), and re-checks the revision once it holds the lock.
+    under an advisory lock (PostgreSQL), and re-checks the revision once it holds the lock. On
+    SQLite foreign keys are off while it runs (Alembic rebuilds tables to alter them, and dropping
+    the old table would cascade to the rows that refer to it) and checked before it commits.
     """
     scripts = ScriptDirectory.from_config(alembic_config())
     head = scripts.get_current_head()
     with engine.connect() as connection:
         if current_revision(connection) == head:
             return
-    with writer(engine).begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        current = current_revision(connection)
-        if current == head:
-            return
-        if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
-            raise DatasetError(f"the database has schema revision {current!r}, unknown to this zeroseg: upgrade it")
-        command.upgrade(alembic_config(connection), "head")
+    with writer(engine).connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # a revision that rebuilds a table must not cascade-delete the rows that refer to it
+            _sqlite_foreign_keys(connection, False)
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                current = current_revision(connection)
+                if current == head:
+                    return
+                if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
+                    raise DatasetError(
+                        f"the database has schema revision {current!r}, unknown to this zeroseg: upgrade it"
+                    )
+                command.upgrade(alembic_config(connection), "head")
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise DatasetError("the schema upgrade left rows whose references are broken: nothing was changed")
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, True)
+
+
+def _sqlite_foreign_keys(connection: sa.Connection, on: bool) -> None:
+    """Switch SQLite's foreign keys (only possible outside a transaction, so on the raw connection)."""
+    connection.connection.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")

@@ -1,6 +1,8 @@
 """The data engine's tables, as SQLAlchemy 2 declarative models.
 
-Four tables: ``datasets`` (a named folder of images, with its categories and naming vocabulary),
+Five tables: ``datasets`` (a named folder of images, with its COCO categories), ``classes`` (a
+dataset's ordered class list: name, colour, key and description; the names are the app's naming
+vocabulary),
 ``images`` (one file of a dataset, by path relative to the dataset root, with its SHA-256 and size),
 ``annotations`` (one mask on one image, as COCO RLE, with its label, scores and provenance) and
 ``edits`` (the history of every change to an annotation, which is what undo walks back). Annotations
@@ -16,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -33,7 +35,10 @@ class ImageStatus(StrEnum):
 
     NEW = "new"  # nothing automatic has run on it yet
     AUTO_DONE = "auto_done"  # the automatic stage has committed its masks (a resumed run skips it)
-    REVIEWED = "reviewed"  # a person has finished it
+    IN_PROGRESS = "in_progress"  # a person has started labelling it
+    ANNOTATED = "annotated"  # a person has finished labelling it: ready for review
+    REVIEWED = "reviewed"  # a reviewer accepted it
+    REJECTED = "rejected"  # a reviewer sent it back
 
 
 class Source(StrEnum):
@@ -106,7 +111,7 @@ class Dataset(Base):
 
     ``categories`` holds COCO-style ``{"id", "name", "supercategory"}`` entries: the label vocabulary
     with stable ids, kept from an import so that an export gives the same category ids back.
-    ``vocabulary`` is the list of free-text names the app names masks from, as last saved.
+    ``classes`` is the class list people label with (its names are the naming vocabulary).
     """
 
     __tablename__ = "datasets"
@@ -115,8 +120,31 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     root: Mapped[str] = mapped_column(sa.String(4096))
     categories: Mapped[list[Any]] = mapped_column(default=list)
-    vocabulary: Mapped[list[Any]] = mapped_column(default=list, server_default=sa.text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    classes: Mapped[list[LabelClass]] = relationship(
+        order_by="LabelClass.position", lazy="selectin", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class LabelClass(Base):
+    """One class of a dataset's class list: a label name with its colour (``#rrggbb``), an optional
+    one-character key and description, at ``position`` in the list. Names and keys are unique per
+    dataset (the database enforces it)."""
+
+    __tablename__ = "classes"
+    __table_args__ = (
+        sa.UniqueConstraint("dataset_id", "name"),
+        sa.UniqueConstraint("dataset_id", "key"),
+        {"sqlite_autoincrement": True},  # a deleted class's id is never given to another
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(200))
+    color: Mapped[str] = mapped_column(sa.String(7))
+    key: Mapped[str | None] = mapped_column(sa.String(1))
+    description: Mapped[str | None] = mapped_column(sa.Text())
 
 
 class Image(Base):
@@ -168,6 +196,8 @@ class Annotation(Base):
     model_name: Mapped[str | None] = mapped_column(sa.String(200))
     model_version: Mapped[str | None] = mapped_column(sa.String(200))
     author: Mapped[str | None] = mapped_column(sa.String(200))
+    reviewer: Mapped[str | None] = mapped_column(sa.String(200))
+    comment: Mapped[str | None] = mapped_column(sa.Text())
     deleted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -179,7 +209,8 @@ class Edit(Base):
     ``before`` is None for a create (``after`` then holds the whole annotation). An undo is itself
     an edit, whose ``undo_of`` names the edit it reverted; reverted edits are not undone twice.
     ``image_id`` repeats the annotation's image so that "undo the last edit on this image" is one
-    indexed query.
+    indexed query. Edits made together (a merge: one create and some deletes) share a ``batch``, the
+    id of their first edit, and are undone together.
     """
 
     __tablename__ = "edits"
@@ -193,3 +224,4 @@ class Edit(Base):
     author: Mapped[str | None] = mapped_column(sa.String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     undo_of: Mapped[int | None] = mapped_column(sa.ForeignKey("edits.id", ondelete="CASCADE"), unique=True)
+    batch: Mapped[int | None] = mapped_column(index=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from zeroseg.engine.schema import (
     EditAction,
     Image,
     ImageStatus,
+    LabelClass,
     Source,
     Status,
     utcnow,
@@ -65,6 +67,20 @@ class _Unset:
 UNSET: Final = _Unset()
 """Default of optional fields in :meth:`Store.update_annotation`: leave the field as it is."""
 
+PALETTE: Final = (
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+    "#808000", "#ffd8b1", "#000075", "#808080",
+)  # fmt: skip
+"""Colours new classes get, in order (the first one no class of the dataset has yet)."""
+_COLOR = re.compile(r"#[0-9a-f]{6}")
+
+
+class ConflictError(DatasetError):
+    """The change clashes with what the store holds (a class name or key that is taken)."""
+
+    http_status = 409
+
 StatusFilter = Status | Iterable[Status] | None
 
 
@@ -76,7 +92,18 @@ class DatasetRecord:
     root: Path
     categories: list[dict[str, Any]]  # [{"id", "name", "supercategory"}], COCO style
     created_at: datetime
-    vocabulary: list[str] = field(default_factory=list)  # names the app names masks from, as last saved
+    vocabulary: list[str] = field(default_factory=list)  # its class names, in order: what the app names masks from
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    id: int
+    dataset_id: int
+    position: int  # place in the class list, from 0
+    name: str
+    color: str  # "#rrggbb"
+    key: str | None  # one character, the keyboard shortcut
+    description: str | None
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,8 @@ class AnnotationRecord:
     deleted: bool
     created_at: datetime
     updated_at: datetime
+    reviewer: str | None = None
+    comment: str | None = None
 
     def mask(self) -> np.ndarray:
         """The mask as a bool HxW array."""
@@ -129,6 +158,7 @@ class EditRecord:
     author: str | None
     at: datetime
     undo_of: int | None  # the edit this one reverted, if it is an undo
+    batch: int | None = None  # edits made (and undone) together share this: the id of their first edit
 
 
 @dataclass(frozen=True)
@@ -157,7 +187,7 @@ class NewAnnotation:
 # Annotation fields an edit can change (and so records before/after).
 _EDITABLE = (
     "rle", "bbox", "area", "iscrowd", "label", "label_score", "predicted_iou", "stability_score",
-    "source", "status", "model_name", "model_version", "deleted",
+    "source", "status", "model_name", "model_version", "reviewer", "comment", "deleted",
 )  # fmt: skip
 _INVERSE = {
     EditAction.CREATE: EditAction.DELETE,
@@ -276,13 +306,143 @@ class Store:
             return _dataset_record(row)
 
     def set_vocabulary(self, dataset: str, names: Sequence[str]) -> DatasetRecord:
-        """Save the dataset's naming vocabulary (a list of non-empty names, kept as given)."""
+        """Replace the dataset's class list by ``names`` (non-empty, distinct), in one transaction.
+
+        Classes whose name is kept keep their colour, key and description; the others are removed
+        (their annotations keep their label text) and new names get palette colours.
+        """
         if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
             raise DatasetError(f"a vocabulary is a list of non-empty names, got {names!r}")
+        if len(set(names)) != len(names):
+            raise DatasetError(f"a vocabulary names each class once, got {list(names)!r}")
         with self._write() as session:
             row = _dataset(session, dataset)
-            row.vocabulary = list(names)
+            kept = {c.name: c for c in row.classes if c.name in set(names)}
+            for gone in [c for c in row.classes if c.name not in set(names)]:
+                session.delete(gone)
+            session.flush()
+            for position, name in enumerate(names):
+                if name in kept:
+                    kept[name].position = position
+                else:
+                    used = {c.color for c in kept.values()}
+                    kept[name] = LabelClass(
+                        dataset_id=row.id, position=position, name=_class_name(name), color=_free_color(used)
+                    )
+                    session.add(kept[name])
+            session.flush()
+            session.expire(row, ["classes"])
             return _dataset_record(row)
+
+    # --- classes ------------------------------------------------------------------------------
+    def classes(self, dataset: str) -> list[ClassRecord]:
+        """The dataset's class list, in order."""
+        with self._read() as session:
+            return [_class_record(c) for c in _dataset(session, dataset).classes]
+
+    def get_class(self, class_id: int) -> ClassRecord:
+        with self._read() as session:
+            return _class_record(_class(session, class_id))
+
+    def add_class(
+        self,
+        dataset: str,
+        name: str,
+        *,
+        color: str | None = None,
+        key: str | None = None,
+        description: str | None = None,
+    ) -> ClassRecord:
+        """Append a class to the dataset's list; its colour defaults to the first unused palette colour.
+
+        Raises ConflictError (409) if the name or key is taken, DatasetError for a bad colour or key.
+        """
+        name, color, key = _class_name(name), _optional_color(color), _optional_key(key)
+        with self._write() as session:
+            row = _dataset(session, dataset)
+            _check_free(row.classes, name=name, key=key)
+            made = LabelClass(
+                dataset_id=row.id,
+                position=max((c.position for c in row.classes), default=-1) + 1,
+                name=name,
+                color=color or _free_color({c.color for c in row.classes}),
+                key=key,
+                description=description or None,
+            )
+            session.add(made)
+            session.flush()
+            return _class_record(made)
+
+    def update_class(
+        self,
+        class_id: int,
+        *,
+        author: str | None = None,
+        name: str | _Unset = UNSET,
+        color: str | _Unset = UNSET,
+        key: str | None | _Unset = UNSET,
+        description: str | None | _Unset = UNSET,
+    ) -> ClassRecord:
+        """Change a class; a new name relabels every live annotation of the dataset that had the old
+        name, in the same transaction, each relabel an edit by ``author``."""
+        with self._write() as session:
+            row = _class(session, class_id, lock=True)
+            siblings = [c for c in _dataset_by_id(session, row.dataset_id).classes if c.id != row.id]
+            if not isinstance(name, _Unset):
+                name = _class_name(name)
+                _check_free(siblings, name=name)
+            if not isinstance(key, _Unset):
+                key = _optional_key(key)
+                _check_free(siblings, key=key)
+            if not isinstance(color, _Unset):
+                color = _optional_color(color) or row.color
+                row.color = color
+            if not isinstance(description, _Unset):
+                row.description = description or None
+            if not isinstance(key, _Unset):
+                row.key = key
+            if not isinstance(name, _Unset) and name != row.name:
+                _relabel(session, row.dataset_id, row.name, name, author)
+                row.name = name
+            session.flush()
+            return _class_record(row)
+
+    def merge_class(self, class_id: int, into: int, *, author: str | None = None) -> ClassRecord:
+        """Relabel the class's live annotations with ``into``'s name and delete the class, in one
+        transaction; returns the class merged into."""
+        if class_id == into:
+            raise DatasetError("a class cannot be merged into itself")
+        with self._write() as session:
+            row = _class(session, class_id, lock=True)
+            target = _class(session, into)
+            if target.dataset_id != row.dataset_id:
+                raise NotFoundError(f"no class with id {into} in the same dataset as class {class_id}")
+            _relabel(session, row.dataset_id, row.name, target.name, author)
+            session.delete(row)
+            session.flush()
+            return _class_record(target)
+
+    def delete_class(self, class_id: int) -> ClassRecord:
+        """Remove a class from its list (annotations keep their label text)."""
+        with self._write() as session:
+            row = _class(session, class_id, lock=True)
+            record = _class_record(row)
+            session.delete(row)
+            return record
+
+    def label_counts(self, dataset: str, *, status: StatusFilter = None) -> dict[str, int]:
+        """Live (not deleted) annotations of the dataset per label, optionally of the given status(es)."""
+        with self._read() as session:
+            ds = _dataset(session, dataset)
+            query = (
+                sa.select(Annotation.label, sa.func.count())
+                .join(Image, Image.id == Annotation.image_id)
+                .where(Image.dataset_id == ds.id, Annotation.deleted.is_(False), Annotation.label.is_not(None))
+                .group_by(Annotation.label)
+            )
+            if status is not None:
+                query = query.where(Annotation.status.in_(_as_set(status, Status)))
+            return {label: count for label, count in session.execute(query)}
 
     # --- images -------------------------------------------------------------------------------
     def add_images(
@@ -340,6 +500,74 @@ class Store:
                 query = query.limit(limit)
             root = Path(ds.root)
             return [_image_record(row, root) for row in session.scalars(query)]
+
+    def find_images(
+        self,
+        dataset: str,
+        *,
+        status: ImageStatus | Iterable[ImageStatus] | None = None,
+        label: str | None = None,
+        source: Source | None = None,
+        author: str | None = None,
+        reviewer: str | None = None,
+        path: str | None = None,
+        unlabelled: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[ImageRecord], int]:
+        """A page of the dataset's images that pass every filter given, and how many pass in all.
+
+        ``label``, ``source``, ``author`` and ``reviewer``: the image has a live annotation with that
+        label, source, author or reviewer; ``unlabelled``: it has a live annotation without a label;
+        ``path``: its path contains this text. In the order the images were added.
+        """
+        with self._read() as session:
+            ds = _dataset(session, dataset)
+            where = [Image.dataset_id == ds.id]
+            if status is not None:
+                where.append(Image.status.in_(_as_set(status, ImageStatus)))
+            if path:
+                where.append(Image.path.contains(path, autoescape=True))
+            has = [Annotation.image_id == Image.id, Annotation.deleted.is_(False)]
+            conditions = {
+                "label": Annotation.label == label if label is not None else None,
+                "source": Annotation.source == Source(source) if source is not None else None,
+                "author": Annotation.author == author if author is not None else None,
+                "reviewer": Annotation.reviewer == reviewer if reviewer is not None else None,
+                "unlabelled": Annotation.label.is_(None) if unlabelled else None,
+            }
+            for condition in conditions.values():
+                if condition is not None:
+                    where.append(sa.exists().where(*has, condition))
+            total = session.scalar(sa.select(sa.func.count()).select_from(Image).where(*where)) or 0
+            query = sa.select(Image).where(*where).order_by(Image.id).offset(offset)
+            if limit is not None:
+                query = query.limit(limit)
+            root = Path(ds.root)
+            return [_image_record(row, root) for row in session.scalars(query)], total
+
+    def progress(self, dataset: str) -> dict[str, Any]:
+        """How far the dataset is: ``total`` images, ``by_status`` (every image status), ``annotations``
+        (live accepted ones) and ``by_label`` (live accepted ones per label, unlabelled ones left out)."""
+        with self._read() as session:
+            ds = _dataset(session, dataset)
+            query = sa.select(Image.status, sa.func.count()).where(Image.dataset_id == ds.id).group_by(Image.status)
+            by_status = {status.value: 0 for status in ImageStatus}
+            for status, count in session.execute(query):
+                by_status[ImageStatus(status).value] = count
+            accepted = (
+                sa.select(sa.func.count())
+                .select_from(Annotation)
+                .join(Image, Image.id == Annotation.image_id)
+                .where(Image.dataset_id == ds.id, Annotation.deleted.is_(False), Annotation.status == Status.ACCEPTED)
+            )
+            annotations = session.scalar(accepted) or 0
+        return {
+            "total": sum(by_status.values()),
+            "by_status": by_status,
+            "annotations": annotations,
+            "by_label": self.label_counts(dataset, status=Status.ACCEPTED),
+        }
 
     def get_image(self, image_id: int) -> ImageRecord:
         with self._read() as session:
@@ -472,6 +700,8 @@ class Store:
         source: Source | None = None,
         model_name: str | None | _Unset = UNSET,
         model_version: str | None | _Unset = UNSET,
+        reviewer: str | None | _Unset = UNSET,
+        comment: str | None | _Unset = UNSET,
     ) -> AnnotationRecord:
         """Change an annotation (and record the change) in one transaction.
 
@@ -489,6 +719,7 @@ class Store:
         optional = {
             "label": label, "label_score": label_score, "predicted_iou": predicted_iou,
             "stability_score": stability_score, "model_name": model_name, "model_version": model_version,
+            "reviewer": reviewer, "comment": comment,
         }  # fmt: skip
         changes.update({k: v for k, v in optional.items() if not isinstance(v, _Unset)})
         for key in ("label_score", "predicted_iou", "stability_score"):
@@ -505,6 +736,62 @@ class Store:
             _apply(session, row, EditAction.UPDATE, changes, author)
             return _annotation_record(row)
 
+    def edit_annotations(
+        self,
+        *,
+        author: str | None = None,
+        masks: Mapping[int, MaskLike] | None = None,
+        add: Sequence[NewAnnotation] = (),
+        delete: Iterable[int] = (),
+    ) -> tuple[list[AnnotationRecord], list[AnnotationRecord]]:
+        """Give annotations new ``masks``, ``add`` new ones and ``delete`` some, in ONE transaction
+        whose edits form one batch (one undo reverts them all). For merges and splits.
+
+        Returns (the changed annotations in the order of ``masks``, the added ones). Raises
+        NotFoundError for unknown ids and DatasetError for deleted ones or masks that do not fit.
+        """
+        masks = dict(masks or {})
+        items, doomed = list(add), list(dict.fromkeys(delete))
+        with self._read() as session:
+            rows = {i: _annotation(session, i) for i in [*masks, *doomed]}
+            sizes = {i: (r.height, r.width) for i, r in _images(session, {a.image_id for a in items}).items()}
+            for i in masks:
+                image = _image(session, rows[i].image_id)
+                sizes[image.id] = (image.height, image.width)
+        changes = {}
+        for i, mask in masks.items():
+            rle = canonical_rle(mask, *sizes[rows[i].image_id])
+            area, bbox = rle_area_bbox(rle)
+            changes[i] = {"rle": rle, "area": area, "bbox": bbox}
+        values = [_new_values(a, *sizes[a.image_id]) for a in items]
+        with self._write() as session:
+            batch = _Batch()
+            changed = []
+            for i, change in changes.items():
+                row = _annotation(session, i, lock=True)
+                if row.deleted:
+                    raise DatasetError(f"annotation {i} is deleted (undo restores it)")
+                batch(_apply(session, row, EditAction.UPDATE, change, author))
+                changed.append(row)
+            for i in doomed:
+                row = _annotation(session, i, lock=True)
+                if row.deleted:
+                    raise DatasetError(f"annotation {i} is deleted already")
+                batch(_apply(session, row, EditAction.DELETE, {"deleted": True}, author))
+            added = [Annotation(**v, author=author, deleted=False) for v in values]
+            session.add_all(added)
+            session.flush()
+            for row in added:
+                made = Edit(
+                    annotation_id=row.id, image_id=row.image_id, action=EditAction.CREATE, before=None,
+                    after=_snapshot(row, _EDITABLE), author=author,
+                )  # fmt: skip
+                session.add(made)
+                session.flush()
+                batch(made)
+            session.flush()
+            return [_annotation_record(r) for r in changed], [_annotation_record(r) for r in added]
+
     def delete_annotation(self, annotation_id: int, *, author: str | None = None) -> AnnotationRecord:
         """Mark an annotation deleted (undo brings it back); deleting twice changes nothing."""
         with self._write() as session:
@@ -520,9 +807,17 @@ class Store:
 
         The revert is itself recorded (its ``undo_of`` names the reverted edit), so repeated calls
         walk the history back one edit at a time: an undone create deletes, an undone delete
-        restores, an undone update puts the old values back. Returns the new edit, or None when
-        there is nothing left to undo.
+        restores, an undone update puts the old values back. Edits made together (a batch: a merge,
+        a split) are reverted together, within the image or annotation. Returns the new edit (the
+        revert of the newest edit), or None when there is nothing left to undo.
         """
+        reverts = self.undo_batch(image_id=image_id, annotation_id=annotation_id, author=author)
+        return reverts[0] if reverts else None
+
+    def undo_batch(
+        self, *, image_id: int | None = None, annotation_id: int | None = None, author: str | None = None
+    ) -> list[EditRecord]:
+        """:meth:`undo`, returning every revert it made (newest edit's first; empty: nothing to undo)."""
         if (image_id is None) == (annotation_id is None):
             raise ValueError("undo needs exactly one of image_id or annotation_id")
         with self._write() as session:
@@ -537,21 +832,27 @@ class Store:
                 sa.select(Edit)
                 .where(scope, Edit.undo_of.is_(None), ~sa.exists().where(reverted.undo_of == Edit.id))
                 .order_by(Edit.id.desc())
-                .limit(1)
             )
             while True:  # (PostgreSQL) if a concurrent undo took this edit while we waited, take the next
-                edit = session.scalar(query)
+                edit = session.scalar(query.limit(1))
                 if edit is None:
-                    return None
-                row = _annotation(session, edit.annotation_id, lock=True)
+                    return []
+                _annotation(session, edit.annotation_id, lock=True)
                 if session.scalar(sa.select(sa.exists().where(Edit.undo_of == edit.id))) is False:
                     break
-            action = _INVERSE[edit.action]
-            if action is EditAction.UPDATE:
-                changes = _from_json(edit.before or {})
-            else:
-                changes = {"deleted": action is EditAction.DELETE}
-            return _edit_record(_apply(session, row, action, changes, author, undo_of=edit.id))
+            edits = [edit] if edit.batch is None else list(session.scalars(query.where(Edit.batch == edit.batch)))
+            batch = _Batch() if len(edits) > 1 else (lambda made: made)
+            reverts = []
+            for old in edits:
+                row = _annotation(session, old.annotation_id, lock=True)
+                action = _INVERSE[old.action]
+                if action is EditAction.UPDATE:
+                    changes = _from_json(old.before or {})
+                else:
+                    changes = {"deleted": action is EditAction.DELETE}
+                reverts.append(batch(_apply(session, row, action, changes, author, undo_of=old.id)))
+            session.flush()
+            return [_edit_record(e) for e in reverts]
 
     def history(self, *, image_id: int | None = None, annotation_id: int | None = None) -> list[EditRecord]:
         """Edits of one image or one annotation (give exactly one), oldest first."""
@@ -568,6 +869,85 @@ def _dataset(session: Session, name: str) -> Dataset:
     if row is None:
         raise NotFoundError(f"no dataset called {name!r}")
     return row
+
+
+def _dataset_by_id(session: Session, dataset_id: int) -> Dataset:
+    return session.get_one(Dataset, dataset_id)
+
+
+def _class(session: Session, class_id: int, lock: bool = False) -> LabelClass:
+    row = session.get(LabelClass, class_id, with_for_update=lock) if _is_id(class_id) else None
+    if row is None:
+        raise NotFoundError(f"no class with id {class_id}")
+    return row
+
+
+def _class_name(name: Any) -> str:
+    if not isinstance(name, str) or not " ".join(name.split()):
+        raise DatasetError(f"a class needs a non-empty name, got {name!r}")
+    name = " ".join(name.split())
+    if len(name) > 200:
+        raise DatasetError(f"a class name has at most 200 characters, got {len(name)}")
+    return name
+
+
+def _optional_color(color: Any) -> str | None:
+    if color is None:
+        return None
+    if not isinstance(color, str) or not _COLOR.fullmatch(color.strip().lower()):
+        raise DatasetError(f"a class colour is '#rrggbb' (hex), got {color!r}")
+    return color.strip().lower()
+
+
+def _optional_key(key: Any) -> str | None:
+    if key is None or key == "":
+        return None
+    if not isinstance(key, str) or len(key) != 1 or not key.isprintable() or key.isspace():
+        raise DatasetError(f"a class key is one printable character, got {key!r}")
+    return key
+
+
+def _check_free(classes: Iterable[LabelClass], *, name: str | None = None, key: str | None = None) -> None:
+    """ConflictError if another class of the list has this name or key."""
+    for other in classes:
+        if name is not None and other.name == name:
+            raise ConflictError(f"there is a class called {name!r} already (id {other.id})")
+        if key is not None and other.key == key:
+            raise ConflictError(f"the key {key!r} belongs to the class {other.name!r} already")
+
+
+def _free_color(used: set[str]) -> str:
+    return next((c for c in PALETTE if c not in used), PALETTE[len(used) % len(PALETTE)])
+
+
+class _Batch:
+    """Stamps the edits of one multi-edit change with a shared ``batch`` (the first edit's id)."""
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+    def __call__(self, edit: Edit | None) -> Edit | None:
+        if edit is not None:
+            self.id = edit.id if self.id is None else self.id
+            edit.batch = self.id
+        return edit
+
+
+def _relabel(session: Session, dataset_id: int, old: str, new: str, author: str | None) -> int:
+    """Give every live annotation of the dataset labelled ``old`` the label ``new`` (one batch of edits)."""
+    query = (
+        sa.select(Annotation)
+        .join(Image, Image.id == Annotation.image_id)
+        .where(Image.dataset_id == dataset_id, Annotation.label == old, Annotation.deleted.is_(False))
+        .order_by(Annotation.id)
+        .with_for_update()
+    )
+    batch = _Batch()
+    rows = list(session.scalars(query))
+    for row in rows:
+        batch(_apply(session, row, EditAction.UPDATE, {"label": new}, author))
+    session.flush()
+    return len(rows)
 
 
 def _is_id(value: Any) -> bool:
@@ -787,7 +1167,19 @@ def _dataset_record(row: Dataset) -> DatasetRecord:
         root=Path(row.root),
         categories=list(row.categories),
         created_at=row.created_at,
-        vocabulary=list(row.vocabulary or []),
+        vocabulary=[c.name for c in row.classes],
+    )
+
+
+def _class_record(row: LabelClass) -> ClassRecord:
+    return ClassRecord(
+        id=row.id,
+        dataset_id=row.dataset_id,
+        position=row.position,
+        name=row.name,
+        color=row.color,
+        key=row.key,
+        description=row.description,
     )
 
 
@@ -825,6 +1217,8 @@ def _annotation_record(row: Annotation) -> AnnotationRecord:
         deleted=row.deleted,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        reviewer=row.reviewer,
+        comment=row.comment,
     )
 
 
@@ -841,4 +1235,5 @@ def _edit_record(row: Edit | None) -> EditRecord | None:
         author=row.author,
         at=row.at,
         undo_of=row.undo_of,
+        batch=row.batch,
     )

@@ -13,32 +13,19 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
-from fastapi import Path as PathParam
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from zeroseg.engine import (
-    AnnotationRecord,
-    DatasetRecord,
-    ImageRecord,
-    NewAnnotation,
-    Source,
-    Status,
-    Store,
-    stages,
-)
+from zeroseg.engine import NewAnnotation, Source, Status, stages
 from zeroseg.engine import export as exports
 from zeroseg.engine.export import ExportFormat
-from zeroseg.engine.masks import canonical_rle
-from zeroseg.errors import DatasetError, NotFoundError, PromptValueError
+from zeroseg.errors import DatasetError, NotFoundError
 from zeroseg.io import rle_to_mask
-from zeroseg.server.files import UploadTooLargeError, check_upload, resolve_inside, save_upload
-from zeroseg.server.names import NameSuggester
+from zeroseg.server.files import UploadTooLargeError, check_upload, save_upload
 from zeroseg.server.schemas import (
     RLE,
     AnnotationIn,
@@ -62,86 +49,27 @@ from zeroseg.server.schemas import (
     UndoOut,
     Vocabulary,
 )
-from zeroseg.server.segmenter import Segmenter
+from zeroseg.server.state import AnnotationId, AppState, Author, ImageId, State
 from zeroseg.vocabulary import clean_names
 
-
-@dataclass
-class AppState:
-    """What the endpoints share: the store, the dataset, the model and the namer."""
-
-    store: Store
-    dataset: DatasetRecord
-    segmenter: Segmenter
-    suggester: NameSuggester
-    author: str
-    token: str | None
-    max_upload_bytes: int
-
-    @property
-    def root(self) -> Path:
-        return self.dataset.root.resolve()
-
-    def image(self, image_id: int) -> ImageRecord:
-        """An image of this dataset (NotFoundError for images of other datasets too)."""
-        image = self.store.get_image(image_id)
-        if image.dataset_id != self.dataset.id:
-            raise NotFoundError(f"no image with id {image_id} in dataset {self.dataset.name!r}")
-        return image
-
-    def file(self, image: ImageRecord) -> Path:
-        """The image's file, resolved and checked to lie inside the dataset root."""
-        return resolve_inside(self.root, image.path)
-
-    def annotation(self, annotation_id: int) -> AnnotationRecord:
-        annotation = self.store.get_annotation(annotation_id)
-        self.image(annotation.image_id)
-        return annotation
-
-    def summary(self, image: ImageRecord) -> ImageOut:
-        return ImageOut.of(image, self.store.annotations_for(image.id))
-
-    def mask_of(self, image: ImageRecord, candidate: str | None, rle: RLE | None) -> tuple[dict, float | None]:
-        """The mask named by a candidate id or given as RLE (exactly one), and its predicted IoU."""
-        if (candidate is None) == (rle is None):
-            raise PromptValueError("give exactly one of candidate or rle")
-        if candidate is not None:
-            found = self.segmenter.candidate(candidate, image.id)
-            return found.rle, found.score
-        return canonical_rle(rle.model_dump(), image.height, image.width), None
+__all__ = ["AppState", "router"]
 
 
-def _state(request: Request) -> AppState:
-    return request.app.state.zeroseg
-
-
-def _author(
-    state: Annotated[AppState, Depends(_state)],
-    x_author: Annotated[
-        str | None, Header(max_length=100, description="who makes the change (default: the server's author)")
-    ] = None,
-) -> str:
-    return " ".join(x_author.split()) if x_author and x_author.strip() else state.author
-
-
-State = Annotated[AppState, Depends(_state)]
-Author = Annotated[str, Depends(_author)]
-ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="image id")]
-AnnotationId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="annotation id")]
 router = APIRouter(prefix="/api")
 
 
 # --- dataset and images ---------------------------------------------------------------------
 @router.get("/info", response_model=Info, tags=["dataset"])
-def info(state: State) -> Info:
-    """The dataset, model and settings this server works with."""
+def info(state: State, author: Author) -> Info:
+    """The dataset, model and settings this server works with; ``author`` is who this request's
+    changes are recorded as (the holder of its token, when tokens are named)."""
     return Info(
         dataset=state.dataset.name,
         model=state.segmenter.model_name,
-        author=state.author,
+        author=author,
         images=len(state.store.images(state.dataset.name)),
         vocabulary=state.suggester.vocabulary,
-        token_required=state.token is not None,
+        token_required=state.token is not None or bool(state.tokens),
         max_upload_bytes=state.max_upload_bytes,
     )
 
@@ -321,15 +249,16 @@ def suggest_names(
 
 @router.get("/vocabulary", response_model=Vocabulary, tags=["names"])
 def get_vocabulary(state: State) -> Vocabulary:
+    """The class names, in order (see ``/api/classes``)."""
     return Vocabulary(names=state.suggester.vocabulary)
 
 
 @router.put("/vocabulary", response_model=Vocabulary, tags=["names"])
 def set_vocabulary(state: State, body: Vocabulary) -> Vocabulary:
-    """Replace the vocabulary (names are cleaned: trimmed, duplicates dropped); it is saved with the dataset."""
-    names = clean_names(body.names)
-    state.store.set_vocabulary(state.dataset.name, names)
-    return Vocabulary(names=state.suggester.set_vocabulary(names))
+    """Replace the class list by these names (cleaned: trimmed, duplicates dropped); classes whose
+    name is kept keep their colour, key and description."""
+    state.store.set_vocabulary(state.dataset.name, clean_names(body.names))
+    return Vocabulary(names=state.sync_vocabulary())
 
 
 # --- export and import ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from zeroseg.engine import Store
 from zeroseg.errors import ZerosegError
 from zeroseg.models.vl import DenseEmbedder
 from zeroseg.preset import Preset
+from zeroseg.server import classes
 from zeroseg.server.api import AppState, router
 from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
 from zeroseg.server.names import NameSuggester
@@ -42,7 +43,7 @@ def create_app(
     store: Store,
     dataset: str,
     model: str | nn.Module = hub.DEFAULT_MODEL,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     vocabulary: Sequence[str] | str | None = None,
     author: str = "web",
     *,
@@ -54,7 +55,9 @@ def create_app(
 
     Arguments:
       model: the segmentation model, by registered name (loaded on first use) or built.
-      token: if set, required on every /api request (Bearer header or ``?token=``).
+      token: if set, required on every /api request (Bearer header or ``?token=``); a mapping
+        ``{name: token}`` gives each person a token of their own, and their name is then the author
+        of every change made with it (the X-Author header is ignored).
       vocabulary: names for zero-shot naming, saved with the dataset; None or empty: the names saved
         last (the page can change them, and saves them too).
       author: recorded on every change unless a request names its own (``X-Author`` header).
@@ -68,14 +71,16 @@ def create_app(
     names = clean_names(vocabulary or ())
     if names and names != record.vocabulary:
         record = store.set_vocabulary(dataset, names)
+    named = _named_tokens(token) if isinstance(token, Mapping) else {}
     state = AppState(
         store=store,
         dataset=record,
         segmenter=Segmenter(model, lock, graph_cut=graph_cut),
         suggester=NameSuggester(record.vocabulary, embedder, lock, settings=_preset(model)),
         author=author,
-        token=token or None,
+        token=None if isinstance(token, Mapping) else token or None,
         max_upload_bytes=max_upload_bytes,
+        tokens=named,
     )
     app = FastAPIOffline(
         title="zeroseg annotation",
@@ -87,14 +92,28 @@ def create_app(
     )
     app.state.zeroseg = state
     app.include_router(router)
+    app.include_router(classes.router)
     app.add_exception_handler(ZerosegError, _zeroseg_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
-    if state.token is not None:
-        app.add_middleware(TokenGuard, token=state.token)
+    if state.token is not None or state.tokens:
+        app.add_middleware(TokenGuard, tokens=state.tokens or {state.token: None})
         _document_token(app)
     return app
+
+
+def _named_tokens(tokens: Mapping[str, str]) -> dict[str, str]:
+    """``{name: token}`` as ``{token: name}``, refusing empty, repeated or shared tokens."""
+    by_token: dict[str, str] = {}
+    for name, secret in tokens.items():
+        name, secret = " ".join(str(name).split()), str(secret).strip()
+        if not name or not secret:
+            raise ZerosegError(f"a named token needs a name and a token, got {name!r}={'*' * len(secret)!r}")
+        if secret in by_token:
+            raise ZerosegError(f"{by_token[secret]!r} and {name!r} have the same token: give each their own")
+        by_token[secret] = name
+    return by_token
 
 
 def _preset(model: str | nn.Module) -> Preset:
@@ -125,11 +144,15 @@ async def _validation_error(_request: Request, err: RequestValidationError) -> J
 
 
 class TokenGuard:
-    """ASGI middleware: /api requests need the token (Bearer header or ``?token=``), else 401."""
+    """ASGI middleware: /api requests need a token (Bearer header or ``?token=``), else 401.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``tokens`` maps each accepted token to its holder's name (None: an unnamed token); the name is
+    put on the request's state as ``user``, the author of its changes.
+    """
+
+    def __init__(self, app: ASGIApp, tokens: Mapping[str, str | None]) -> None:
         self.app = app
-        self.token = token.encode()
+        self.tokens = [(token.encode(), name) for token, name in tokens.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -138,7 +161,11 @@ class TokenGuard:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer":
                 given = request.query_params.get("token", "")
-            if not secrets.compare_digest(given.strip().encode(), self.token):
+            given_bytes = given.strip().encode()
+            matches = [name for token, name in self.tokens if secrets.compare_digest(given_bytes, token)]
+            if matches:
+                scope.setdefault("state", {})["user"] = matches[0]
+            else:
                 response = JSONResponse(
                     {"detail": "this server needs an access token (Authorization: Bearer <token> or ?token=)"},
                     status_code=401,

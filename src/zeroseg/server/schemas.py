@@ -242,3 +242,49 @@ class ProposeOut(BaseModel):
     image_id: int
     proposals: list[AnnotationOut] = Field(description="the image's pending proposals")
     seconds: float
+
+
+# --- classes ------------------------------------------------------------------------------
+Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")]
+Key = Annotated[str, Field(min_length=1, max_length=1, description="one character: the class's keyboard key")]
+Description = Annotated[str, Field(max_length=2000)]
+
+
+class ClassOut(BaseModel):
+    id: int
+    name: str
+    color: str = Field(description="#rrggbb")
+    key: str | None = Field(description="one character, or null")
+    description: str | None
+    count: int = Field(description="live (not deleted) annotations with this label")
+
+
+class ClassIn(BaseModel):
+    """A new class; the colour defaults to the first palette colour no class has yet."""
+
+    model_config = INPUT
+
+    name: Label
+    color: Color | None = None
+    key: Key | None = None
+    description: Description | None = None
+
+
+class ClassPatch(BaseModel):
+    """Changes to a class; fields left out keep their value (``"key": null`` clears the key).
+
+    A new name relabels every annotation that had the old one (one transaction).
+    """
+
+    model_config = INPUT
+
+    name: Label | None = None
+    color: Color | None = None
+    key: Key | None = None
+    description: Description | None = None
+
+
+class ClassMergeIn(BaseModel):
+    model_config = INPUT
+
+    into: Id = Field(description="the class whose name the merged class's annotations get")
