@@ -194,6 +194,54 @@ def test_zoom_and_pan_keep_clicks_on_their_pixel(page, served):
     assert painted() == 0
 
 
+def test_classes_and_one_key_labelling(page, served):
+    _, store = served
+    image_id = open_image(page, served, "b_classes.jpg")
+    for name, key in (("cat", "c"), ("sofa", "9")):
+        page.fill("#class-name", name)
+        page.fill("#class-key", key)
+        page.click("#class-form button[type='submit']")
+        page.wait_for_selector(f"#classes li[data-name='{name}'][data-key='{key}']")
+    # A duplicate name is refused with the server's message.
+    page.fill("#class-name", "cat")
+    page.click("#class-form button[type='submit']")
+    page.wait_for_selector("#message.error")
+    page.fill("#class-name", "")
+    page.keyboard.press("Escape")  # out of the form: keys are commands again
+
+    page.keyboard.press("c")
+    page.wait_for_selector("body[data-active-class='cat']")
+    page.keyboard.press("9")
+    page.wait_for_selector("body[data-active-class='sofa']")
+    page.keyboard.press("c")  # the class key: cat is the active class
+    page.wait_for_selector("body[data-active-class='cat']")
+    click_image(page, *CAT_FACE)
+    page.keyboard.press("Enter")  # accepted as the active class
+    page.wait_for_selector("#annotations li[data-label='cat']")
+    (stored,) = store.annotations_for(image_id)
+    assert stored.label == "cat" and stored.mask()[CAT_FACE[1], CAT_FACE[0]]
+
+    # The selected mask takes a class by its key, too.
+    page.keyboard.press("9")
+    page.wait_for_selector("#annotations li[data-label='sofa']")
+    assert store.get_annotation(stored.id).label == "sofa"
+
+    # Rename and recolour in the class editor: its masks follow.
+    page.click("#classes li[data-name='sofa'] .edit")
+    page.fill(".class-editor .name-input", "couch")
+    page.click(".class-editor button[type='submit']")
+    page.wait_for_selector("#annotations li[data-label='couch']")
+    assert store.get_annotation(stored.id).label == "couch"
+    assert [c["name"] for c in page.evaluate("window.zeroseg.state.classes")] == ["cat", "couch"]
+
+    # Merge couch into cat: the class goes, its masks are cat's.
+    page.click("#classes li[data-name='couch'] .edit")
+    page.select_option(".class-editor .merge-into", label="cat")
+    page.wait_for_selector("#classes li[data-name='couch']", state="detached")
+    page.wait_for_selector("#annotations li[data-label='cat']")
+    assert store.get_annotation(stored.id).label == "cat"
+
+
 def test_export_polygons_and_import_again(page, served, tmp_path):
     _, store = served
     image = image_named(store, "g_export.jpg")

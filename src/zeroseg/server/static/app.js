@@ -47,6 +47,7 @@ const state = {
   fitZoom: 1,
   space: false, // space held: drag pans
   pointer: null, // last pointer position on the image (brush cursor)
+  hover: null, // id of the mask under the pointer (its caption is placed first)
   poly: null, // {id, rings: [[[x, y], ...]], active: [ring, index] | null, dirty, past: []}
   vertexDrag: null,
   classes: [],
@@ -445,7 +446,12 @@ function drawPrompts(ctx, scale) {
   ctx.setLineDash([]);
 }
 
-function renderLabels(shown) {
+function captionRank(a) {
+  // Captions placed first: the hovered mask's, then the selected one's.
+  return (a.id === state.hover) * 2 + (a.id === state.selected);
+}
+
+function renderLabels(shown = visibleAnnotations()) {
   // Captions in screen pixels at each mask's centre; one that would overlap a caption placed
   // before it is nudged up or down, and left out if no place is free (the masks list names it).
   const layer = $("labels");
@@ -456,7 +462,7 @@ function renderLabels(shown) {
     .filter((a) => a.status === "accepted" || a.id === state.selected)
     .map((a) => ({ a, d: decodedOf(a) }))
     .filter(({ d }) => d.area)
-    .sort((p, q) => (q.a.id === state.selected) - (p.a.id === state.selected) || p.d.area - q.d.area);
+    .sort((p, q) => captionRank(q.a) - captionRank(p.a) || p.d.area - q.d.area);
   const placed = [];
   const nodes = [];
   const h = 18;
@@ -1665,6 +1671,7 @@ function onPointerDown(event) {
 
 function onPointerMove(event) {
   const drag = state.drag;
+  if (!drag && state.mode === "prompt") hoverAt(toImage(event));
   if (["brush", "erase", "split"].includes(state.mode)) {
     state.pointer = toImage(event);
     if (!drag) return renderVector();
@@ -1727,6 +1734,17 @@ function onPointerUp(event) {
   }
   draw();
   run(predict);
+}
+
+function hoverAt(at) {
+  // The mask under the pointer gets its caption even where captions crowd (checked at most every 40 ms).
+  const now = performance.now();
+  if (now - (hoverAt.last ?? 0) < 40) return;
+  hoverAt.last = now;
+  const id = maskAt(at)?.id ?? null;
+  if (id === state.hover) return;
+  state.hover = id;
+  if (state.image) renderLabels();
 }
 
 function onWheel(event) {
@@ -1845,6 +1863,7 @@ function bindEvents() {
   overlay.addEventListener("pointerup", onPointerUp);
   overlay.addEventListener("pointerleave", () => {
     state.pointer = null;
+    state.hover = null;
     if (!state.drag) renderVector();
   });
   overlay.addEventListener("contextmenu", (event) => event.preventDefault());
