@@ -239,7 +239,7 @@ def test_accept_name_delete_undo(client, store):
     assert undone["annotation"]["label"] is None
     client.post(f"/api/images/{image_id}/undo")  # the create
     assert client.get(f"/api/images/{image_id}/annotations").json() == []
-    assert client.post(f"/api/images/{image_id}/undo").json() == {"edit": None, "annotation": None}
+    assert client.post(f"/api/images/{image_id}/undo").json() == {"edit": None, "annotation": None, "annotations": []}
 
 
 def test_edit_a_stored_mask_by_more_clicks(client):
@@ -393,6 +393,10 @@ EXPECTED_ENDPOINTS = {
     ("patch", "/api/classes/{class_id}"),
     ("delete", "/api/classes/{class_id}"),
     ("post", "/api/classes/{class_id}/merge"),
+    ("get", "/api/annotations/{annotation_id}/polygons"),
+    ("post", "/api/annotations/{annotation_id}/paint"),
+    ("post", "/api/annotations/{annotation_id}/split"),
+    ("post", "/api/annotations/merge"),
 }
 
 

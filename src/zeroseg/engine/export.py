@@ -43,7 +43,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -51,7 +50,7 @@ from pycocotools.coco import COCO
 import zeroseg
 from zeroseg.engine import coco
 from zeroseg.engine.coco import UNLABELLED
-from zeroseg.engine.masks import canonical_rle, polygons_to_rle
+from zeroseg.engine.masks import canonical_rle, mask_to_polygons, polygons_to_rle
 from zeroseg.engine.schema import Source, Status
 from zeroseg.engine.stages import new_annotation
 from zeroseg.engine.store import (
@@ -389,23 +388,6 @@ def export_png_masks(
 
 
 # --- shared -------------------------------------------------------------------------------
-def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
-    """Outer boundaries of a bool mask as COCO polygons that rasterise back to the same pixels.
-
-    The mask is upsampled 2x so that contours run along pixel edges (vertices at quarter-pixel
-    offsets); holes are filled.
-    """
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return []
-    y0, x0 = int(ys.min()), int(xs.min())
-    crop = np.asarray(mask[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1], dtype=np.uint8)
-    doubled = crop.repeat(2, axis=0).repeat(2, axis=1)
-    contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    offset = np.array([x0, y0], dtype=np.float64)
-    return [((c.reshape(-1, 2) + 0.5) / 2.0 + offset).ravel().tolist() for c in contours]
-
-
 def _label(ann: AnnotationRecord) -> str:
     return ann.label if ann.label else UNLABELLED
 

@@ -5,8 +5,10 @@ areas larger than the image. :func:`canonical_rle` parses ``counts`` itself (vec
 that the runs cover the image exactly, and re-encodes them the way pycocotools encodes a mask, so
 one mask has one stored string and equal masks compare equal as text.
 
-:func:`polygons_to_rle` rasterises COCO polygons with pycocotools (the reverse, tracing, is in
-``export.py``).
+:func:`polygons_to_rle` rasterises COCO polygons with pycocotools; :func:`mask_to_polygons` traces
+outer boundaries back. For editing, :func:`mask_to_rings` and :func:`rings_to_mask` turn a mask into
+rings (outer boundaries and holes alike) and back by the even-odd rule, exactly; :func:`stroke_mask`
+is a round brush along a polyline and :func:`components` splits a mask into its connected parts.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import cv2
 from pycocotools import mask as mask_utils
 
 from zeroseg.errors import DatasetError
@@ -83,6 +86,107 @@ def polygons_to_rle(polygons: Any, height: int, width: int) -> dict[str, Any]:
         return _encode(np.zeros((height, width), dtype=bool))
     merged = mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
     return {"size": [height, width], "counts": merged["counts"].decode("ascii")}
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Outer boundaries of a bool mask as COCO polygons that rasterise back to the same pixels.
+
+    The mask is upsampled 2x so that contours run along pixel edges (vertices at quarter-pixel
+    offsets); holes are filled.
+    """
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return []
+    y0, x0 = int(ys.min()), int(xs.min())
+    crop = np.asarray(mask[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1], dtype=np.uint8)
+    doubled = crop.repeat(2, axis=0).repeat(2, axis=1)
+    contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    offset = np.array([x0, y0], dtype=np.float64)
+    return [((c.reshape(-1, 2) + 0.5) / 2.0 + offset).ravel().tolist() for c in contours]
+
+
+MAX_NESTING = 64  # rings inside holes inside rings ...: deeper masks keep their innermost levels as pixels lost
+
+
+def mask_to_rings(mask: np.ndarray) -> list[list[float]]:
+    """Rings ``[[x0, y0, x1, y1, ...], ...]`` (image pixels) whose even-odd rasterisation
+    (:func:`rings_to_mask`) is exactly ``mask``: outer boundaries, then the boundaries of holes, of
+    islands in holes, and so on."""
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    rings: list[list[float]] = []
+    rest = mask
+    for _ in range(MAX_NESTING):
+        if not rest.any():
+            break
+        level = [ring for ring in mask_to_polygons(rest) if len(ring) >= 6]
+        if not level:
+            break
+        rings += level
+        rest = rest ^ _rasterise(level, height, width)  # what the rings cover and the mask does not: holes
+    return rings
+
+
+def rings_to_mask(rings: Any, height: int, width: int) -> np.ndarray:
+    """Rasterise rings by the even-odd rule: a pixel is in the mask if it lies inside an odd number
+    of rings (so a ring inside another cuts a hole). Rings of fewer than three points are ignored."""
+    return _rasterise(_checked_rings(rings), height, width)
+
+
+def stroke_mask(points: Sequence[Sequence[float]], radius: float, height: int, width: int) -> np.ndarray:
+    """The pixels (by their centres) within ``radius`` of the polyline through ``points``: a round
+    brush dragged along it (one point: a disc)."""
+    if radius <= 0 or not np.isfinite(radius):
+        raise DatasetError(f"a brush radius must be a positive number, got {radius}")
+    path = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if path.size == 0 or not np.isfinite(path).all():
+        raise DatasetError("a stroke needs at least one finite point")
+    out = np.zeros((height, width), dtype=bool)
+    for a, b in zip(path, path[1:] if len(path) > 1 else path):
+        x0, x1 = sorted((a[0], b[0]))
+        y0, y1 = sorted((a[1], b[1]))
+        cols = np.arange(max(int(np.floor(x0 - radius)), 0), min(int(np.ceil(x1 + radius)) + 1, width))
+        rows = np.arange(max(int(np.floor(y0 - radius)), 0), min(int(np.ceil(y1 + radius)) + 1, height))
+        if cols.size == 0 or rows.size == 0:
+            continue
+        px, py = np.meshgrid(cols + 0.5, rows + 0.5)
+        d = b - a
+        length = float(d @ d)
+        t = np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / length, 0, 1) if length > 0 else 0.0
+        near = (px - a[0] - t * d[0]) ** 2 + (py - a[1] - t * d[1]) ** 2 <= radius * radius
+        out[np.ix_(rows, cols)] |= near
+    return out
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """The 8-connected parts of a bool mask, largest first."""
+    count, labels = cv2.connectedComponents(np.asarray(mask, dtype=np.uint8), connectivity=8)
+    parts = [labels == i for i in range(1, count)]
+    return sorted(parts, key=lambda part: -int(part.sum()))
+
+
+def _checked_rings(rings: Any) -> list[list[float]]:
+    if not isinstance(rings, list) or not all(isinstance(p, list) for p in rings):
+        raise DatasetError("polygons must be a list of [x0, y0, x1, y1, ...] lists")
+    parts = []
+    for part in rings:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part):
+            raise DatasetError("a polygon must be a flat list of x, y numbers")
+        coords = np.asarray(part, dtype=np.float64)
+        if coords.size % 2 or not np.isfinite(coords).all():
+            raise DatasetError("a polygon must be a flat list of finite x, y numbers")
+        if coords.size >= 6:
+            parts.append(coords.tolist())
+    return parts
+
+
+def _rasterise(rings: list[list[float]], height: int, width: int) -> np.ndarray:
+    """XOR of each ring's pycocotools rasterisation: the even-odd rule."""
+    out = np.zeros((height, width), dtype=bool)
+    if rings:
+        decoded = mask_utils.decode(mask_utils.frPyObjects(rings, height, width))
+        out = np.bitwise_xor.reduce(decoded.astype(bool), axis=2)
+    return out
 
 
 def _encode(mask: np.ndarray) -> dict[str, Any]:

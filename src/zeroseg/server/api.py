@@ -167,7 +167,7 @@ def list_annotations(state: State, image_id: ImageId) -> list[AnnotationOut]:
 def create_annotation(state: State, author: Author, image_id: ImageId, body: AnnotationIn) -> AnnotationOut:
     """Accept a candidate (source "assisted") or store a given mask (source "manual")."""
     image = state.image(image_id)
-    rle, score = state.mask_of(image, body.candidate, body.rle)
+    rle, score = state.mask_of(image, body.candidate, body.rle, body.polygons)
     assisted = body.candidate is not None
     record = state.store.add_annotation(
         NewAnnotation(
@@ -182,6 +182,7 @@ def create_annotation(state: State, author: Author, image_id: ImageId, body: Ann
         ),
         author=author,
     )
+    state.started(image.id)
     return AnnotationOut.of(record)
 
 
@@ -194,21 +195,23 @@ def get_annotation(state: State, annotation_id: AnnotationId) -> AnnotationOut:
 def update_annotation(
     state: State, author: Author, annotation_id: AnnotationId, body: AnnotationPatch
 ) -> AnnotationOut:
-    """Rename, re-mask (from a candidate or RLE), or accept/reject a proposal."""
+    """Rename, re-mask (from a candidate, RLE or polygon rings), or accept/reject a proposal."""
     current = state.annotation(annotation_id)
     given = body.model_fields_set
     changes: dict = {}
     if "label" in given:
         changes["label"] = body.label
         changes["label_score"] = body.label_score if body.label else None
-    if body.candidate is not None or body.rle is not None:
+    if body.candidate is not None or body.rle is not None or body.polygons is not None:
         image = state.image(current.image_id)
-        changes["mask"], changes["predicted_iou"] = state.mask_of(image, body.candidate, body.rle)
+        changes["mask"], changes["predicted_iou"] = state.mask_of(image, body.candidate, body.rle, body.polygons)
         if body.candidate is not None:
             changes["source"], changes["model_name"] = Source.ASSISTED, state.segmenter.model_name
     if body.status is not None:
         changes["status"] = body.status
-    return AnnotationOut.of(state.store.update_annotation(current.id, author=author, **changes))
+    updated = state.store.update_annotation(current.id, author=author, **changes)
+    state.started(updated.image_id)
+    return AnnotationOut.of(updated)
 
 
 @router.delete("/annotations/{annotation_id}", response_model=AnnotationOut, tags=["annotations"])
@@ -219,11 +222,13 @@ def delete_annotation(state: State, author: Author, annotation_id: AnnotationId)
 
 @router.post("/images/{image_id}/undo", response_model=UndoOut, tags=["annotations"])
 def undo(state: State, author: Author, image_id: ImageId) -> UndoOut:
-    """Revert the newest edit on the image that is not undone yet (create, update or delete)."""
-    edit = state.store.undo(image_id=state.image(image_id).id, author=author)
-    if edit is None:
+    """Revert the newest edit on the image that is not undone yet (create, update or delete; a merge
+    or split, made of several edits, is reverted whole)."""
+    edits = state.store.undo_batch(image_id=state.image(image_id).id, author=author)
+    if not edits:
         return UndoOut(edit=None, annotation=None)
-    return UndoOut(edit=EditOut.of(edit), annotation=AnnotationOut.of(state.store.get_annotation(edit.annotation_id)))
+    changed = [AnnotationOut.of(state.store.get_annotation(e.annotation_id)) for e in edits]
+    return UndoOut(edit=EditOut.of(edits[0]), annotation=changed[0], annotations=changed)
 
 
 # --- names ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from zeroseg.engine import Store
 from zeroseg.errors import ZerosegError
 from zeroseg.models.vl import DenseEmbedder
 from zeroseg.preset import Preset
-from zeroseg.server import classes
+from zeroseg.server import classes, edits
 from zeroseg.server.api import AppState, router
 from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
 from zeroseg.server.names import NameSuggester
@@ -93,6 +93,7 @@ def create_app(
     app.state.zeroseg = state
     app.include_router(router)
     app.include_router(classes.router)
+    app.include_router(edits.router)
     app.add_exception_handler(ZerosegError, _zeroseg_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -136,6 +136,8 @@ class AnnotationOut(BaseModel):
     status: Status
     model_name: str | None
     author: str | None
+    reviewer: str | None = Field(description="who accepted or rejected it in review")
+    comment: str | None = Field(description="the reviewer's comment")
     created_at: datetime
     updated_at: datetime
 
@@ -155,12 +157,22 @@ class AnnotationOut(BaseModel):
             status=record.status,
             model_name=record.model_name,
             author=record.author,
+            reviewer=record.reviewer,
+            comment=record.comment,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
 
 
 Label = Annotated[str, Field(min_length=1, max_length=200)]
+Ring = Annotated[list[Coordinate], Field(max_length=200_000)]
+Polygons = Annotated[
+    list[Ring],
+    Field(
+        max_length=10_000,
+        description="rings [[x0, y0, x1, y1, ...], ...] in image pixels; holes are rings too (even-odd rule)",
+    ),
+]
 
 
 class AnnotationIn(BaseModel):
@@ -170,6 +182,7 @@ class AnnotationIn(BaseModel):
 
     candidate: str | None = Field(default=None, description="id of a candidate from predict")
     rle: RLE | None = Field(default=None, description="a mask given directly instead of a candidate")
+    polygons: Polygons | None = Field(default=None, description="a mask given as rings instead")
     label: Label | None = None
     label_score: Score | None = None
 
@@ -183,6 +196,7 @@ class AnnotationPatch(BaseModel):
     label_score: Score | None = None
     candidate: str | None = Field(default=None, description="replace the mask by this candidate's")
     rle: RLE | None = Field(default=None, description="replace the mask by this one")
+    polygons: Polygons | None = Field(default=None, description="replace the mask by these rings")
     status: Status | None = Field(default=None, description="accept or reject a proposal")
 
 
@@ -203,6 +217,47 @@ class EditOut(BaseModel):
 class UndoOut(BaseModel):
     edit: EditOut | None = Field(description="the edit that reverted the newest one; null if nothing was left")
     annotation: AnnotationOut | None = Field(description="the annotation as it is after the undo")
+    annotations: list[AnnotationOut] = Field(
+        default=[], description="every annotation the undo changed (several when it undid a merge or split)"
+    )
+
+
+# --- mask editing -------------------------------------------------------------------------
+Point = tuple[Coordinate, Coordinate]
+Stroke = Annotated[list[Point], Field(min_length=1, max_length=10_000, description="[[x, y], ...] image pixels")]
+Radius = Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False, description="brush radius in pixels")]
+
+
+class PolygonsOut(BaseModel):
+    polygons: list[list[float]] = Field(
+        description="rings [[x0, y0, x1, y1, ...], ...] in image pixels, outer boundaries and holes alike; "
+        "rasterised by the even-odd rule they give the stored mask exactly"
+    )
+
+
+class PaintIn(BaseModel):
+    """A brush (``add``) or eraser (``erase``) stroke: a round brush dragged along the points."""
+
+    model_config = INPUT
+
+    points: Stroke
+    radius: Radius
+    mode: Literal["add", "erase"] = "add"
+
+
+class SplitIn(BaseModel):
+    """A cut: the mask minus this stroke falls apart into the new annotations."""
+
+    model_config = INPUT
+
+    points: Stroke
+    radius: Radius
+
+
+class MergeIn(BaseModel):
+    model_config = INPUT
+
+    ids: list[Id] = Field(min_length=2, max_length=1000, description="annotations of one image; the first gives the label")
 
 
 # --- naming and proposals -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from fastapi import Path as PathParam
 
 from zeroseg.engine import AnnotationRecord, DatasetRecord, ImageRecord, ImageStatus, Store
-from zeroseg.engine.masks import canonical_rle
+from zeroseg.engine.masks import canonical_rle, rings_to_mask
 from zeroseg.errors import NotFoundError, PromptValueError, ZerosegError
 from zeroseg.server.files import resolve_inside
 from zeroseg.server.names import NameSuggester
@@ -69,13 +69,17 @@ class AppState:
     def summary(self, image: ImageRecord) -> ImageOut:
         return ImageOut.of(image, self.store.annotations_for(image.id))
 
-    def mask_of(self, image: ImageRecord, candidate: str | None, rle: RLE | None) -> tuple[dict, float | None]:
-        """The mask named by a candidate id or given as RLE (exactly one), and its predicted IoU."""
-        if (candidate is None) == (rle is None):
-            raise PromptValueError("give exactly one of candidate or rle")
+    def mask_of(
+        self, image: ImageRecord, candidate: str | None, rle: RLE | None, polygons: list[list[float]] | None = None
+    ) -> tuple[dict, float | None]:
+        """The mask named by a candidate id or given as RLE or rings (exactly one), and its predicted IoU."""
+        if sum(given is not None for given in (candidate, rle, polygons)) != 1:
+            raise PromptValueError("give exactly one of candidate, rle or polygons")
         if candidate is not None:
             found = self.segmenter.candidate(candidate, image.id)
             return found.rle, found.score
+        if polygons is not None:
+            return canonical_rle(rings_to_mask(polygons, image.height, image.width), image.height, image.width), None
         return canonical_rle(rle.model_dump(), image.height, image.width), None
 
     def started(self, image_id: int) -> None:
