@@ -397,6 +397,8 @@ EXPECTED_ENDPOINTS = {
     ("post", "/api/annotations/{annotation_id}/paint"),
     ("post", "/api/annotations/{annotation_id}/split"),
     ("post", "/api/annotations/merge"),
+    ("post", "/api/annotations/{annotation_id}/review"),
+    ("get", "/api/progress"),
 }
 
 

@@ -519,7 +519,7 @@ class Store:
 
         ``label``, ``source``, ``author`` and ``reviewer``: the image has a live annotation with that
         label, source, author or reviewer; ``unlabelled``: it has a live annotation without a label;
-        ``path``: its path contains this text. In the order the images were added.
+        ``path``: its path contains this text (ignoring case). In the order the images were added.
         """
         with self._read() as session:
             ds = _dataset(session, dataset)
@@ -527,7 +527,7 @@ class Store:
             if status is not None:
                 where.append(Image.status.in_(_as_set(status, ImageStatus)))
             if path:
-                where.append(Image.path.contains(path, autoescape=True))
+                where.append(Image.path.icontains(path, autoescape=True))
             has = [Annotation.image_id == Image.id, Annotation.deleted.is_(False)]
             conditions = {
                 "label": Annotation.label == label if label is not None else None,

@@ -20,7 +20,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from zeroseg.engine import NewAnnotation, Source, Status, stages
+from zeroseg.engine import ImageStatus, NewAnnotation, Source, Status, stages
 from zeroseg.engine import export as exports
 from zeroseg.engine.export import ExportFormat
 from zeroseg.errors import DatasetError, NotFoundError
@@ -79,11 +79,20 @@ def list_images(
     state: State,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    status: Annotated[list[ImageStatus] | None, Query(description="only images with this status (repeatable)")] = None,
+    label: Annotated[str | None, Query(max_length=200, description="only images with a mask of this label")] = None,
+    source: Annotated[Source | None, Query(description="only images with a mask from this source")] = None,
+    author: Annotated[str | None, Query(max_length=200, description="only images with a mask by this author")] = None,
+    reviewer: Annotated[str | None, Query(max_length=200, description="only images this person reviewed a mask of")] = None,
+    q: Annotated[str | None, Query(max_length=4096, description="only images whose path contains this")] = None,
+    unlabelled: Annotated[bool, Query(description="only images with a mask that has no label")] = False,
 ) -> ImagePage:
-    """Images of the dataset in the order they were added, with their status and annotation counts."""
-    name = state.dataset.name
-    page = state.store.images(name, offset=offset, limit=limit)
-    total = len(state.store.images(name))
+    """Images of the dataset in the order they were added, with their status and annotation counts;
+    the filters (masks: live ones) combine, and ``total`` counts the images that pass them."""
+    page, total = state.store.find_images(
+        state.dataset.name, status=status or None, label=label, source=source, author=author, reviewer=reviewer,
+        path=q, unlabelled=unlabelled, offset=offset, limit=limit,
+    )  # fmt: skip
     return ImagePage(total=total, offset=offset, images=[state.summary(image) for image in page])
 
 
@@ -119,7 +128,7 @@ def image_file(state: State, image_id: ImageId) -> FileResponse:
 
 @router.put("/images/{image_id}/status", response_model=ImageOut, tags=["images"])
 def set_image_status(state: State, image_id: ImageId, body: ImageStatusIn) -> ImageOut:
-    """Mark an image reviewed (or back to new)."""
+    """Set an image's status: annotated when its labelling is done, reviewed or rejected in review."""
     image = state.image(image_id)
     state.store.set_image_status(image.id, body.status)
     return state.summary(state.image(image_id))

@@ -34,8 +34,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; beyond localhost a --token is required.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     token: Annotated[
-        str | None,
-        typer.Option(envvar="ZEROSEG_TOKEN", help="Access token every API request must carry.", show_default=False),
+        list[str] | None,
+        typer.Option(
+            help="Access token every API request must carry; NAME=TOKEN (repeatable) gives each person "
+            "their own, and their name is recorded on their changes.",
+            show_default=False,
+        ),
+    ] = None,
+    env_token: Annotated[
+        str | None, typer.Option("--env-token", envvar="ZEROSEG_TOKEN", hidden=True, show_default=False)
+    ] = None,
+    env_tokens: Annotated[
+        str | None, typer.Option("--env-tokens", envvar="ZEROSEG_TOKENS", hidden=True, show_default=False)
     ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name or alias.")] = hub.DEFAULT_MODEL,
     names: Annotated[
@@ -70,6 +80,8 @@ def serve(
       zeroseg serve photos/ --names "cat, dog, sofa"
       zeroseg serve photos/ --graph-cut       # sharper masks, slower clicks
       ZEROSEG_TOKEN=s3cret zeroseg serve photos/ --host 0.0.0.0
+      zeroseg serve photos/ --host 0.0.0.0 --token ann=t0k3n1 --token bob=t0k3n2
+      ZEROSEG_TOKENS="ann=t0k3n1,bob=t0k3n2" zeroseg serve photos/ --host 0.0.0.0
     """
     import uvicorn
 
@@ -78,7 +90,8 @@ def serve(
     from zeroseg.server.app import create_app
     from zeroseg.vocabulary import clean_names
 
-    if not is_local(host) and not token:
+    tokens = parse_tokens(token or [], env_token, env_tokens)
+    if not is_local(host) and not tokens:
         raise typer.BadParameter(
             f"listening on {host} exposes the app beyond this machine: set --token (or ZEROSEG_TOKEN)",
             param_hint="--host",
@@ -86,7 +99,7 @@ def serve(
     vocabulary = clean_names(names) if names is not None else None
     with Store.open(db) as store:
         name = open_dataset(store, dataset)
-        app = create_app(store, name, model, token, vocabulary, author, graph_cut=graph_cut)
+        app = create_app(store, name, model, tokens, vocabulary, author, graph_cut=graph_cut)
         app.state.zeroseg.segmenter.load()  # a missing model fails now, not at the first click
         count = len(store.images(name))
         typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")
@@ -95,6 +108,40 @@ def serve(
             typer.echo(f"note: {legacy} is a store of an older zeroseg; open it with --db {dataset}")
         typer.echo(f"serving {name!r} ({count} images) at http://{_url_host(host)}:{port}/ (Ctrl+C to stop)")
         uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def parse_tokens(given: list[str], env_token: str | None = None, env_tokens: str | None = None) -> str | dict[str, str] | None:
+    """The server's tokens: one plain token (``--token T`` or ``$ZEROSEG_TOKEN``), or ``{name: token}``
+    from ``--token NAME=TOKEN`` (repeatable) and ``$ZEROSEG_TOKENS="a=t1,b=t2"``.
+
+    ``$ZEROSEG_TOKEN`` is always one plain token; in ``--token`` an ``=`` names the token (so a token
+    containing ``=`` needs a name in front). Plain and named tokens do not mix.
+    """
+    named: dict[str, str] = {}
+    plain: list[str] = []
+    pairs = [(value, "--token") for value in given]
+    pairs += [(part, "ZEROSEG_TOKENS") for part in (env_tokens or "").split(",") if part.strip()]
+    for value, where in pairs:
+        name, sep, secret = value.partition("=")
+        if not sep and where == "--token":
+            plain.append(value.strip())
+            continue
+        name, secret = " ".join(name.split()), secret.strip()
+        if not name or not secret:
+            raise typer.BadParameter(f"expected NAME=TOKEN, got {name or '?'}=...", param_hint=where)
+        if name in named:
+            raise typer.BadParameter(f"{name!r} has two tokens", param_hint=where)
+        if secret in named.values():
+            raise typer.BadParameter(f"{name!r} shares a token with someone else: give each their own", param_hint=where)
+        named[name] = secret
+    if env_token and env_token.strip() and not given:
+        plain.append(env_token.strip())
+    plain = [p for p in plain if p]
+    if named and plain:
+        raise typer.BadParameter("give either one plain token or NAME=TOKEN pairs, not both", param_hint="--token")
+    if len(plain) > 1:
+        raise typer.BadParameter("several plain tokens: name them (NAME=TOKEN) to tell people apart", param_hint="--token")
+    return named or (plain[0] if plain else None)
 
 
 def open_dataset(store: Store, folder: Path) -> str:

@@ -73,7 +73,21 @@ class ImagePage(BaseModel):
 
 
 class ImageStatusIn(BaseModel):
-    status: ImageStatus
+    status: ImageStatus = Field(description="new, in_progress, annotated (done, ready for review), reviewed or rejected")
+
+
+class ProgressOut(BaseModel):
+    total: int = Field(description="images in the dataset")
+    by_status: dict[str, int] = Field(description="images per status (every status, zeros included)")
+    annotations: int = Field(description="live accepted annotations")
+    by_label: dict[str, int] = Field(description="live accepted annotations per label")
+
+
+class ReviewIn(BaseModel):
+    model_config = INPUT
+
+    verdict: Literal["accepted", "rejected"]
+    comment: Annotated[str, Field(max_length=2000)] | None = Field(default=None, description="why (kept with the mask)")
 
 
 class EmbedOut(BaseModel):
