@@ -292,7 +292,7 @@ def test_batch_of_prompts(built: Built) -> None:
 
 def test_mask_input(built: Built) -> None:
     predictor = built.predictor
-    side = predictor._mask_input_size()
+    side = tuple(predictor.model.mask_input_size)
     points, labels = np.array([[260.0, 150.0]]), np.array([1])
     _, _, low = predictor.predict(points, labels, multimask_output=False)
     assert low.shape == (1, *side)
@@ -342,7 +342,7 @@ def test_embedding_cache_and_reset(built: Built) -> None:
     assert torch.equal(predictor.get_image_embedding(), embedding)
     mask = np.zeros(built.image.shape[:2], bool)
     mask[100:200, 150:300] = True
-    assert predictor.mask_to_input(mask).shape == (1, *predictor._mask_input_size())
+    assert predictor.mask_to_input(mask).shape == (1, *tuple(predictor.model.mask_input_size))
 
 
 def test_segment_everything_runs_with_the_sam2_preset(tmp_path, image) -> None:

@@ -5,12 +5,11 @@ shapes and dtypes. It adds prompt validation with specific errors, a batched ent
 (:meth:`Predictor.predict_batch`) and an LRU cache of image embeddings, so setting an image seen
 before skips the image encoder.
 
-It depends only on the SAM model interface (``image_encoder.img_size``, ``prompt_encoder``,
-``mask_decoder``, ``preprocess``, ``postprocess_masks``, ``mask_threshold``, ``image_format``),
-so every model family that provides it works, or on the promptable-adapter interface
-(``zeroseg.models.hf.adapter``: ``img_size``, ``transform``, ``embed``, ``decode_prompts``,
-``postprocess_masks``, ...) of the adapters over transformers models (SAM 2.1, SAM-HQ, EdgeTAM,
-SAM 3's tracker), which embed and decode through the models' own forward passes.
+It depends only on the promptable interface (``img_size``, ``transform``, ``mask_input_size``,
+``embed``, ``image_embedding``, ``decode_prompts``, ``postprocess_masks``, ``mask_threshold``,
+``image_format``), which zeroseg's ``Sam`` (SAM 1, MobileSAM, lite) offers and the adapters over
+transformers models (``zeroseg.models.hf.adapter``: SAM 2.1, SAM-HQ, EdgeTAM, SAM 3's tracker)
+offer through the models' own forward passes.
 """
 from __future__ import annotations
 
@@ -26,7 +25,6 @@ from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import load_image
-from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.segment.graph_cut import GraphCutRefiner
 from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
@@ -49,8 +47,8 @@ class Predictor:
     """Predict masks from point, box and mask prompts on one image embedded once.
 
     Arguments:
-      model: a SAM-interface model (e.g. built by ``zeroseg.models.sam.build_from_config``) or a
-        promptable adapter (``zeroseg.models.hf.build_hf_segmenter``).
+      model: a promptable model: zeroseg's ``Sam`` (e.g. built by ``zeroseg.models.sam.build_from_config``)
+        or an adapter (``zeroseg.models.hf.build_hf_segmenter``).
       cache_size: how many image embeddings to keep (least recently used are dropped); 0 disables.
       refine_edges: snap the masks of :meth:`predict` / :meth:`predict_batch` to the image's edges
         (:class:`~zeroseg.segment.refine.EdgeRefiner`); by default the model's ``refine_edges``
@@ -73,9 +71,10 @@ class Predictor:
         self.model = model
         self.refine_edges = getattr(model, "refine_edges", False) if refine_edges is None else refine_edges
         self.graph_cut = getattr(model, "graph_cut", False) if graph_cut is None else graph_cut
-        self._adapter = model if callable(getattr(model, "decode_prompts", None)) else None
-        self._img_size: int = model.img_size if self._adapter is not None else model.image_encoder.img_size
-        self.transform = model.transform if self._adapter is not None else ResizeLongestSide(self._img_size)
+        if not callable(getattr(model, "decode_prompts", None)):
+            raise TypeError(f"{type(model).__name__} is not a promptable model (it has no decode_prompts)")
+        self._img_size: int = model.img_size
+        self.transform = model.transform
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Embedding] = OrderedDict()
         self.reset_image()
@@ -124,16 +123,13 @@ class Predictor:
         if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size:
             raise ImageError(f"set_torch_image expects a 1x3xHxW tensor with longest side {img_size}, got {shape}")
         self.reset_image()
-        if self._adapter is not None:
-            features = self._adapter.embed(transformed_image)
-        else:
-            features = self.model.image_encoder(self.model.preprocess(transformed_image))
+        features = self.model.embed(transformed_image)
         self._use(_Embedding(features, tuple(int(s) for s in original_image_size[:2]), shape[2:]))
 
     def get_image_embedding(self) -> torch.Tensor:
         """The embedding of the current image, 1xCxHxW."""
         self._require_image()
-        return self.features if self._adapter is None else self._adapter.image_embedding(self.features)
+        return self.model.image_embedding(self.features)
 
     def reset_image(self) -> None:
         """Forget the current image (cached embeddings stay available)."""
@@ -142,7 +138,6 @@ class Predictor:
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self._image: np.ndarray | None = None  # the original RGB image, kept for edge refinement
-        self._dense_pe: torch.Tensor | None = None  # the decoder's positional encoding, made once per embedding
         self._refiner: EdgeRefiner | None = None
 
     def clear_cache(self) -> None:
@@ -246,20 +241,8 @@ class Predictor:
         """The decoder half of :meth:`predict_torch`: low-resolution mask logits BxCxhxw and predicted
         IoU BxC, before upscaling (callers that drop masks by score upscale only the kept ones)."""
         self._require_image()
-        if self._adapter is not None:
-            return self._adapter.decode_prompts(
-                self.features, point_coords, point_labels, boxes, mask_input, multimask_output
-            )
-        points = (point_coords, point_labels) if point_coords is not None else None
-        sparse_embeddings, dense_embeddings = self.model.prompt_encoder(
-            points=points, boxes=boxes, masks=mask_input
-        )
-        return self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self._image_pe(),
-            sparse_prompt_embeddings=sparse_embeddings,
-            dense_prompt_embeddings=dense_embeddings,
-            multimask_output=multimask_output,
+        return self.model.decode_prompts(
+            self.features, point_coords, point_labels, boxes, mask_input, multimask_output
         )
 
     @torch.inference_mode()
@@ -293,7 +276,7 @@ class Predictor:
         side = self._img_size
         frame = np.zeros((side, side), np.float32)
         frame[:height, :width] = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-        out_h, out_w = self._mask_input_size()
+        out_h, out_w = self.model.mask_input_size
         small = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA)
         return ((small * 2.0 - 1.0) * PRIOR_LOGIT)[None].astype(np.float32)
 
@@ -304,11 +287,6 @@ class Predictor:
         self.input_size = embedding.input_size
         self.is_image_set = True
 
-    def _image_pe(self) -> torch.Tensor:
-        if self._dense_pe is None:
-            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-        return self._dense_pe
-
     def _require_image(self) -> None:
         if not self.is_image_set:
             raise NoImageSetError("no image is set: call set_image(...) before predicting")
@@ -318,11 +296,6 @@ class Predictor:
         digest = hashlib.sha256(np.ascontiguousarray(image).data).hexdigest()
         model_id = getattr(self.model, "name", None) or f"{type(self.model).__qualname__}@{id(self.model):x}"
         return digest, image.shape, model_id, str(self.device)
-
-    def _mask_input_size(self) -> tuple[int, int]:
-        if self._adapter is not None:
-            return tuple(self._adapter.mask_input_size)
-        return tuple(self.model.prompt_encoder.mask_input_size)
 
     def _prompts_to_torch(
         self, point_coords: Any, point_labels: Any, boxes: Any, mask_input: Any, batched: bool
@@ -347,7 +320,7 @@ class Predictor:
             boxes_torch = torch.as_tensor(boxes, dtype=torch.float, device=self.device)
             batch_sizes.append(("boxes", len(boxes_torch)))
         if mask_input is not None:
-            mask = check_mask_input(mask_input, self._mask_input_size(), batched)
+            mask = check_mask_input(mask_input, tuple(self.model.mask_input_size), batched)
             mask_torch = torch.as_tensor(mask, device=self.device)
             if not batched:
                 mask_torch = mask_torch[None]

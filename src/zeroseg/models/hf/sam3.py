@@ -124,8 +124,8 @@ class Sam3Concepts(nn.Module):
         self._texts: OrderedDict[tuple[str, str, str], TextEmbedding] = OrderedDict()
 
     @property
-    def image_encoder(self) -> nn.Module:
-        """Not here: the click interface of SAM-family models; says what to use instead."""
+    def decode_prompts(self) -> Any:
+        """Not here: the click interface of the promptable models; says what to use instead."""
         name = getattr(self, "name", None) or "this SAM 3 model"
         raise NotPromptableError(
             f"{name} is a concept model: it takes text and exemplar-box prompts (zeroseg segment --text / "

@@ -14,6 +14,7 @@ from torch import nn
 
 from zeroseg.models.sam.mask_decoder import MaskDecoder
 from zeroseg.models.sam.prompt_encoder import PromptEncoder
+from zeroseg.models.transforms import ResizeLongestSide
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -24,6 +25,10 @@ class Sam(nn.Module):
 
     ``image_encoder`` is any module with an ``img_size`` attribute mapping a padded, normalised
     ``(B, 3, img_size, img_size)`` image to the embedding the decoder expects.
+
+    Besides the reference's ``forward``, it offers the promptable interface the ``Predictor`` drives
+    (the one ``zeroseg.models.hf.adapter`` gives the transformers models): ``img_size``, ``transform``,
+    ``mask_input_size``, ``embed``, ``image_embedding``, ``decode_prompts`` and ``postprocess_masks``.
     """
 
     mask_threshold: float = 0.0
@@ -45,10 +50,60 @@ class Sam(nn.Module):
         self.mask_decoder = mask_decoder
         self.register_buffer("pixel_mean", torch.as_tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.as_tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self._dense_pe: torch.Tensor | None = None  # the decoder's positional encoding, made once
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    # --- the promptable interface (zeroseg.segment.Predictor) ----------------------------------
+    @property
+    def img_size(self) -> int:
+        return self.image_encoder.img_size
+
+    @property
+    def transform(self) -> ResizeLongestSide:
+        """Original pixels -> the encoder's input frame (longest side ``img_size``)."""
+        return ResizeLongestSide(self.img_size)
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        return tuple(self.prompt_encoder.mask_input_size)
+
+    @torch.inference_mode()
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """A resized 1x3xhxw image (0..255, from ``transform.apply_image``) -> its 1xCxHxW embedding."""
+        return self.image_encoder(self.preprocess(image))
+
+    def image_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        return embedding
+
+    @torch.inference_mode()
+    def decode_prompts(
+        self,
+        embedding: torch.Tensor,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """B prompts in the input frame on one embedded image -> low-resolution logits BxCxhxw and
+        predicted IoU BxC."""
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse_embeddings, dense_embeddings = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        return self.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self._image_pe(),
+            sparse_prompt_embeddings=sparse_embeddings,
+            dense_prompt_embeddings=dense_embeddings,
+            multimask_output=multimask_output,
+        )
+
+    def _image_pe(self) -> torch.Tensor:
+        if self._dense_pe is None or self._dense_pe.device != self.device:
+            self._dense_pe = self.prompt_encoder.get_dense_pe()
+        return self._dense_pe
 
     @torch.inference_mode()
     def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool) -> list[dict[str, torch.Tensor]]:
