@@ -1,12 +1,18 @@
 """Choose segment-everything filters for the lite model on validation photos no training step saw.
 
-Photos: 8 MSRC-21 and 4 CamVid *val* images (drawn with seed 0 from ../shared/data); ground truth: the
-connected regions of each class covering at least 1% of the image. For each ``GRID,IOU,STABILITY``
-setting it prints masks per photo, recall (share of regions some mask matches at IoU 0.5 / 0.75), the
-mean best IoU per region and the share of masks that match a region. ``REFINE=0`` turns the lite
-preset's edge refinement off.
+Two sets of photos no training step saw, scored apart:
 
-    python recipes/everything_val.py 32,0.4,0.1 32,0.5,0.2 32,0.6,0.2
+* ``regions``: 8 MSRC-21 and 4 CamVid *val* images (drawn with seed 0 from ../shared/data); ground truth:
+  the connected regions of each class covering at least 1% of the image;
+* ``instances``: the coco128 val split (``CocoYoloSegDataset(split="val")``, 32 photos); ground truth:
+  its instance masks of at least 32 x 32 pixels (COCO's medium and large objects).
+
+For each ``GRID,IOU,STABILITY[,NMS]`` setting it prints masks per photo, recall (share of ground-truth
+masks some mask matches at IoU 0.5 / 0.75), the mean best IoU per ground-truth mask and the share of
+masks that match one. ``REFINE=0`` turns the lite preset's edge refinement off; ``CHECKPOINT=FILE``
+scores other lite weights (e.g. a training run's ``lite_prompt.safetensors``).
+
+    python recipes/everything_val.py 32,0.4,0.1 32,0.5,0.2 32,0.4,0.1,0.8
 """
 from __future__ import annotations
 
@@ -22,11 +28,13 @@ from pycocotools import mask as mask_utils
 
 from zeroseg import hub
 from zeroseg.segment import MaskGenerator, Predictor
+from zeroseg.train.datasets import CocoYoloSegDataset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES = (("msrc21", {255}, 8), ("camvid", {11}, 4))  # (folder, void ids, photos)
 MIN_SHARE = 0.01
 MIN_AREA = 100
+MIN_INSTANCE_AREA = 32 * 32
 
 
 def regions(label: np.ndarray, void: set[int]) -> list[np.ndarray]:
@@ -40,7 +48,10 @@ def regions(label: np.ndarray, void: set[int]) -> list[np.ndarray]:
     return found
 
 
-def photos() -> list[tuple[np.ndarray, list[np.ndarray]]]:
+Photo = tuple[np.ndarray, list[np.ndarray]]
+
+
+def region_photos() -> list[Photo]:
     rng = np.random.default_rng(0)
     items = []
     for source, void, count in SOURCES:
@@ -51,36 +62,56 @@ def photos() -> list[tuple[np.ndarray, list[np.ndarray]]]:
     return items
 
 
+def instance_photos() -> list[Photo]:
+    coco = CocoYoloSegDataset(DATA / "coco128_seg", split="val")
+    items = []
+    for index in range(len(coco)):
+        sample = coco[index]
+        truth = [i.mask for i in sample.instances if i.mask.sum() >= MIN_INSTANCE_AREA]
+        if truth:
+            items.append((sample.image, truth))
+    return items
+
+
 def main(settings: list[str]) -> None:
-    items = photos()
-    print(f"{len(items)} photos, {sum(len(r) for _, r in items)} regions", flush=True)
-    predictor = Predictor(hub.load_model("lite"), refine_edges=os.environ.get("REFINE", "1") == "1")
+    sets = {"regions": region_photos(), "instances": instance_photos()}
+    for name, items in sets.items():
+        print(f"{name}: {len(items)} photos, {sum(len(r) for _, r in items)} masks", flush=True)
+    checkpoint = os.environ.get("CHECKPOINT")
+    model = hub.load_model("lite", checkpoint=checkpoint)
+    predictor = Predictor(model, refine_edges=os.environ.get("REFINE", "1") == "1")
     for setting in settings:
-        grid, iou, stability = setting.split(",")
+        grid, iou, stability, *nms = setting.split(",")
         generator = MaskGenerator(
             predictor, points_per_side=int(grid), pred_iou_thresh=float(iou),
-            stability_score_thresh=float(stability), min_mask_region_area=MIN_AREA, output_mode="coco_rle",
+            stability_score_thresh=float(stability), box_nms_thresh=float(nms[0]) if nms else 0.7,
+            min_mask_region_area=MIN_AREA, output_mode="coco_rle",
         )  # fmt: skip
-        start, best, counts, matching = time.perf_counter(), [], [], []
-        for image, truth in items:
-            found = [r for r in generator.generate(image) if r["area"] >= MIN_AREA]
-            counts.append(len(found))
-            if not found:
-                best += [0.0] * len(truth)
-                continue
-            masks = [{"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()} for r in found]
-            truth_rles = [mask_utils.encode(np.asfortranarray(t.astype(np.uint8))) for t in truth]
-            ious = mask_utils.iou(masks, truth_rles, [0] * len(truth_rles))
-            best += list(ious.max(0))
-            matching.append((ious.max(1) >= 0.5).mean())
-        best_iou = np.array(best)
-        print(
-            f"grid {grid} iou {iou} stability {stability}: masks/photo {np.mean(counts):.1f} "
-            f"recall@0.5 {np.mean(best_iou >= 0.5):.3f} @0.75 {np.mean(best_iou >= 0.75):.3f} "
-            f"mean best IoU {best_iou.mean():.3f} matching {np.mean(matching) if matching else 0:.3f} "
-            f"({(time.perf_counter() - start) / len(items):.1f} s/photo)",
-            flush=True,
-        )
+        for name, items in sets.items():
+            score(f"{setting} {name}", generator, items)
+
+
+def score(what: str, generator: MaskGenerator, items: list[Photo]) -> None:
+    start, best, counts, matching = time.perf_counter(), [], [], []
+    for image, truth in items:
+        found = [r for r in generator.generate(image) if r["area"] >= MIN_AREA]
+        counts.append(len(found))
+        if not found:
+            best += [0.0] * len(truth)
+            continue
+        masks = [{"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()} for r in found]
+        truth_rles = [mask_utils.encode(np.asfortranarray(t.astype(np.uint8))) for t in truth]
+        ious = mask_utils.iou(masks, truth_rles, [0] * len(truth_rles))
+        best += list(ious.max(0))
+        matching.append((ious.max(1) >= 0.5).mean())
+    best_iou = np.array(best)
+    print(
+        f"{what}: masks/photo {np.mean(counts):.1f} "
+        f"recall@0.5 {np.mean(best_iou >= 0.5):.3f} @0.75 {np.mean(best_iou >= 0.75):.3f} "
+        f"mean best IoU {best_iou.mean():.3f} matching {np.mean(matching) if matching else 0:.3f} "
+        f"({(time.perf_counter() - start) / len(items):.1f} s/photo)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
