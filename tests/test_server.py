@@ -399,6 +399,7 @@ EXPECTED_ENDPOINTS = {
     ("post", "/api/annotations/merge"),
     ("post", "/api/annotations/{annotation_id}/review"),
     ("get", "/api/progress"),
+    ("post", "/api/images/{image_id}/proposals/accept"),
 }
 
 

@@ -792,6 +792,24 @@ class Store:
             session.flush()
             return [_annotation_record(r) for r in changed], [_annotation_record(r) for r in added]
 
+    def set_statuses(
+        self, annotation_ids: Iterable[int], status: Status, *, author: str | None = None
+    ) -> list[AnnotationRecord]:
+        """Give several annotations one review status in ONE transaction, one batch of edits (one undo
+        reverts it); returns them in the order given. Deleted ones raise DatasetError."""
+        ids = list(dict.fromkeys(annotation_ids))
+        with self._write() as session:
+            batch = _Batch()
+            rows = []
+            for annotation_id in ids:
+                row = _annotation(session, annotation_id, lock=True)
+                if row.deleted:
+                    raise DatasetError(f"annotation {annotation_id} is deleted (undo restores it)")
+                batch(_apply(session, row, EditAction.UPDATE, {"status": Status(status)}, author))
+                rows.append(row)
+            session.flush()
+            return [_annotation_record(r) for r in rows]
+
     def delete_annotation(self, annotation_id: int, *, author: str | None = None) -> AnnotationRecord:
         """Mark an annotation deleted (undo brings it back); deleting twice changes nothing."""
         with self._write() as session:

@@ -28,6 +28,7 @@ from zeroseg.io import rle_to_mask
 from zeroseg.server.files import UploadTooLargeError, check_upload, save_upload
 from zeroseg.server.schemas import (
     RLE,
+    AcceptProposalsIn,
     AnnotationIn,
     AnnotationOut,
     AnnotationPatch,
@@ -374,3 +375,24 @@ def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> P
     return ProposeOut(
         image_id=image.id, proposals=[AnnotationOut.of(a) for a in pending], seconds=time.perf_counter() - start
     )
+
+
+@router.post("/images/{image_id}/proposals/accept", response_model=list[AnnotationOut], tags=["semi-automatic"])
+def accept_proposals(state: State, author: Author, image_id: ImageId, body: AcceptProposalsIn) -> list[AnnotationOut]:
+    """Accept the image's pending proposals whose predicted IoU reaches ``min_score`` (or exactly the
+    ``ids`` given, which must be pending proposals of the image), in one transaction that one undo
+    reverts; the other proposals stay pending. Returns the accepted ones, best score first."""
+    image = state.image(image_id)
+    pending = {a.id: a for a in state.store.annotations_for(image.id, status=Status.PROPOSED)}
+    if body.ids is not None:
+        missing = [i for i in body.ids if i not in pending]
+        if missing:
+            raise NotFoundError(f"annotation {missing[0]} is not a pending proposal of image {image.id}")
+        chosen = [pending[i] for i in dict.fromkeys(body.ids)]
+    else:
+        chosen = [a for a in pending.values() if (a.predicted_iou or 0.0) >= body.min_score]
+    chosen.sort(key=lambda a: -(a.predicted_iou or 0.0))
+    accepted = state.store.set_statuses([a.id for a in chosen], Status.ACCEPTED, author=author)
+    if accepted:
+        state.started(image.id)
+    return [AnnotationOut.of(a) for a in accepted]

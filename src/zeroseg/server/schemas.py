@@ -301,6 +301,17 @@ class ProposeIn(BaseModel):
     name: bool = Field(default=True, description="name the proposals from the vocabulary")
 
 
+class AcceptProposalsIn(BaseModel):
+    """Which pending proposals to accept: those scoring at least ``min_score``, or the ``ids`` given."""
+
+    model_config = INPUT
+
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="accept proposals with predicted IoU >= this")
+    ids: list[Id] | None = Field(
+        default=None, max_length=10_000, description="accept exactly these pending proposals (min_score is then not used)"
+    )
+
+
 class ImportOut(BaseModel):
     added: int = Field(description="annotations added")
     skipped: int = Field(description="annotations the dataset had already (same image, mask and label)")
