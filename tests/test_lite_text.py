@@ -68,6 +68,9 @@ def data_root_dir(tmp_path_factory) -> Path:
     (coco / "images/train").mkdir(parents=True)
     (coco / "labels/train").mkdir(parents=True)
     (coco / "classes.tsv").write_text("idx\tcoco_id\tname\n0\t1\tperson\n1\t17\tcat\n2\t3\tcar\n")
+    # sorted first, so the val quarter (CocoYoloSegDataset split "val"), which no training step may read
+    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(coco / "images/train/0_val.jpg")
+    (coco / "labels/train/0_val.txt").write_text("2 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5\n")  # a car
     Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(coco / "images/train/a.jpg")
     (coco / "labels/train/a.txt").write_text(
         "0 0.05 0.1 0.45 0.1 0.45 0.9 0.05 0.9\n"  # person
@@ -138,6 +141,7 @@ def test_exclusion_of_unseen_names_and_pixels(tiny, data_root_dir):
     assert {"cow", "sheep", "cat", "boat", "bicycle", "airplane", "hair drier"} <= excluded
     assert excluded == {n for split in ZERO_SHOT_SPLITS.values() for n in split["unseen"]}
     assert data.vocabularies == [("grass", "sky"), ("person", "car")]  # horse dropped, cow and cat excluded
+    assert "0_val.jpg" not in {p.name for p in data.paths}  # coco128's val quarter is never read
     for step in range(50):
         batch = zs.sample_batch(data, cfg, np.random.default_rng([0, step]))
         assert not excluded & set(batch.vocabulary)

@@ -136,18 +136,22 @@ def test_mask_pooling_is_the_coverage_weighted_mean():
     assert present.tolist() == [True]
 
 
-def test_default_namer_is_uncalibrated_and_calibrate_asks_for_it():
+def test_default_namer_calibrates_pixels_only_and_calibrate_asks_for_masks_too():
     embedder = FakeEmbedder(HALVES, seen=("sky", "cow"), calibration=0.2, mask_calibration=0.3,
                             background=unit(0.0, 0.0, 0.0, 1.0))
-    plain = load_namer("sky, grass", embedder)
+    mask = np.zeros((1, 40, 40), bool)
+    mask[0, :, :20] = True
+    default = load_namer("sky, grass", embedder)
+    assert default.calibration == 0.2 and default.mask_calibration == 0.0 and default.seen == {"sky"}
+    assert default.background is None and default.background_threshold is None
+    torch.testing.assert_close(default.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([80.0, 0.0]))  # pixels: gamma
+    torch.testing.assert_close(default.mask_logits(IMAGE, mask)[0][0], torch.tensor([100.0, 0.0]))  # masks: none
+    plain = load_namer("sky, grass", embedder, pixel_calibrate=False)
     assert plain.calibration == 0.0 and plain.mask_calibration == 0.0 and plain.seen == set()
-    assert plain.background is None and plain.background_threshold is None
     torch.testing.assert_close(plain.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([100.0, 0.0]))
     calibrated = load_namer("sky, grass", embedder, calibrate=True)
     assert calibrated.seen == {"sky"} and calibrated.calibration == 0.2 and calibrated.mask_calibration == 0.3
     torch.testing.assert_close(calibrated.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([80.0, 0.0]))
-    mask = np.zeros((1, 40, 40), bool)
-    mask[0, :, :20] = True
     torch.testing.assert_close(calibrated.mask_logits(IMAGE, mask)[0][0], torch.tensor([70.0, 0.0]))
     asked = load_namer("sky, grass", embedder, calibrate=True, calibration=0.1, background=True)
     assert asked.calibration == 0.1 and asked.background is not None
@@ -247,3 +251,38 @@ def test_text_to_masks_finds_each_square(scene, predictor):
 def test_text_to_masks_without_a_match(scene, predictor):
     image, embedder = scene
     assert text_to_masks(image, "square", predictor, Namer(embedder, ["square", "floor"]), threshold=1.01) == []
+
+
+def test_with_vocabulary_shares_the_image_cache():
+    embedder = FakeEmbedder(HALVES)
+    namer = Namer(embedder, ["sky", "grass"])
+    namer.label_pixels(IMAGE)
+    other = namer.with_vocabulary(["grass"])
+    assert other.vocabulary == ["grass"] and namer.vocabulary == ["sky", "grass"]
+    assert (other.label_pixels(IMAGE) == 0).all() and embedder.calls == 1
+    with pytest.raises(PromptValueError):
+        namer.with_vocabulary(" , ")
+
+
+def test_match_scores_keep_masks_the_phrase_wins(scene, monkeypatch):
+    from zeroseg.segment import text_prompt
+
+    image, embedder = scene
+    on_square, on_floor = np.zeros((2, *image.shape[:2]), bool)
+    rows, cols = SQUARES[0]
+    on_square[rows, cols] = True
+    on_floor[130:, :] = True
+    scores = text_prompt.match_scores(image, "square", np.stack([on_square, on_floor]), Namer(embedder, ["floor"]))
+    assert scores[0] is not None and scores[0] > 0.5 and scores[1] is None
+    monkeypatch.setattr(text_prompt, "CONTEXT_NAMES", ("floor", "square"))  # a namer of the phrase alone
+    alone = text_prompt.match_scores(image, "square", np.stack([on_square, on_floor]), Namer(embedder, ["square"]))
+    assert alone[0] == pytest.approx(scores[0]) and alone[1] is None
+
+
+def test_text_to_masks_verified_best_first(scene, predictor):
+    image, embedder = scene
+    segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
+    scores = [s.label_score for s in segments]
+    assert len(segments) == 2 and scores == sorted(scores, reverse=True) and min(scores) > 0.5
+    # the floor phrase wins the regions around the squares; its masks, named, are floor too
+    assert all(s.label == "floor" for s in text_to_masks(image, "floor", predictor, Namer(embedder, ["square"])))

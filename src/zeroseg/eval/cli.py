@@ -160,7 +160,7 @@ def _write_json(path: Path | None, results: dict[str, Any]) -> None:
 @app.command("zero-shot")
 def zero_shot(
     dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
-    split: Annotated[str, typer.Option(help="split folder (not used by YOLO-seg folders like coco128)")] = "val",
+    split: Annotated[str, typer.Option(help="split folder; coco128 (YOLO-seg): train, val or all")] = "val",
     unseen: UnseenOption = None,
     dropped: DroppedOption = None,
     model: EmbedderOption = "lite",
@@ -189,6 +189,37 @@ def zero_shot(
     console.print(per_class_table(results, unseen_names))
 
 
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        help="user: what the product does by default, the whole vocabulary, accuracy over all masks; "
+             "zero-shot: the strict seen / unseen protocol (calibrated stacking, the dense head alone)",
+    ),
+]
+
+
+def _protocol(value: str) -> str:
+    value = value.strip().lower().replace("_", "-")
+    if value not in ("user", "zero-shot"):
+        raise typer.BadParameter(f"--protocol must be 'user' or 'zero-shot', not {value!r}")
+    return value
+
+
+def _unseen_or_none(dataset: str, classes: Any, unseen: str | None, protocol: str) -> list[str]:
+    """The split's unseen names; the user's protocol needs none (its groups then stay empty)."""
+    from zeroseg.eval.zero_shot import known_split, zero_shot_split
+
+    if protocol == "user" and unseen is None and known_split(dataset) is None:
+        return []
+    return zero_shot_split(dataset, classes, _names(unseen), dropped=())[0]
+
+
+def _covered_line(covered: dict[str, list[str]]) -> str:
+    names = [name for name, classes in covered.items() if classes]
+    return (f"ImageNet-1k (the backbone's pretraining) already has classes for {len(names)} of "
+            f"{len(covered)} names: {', '.join(names) or '-'}")
+
+
 @app.command()
 def naming(
     dataset: Annotated[
@@ -196,7 +227,11 @@ def naming(
         typer.Option(help="coco128, msrc21, camvid, a COCO instances .json, or a folder (index.csv, YOLO-seg, "
                           "or split/images + split/labels class maps, cut into regions)"),
     ],
-    split: Annotated[str, typer.Option(help="split of class-map datasets (msrc21, camvid)")] = "val",
+    protocol: ProtocolOption = "user",
+    split: Annotated[
+        str | None,
+        typer.Option(help="split of class maps (default val); coco128's part: train, val (default) or all"),
+    ] = None,
     images: Annotated[
         Path | None, typer.Option(help="image folder of a COCO .json (default: images/ beside it)")
     ] = None,
@@ -208,8 +243,8 @@ def naming(
         bool | None,
         typer.Option(
             "--calibrate/--no-calibrate",
-            help="calibrated stacking of the zero-shot protocol: the embedder's mask gamma subtracted from "
-                 "every name but the unseen ones (default: what the product does, no calibration)",
+            help="override the protocol's calibrated stacking (the embedder's mask gamma subtracted from "
+                 "every name but the unseen ones; user: off, zero-shot: on)",
             show_default=False,
         ),
     ] = None,
@@ -217,32 +252,57 @@ def naming(
     limit: LimitOption = None,
     json_path: JsonOption = None,
 ) -> None:
-    """Top-1 accuracy of naming ground-truth masks among all the dataset's names: all masks, seen, unseen."""
+    """Top-1 accuracy of naming ground-truth masks among all the dataset's names: all masks, seen, unseen.
+
+    --protocol user (default) names every mask as the product does (zeroseg.load_namer's defaults) and
+    reports `accuracy` over all masks; --protocol zero-shot is the strict protocol (seen / unseen / hm).
+    Both say which names the backbone's ImageNet-1k pretraining already covers.
+    """
     from zeroseg.eval.naming import SemanticRegionNaming, evaluate_naming, load_naming_dataset
-    from zeroseg.eval.zero_shot import zero_shot_split
 
     try:
+        protocol = _protocol(protocol)
         data = load_naming_dataset(dataset, images, limit, split=split, dropped=_names(dropped))
-        unseen_names, _ = zero_shot_split(dataset, data.classes, _names(unseen), dropped=())
-        results = evaluate_naming(_embedder(model, checkpoint), data, unseen_names, calibration, calibrate=calibrate)
+        unseen_names = _unseen_or_none(dataset, data.classes, unseen, protocol)
+        if calibrate is None and protocol == "zero-shot":
+            calibrate = True
+        classifier = None if protocol == "user" else False
+        results = evaluate_naming(
+            _embedder(model, checkpoint), data, unseen_names, calibration, calibrate=calibrate, classifier=classifier
+        )
         regions = isinstance(data, SemanticRegionNaming)
         _write_json(json_path, {
-            "dataset": dataset, "split": split if regions else None, "model": model, "unseen": unseen_names,
-            "dropped": data.dropped if isinstance(data, SemanticRegionNaming) else [], **results,
+            "dataset": dataset, "protocol": protocol, "split": _split_of(data, split), "model": model,
+            "unseen": unseen_names, "dropped": data.dropped if regions else [], **results,
         })
     except ZerosegError as err:
         raise _fail(err) from None
-    columns = {"accuracy": "all", "seen_acc": "seen", "unseen_acc": "unseen", "hmean": "hmean"}
+    columns = {"accuracy": "all", "seen_acc": "seen", "unseen_acc": "unseen", "hmean": "hmean",
+               "imagenet_acc": "ImageNet names", "not_imagenet_acc": "other names"}
     how = f"calibrated, gamma {results['calibration']:g}" if results["calibrated"] else "uncalibrated"
-    where = f"{dataset} {split}" if isinstance(data, SemanticRegionNaming) else dataset
-    title = f"{model} naming on {where} ({results['n_masks']} masks, {how})"
-    Console().print(settings_table({"top-1": results}, columns, title))
+    how += ", + ImageNet classifier" if results["classifier"] else ", dense head only"
+    where = f"{dataset} {_split_of(data, split) or ''}".strip()
+    title = f"{model} naming on {where} ({results['n_masks']} masks, {protocol} protocol: {how})"
+    console = Console()
+    console.print(settings_table({"top-1": results}, columns, title))
+    console.print(_covered_line(results["imagenet_covered"]))
+
+
+def _split_of(data: Any, split: str | None) -> str | None:
+    """The split a naming dataset was read with (None: a dataset without splits)."""
+    if hasattr(data, "semantic"):  # class maps cut into regions
+        return split or "val"
+    return getattr(data, "split", None)  # YOLO-seg: train, val or all
 
 
 @app.command("text-prompt")
 def text_prompt(
     dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
-    split: Annotated[str, typer.Option(help="split folder (not used by YOLO-seg folders like coco128)")] = "val",
+    protocol: ProtocolOption = "user",
+    split: Annotated[
+        str | None,
+        typer.Option(help="split of class maps (default val); coco128's part: train, val (default) or all"),
+    ] = None,
     unseen: UnseenOption = None,
     dropped: DroppedOption = None,
     model: EmbedderOption = "lite",
@@ -250,30 +310,76 @@ def text_prompt(
     segmenter: Annotated[str, typer.Option(help="promptable segmentation model (hub name)")] = "lite",
     device: Annotated[str, typer.Option(help="torch device of the segmentation model")] = "cpu",
     calibration: CalibrationOption = None,
+    absent: Annotated[
+        int | None,
+        typer.Option(min=0, help="user protocol: prompts per image for absent classes (default: every one)"),
+    ] = None,
+    vocabulary: Annotated[
+        str,
+        typer.Option(help="user protocol: 'all' (the phrase among every dataset name, as --names does) or "
+                          "'phrase' (the phrase alone, as `segment --text` without --names)"),
+    ] = "all",
     limit: LimitOption = None,
     json_path: JsonOption = None,
 ) -> None:
-    """Mean IoU of the masks a class name prompts against that class's region, seen vs unseen classes."""
-    from zeroseg.eval.naming import evaluate_text_prompts
-    from zeroseg.eval.zero_shot import open_semantic_dataset, zero_shot_split
+    """Text prompts. --protocol user (default): each class name prompted as `zeroseg segment --text NAME`
+    does, on instance masks: hit rate (instances whose best mask has IoU >= 0.5) and false-positive rate
+    (prompts for absent classes that return a mask). --protocol zero-shot: mean IoU of the prompted masks
+    against each class region, seen vs unseen classes."""
     from zeroseg.hub import load_model
     from zeroseg.segment import Predictor
 
     try:
-        data = open_semantic_dataset(dataset, split, limit)
-        unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
+        protocol = _protocol(protocol)
         predictor = Predictor(load_model(segmenter, device=device))
         embedder = _embedder(model, checkpoint)
-        results = evaluate_text_prompts(predictor, embedder, data, unseen_names, calibration, dropped_names)
+        if protocol == "user":
+            results, data_size, info = _user_text_prompts(dataset, split, unseen, dropped, limit, absent,
+                                                          predictor, embedder, vocabulary)
+        else:
+            results, data_size, info = _zero_shot_text_prompts(dataset, split or "val", unseen, dropped, limit,
+                                                               calibration, predictor, embedder)
         _write_json(json_path, {
-            "dataset": dataset, "split": split, "model": model, "segmenter": segmenter, "n_images": len(data),
-            "unseen": unseen_names, "dropped": dropped_names, **results,
+            "dataset": dataset, "protocol": protocol, "model": model, "segmenter": segmenter,
+            "n_images": data_size, **info, **results,
         })
     except ZerosegError as err:
         raise _fail(err) from None
-    columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
-    title = f"{segmenter} + {model} text prompts on {dataset} {split} ({results['n_prompts']} prompts)"
+    where = f"{dataset} {info.get('split') or ''}".strip()
+    if protocol == "user":
+        columns = {"hit_rate": "hit", "first_hit_rate": "first mask hit", "fp_rate": "false positive",
+                   "empty_rate": "nothing found", "seen_hit_rate": "seen hit", "unseen_hit_rate": "unseen hit"}
+        title = (f"{segmenter} + {model} text prompts on {where} ({results['n_instances']} instances, "
+                 f"{results['n_absent_prompts']} absent-class prompts, user protocol, vocabulary "
+                 f"{results['vocabulary']})")
+    else:
+        columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
+        title = f"{segmenter} + {model} text prompts on {where} ({results['n_prompts']} prompts, zero-shot protocol)"
     Console().print(settings_table({"text": results}, columns, title))
+
+
+def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, dropped: str | None,
+                       limit: int | None, absent: int | None, predictor: Any, embedder: Any,
+                       vocabulary: str = "all") -> tuple[Any, int, dict]:
+    from zeroseg.eval.naming import SemanticRegionNaming, evaluate_text_prompt_hits, load_naming_dataset
+
+    data = load_naming_dataset(dataset, None, limit, split=split, dropped=_names(dropped))
+    unseen_names = _unseen_or_none(dataset, data.classes, unseen, "user")
+    results = evaluate_text_prompt_hits(predictor, embedder, data, unseen_names, absent_per_image=absent,
+                                        vocabulary=vocabulary)
+    dropped_names = data.dropped if isinstance(data, SemanticRegionNaming) else []
+    return results, len(data), {"split": _split_of(data, split), "unseen": unseen_names, "dropped": dropped_names}
+
+
+def _zero_shot_text_prompts(dataset: str, split: str, unseen: str | None, dropped: str | None, limit: int | None,
+                            calibration: float | None, predictor: Any, embedder: Any) -> tuple[Any, int, dict]:
+    from zeroseg.eval.naming import evaluate_text_prompts
+    from zeroseg.eval.zero_shot import open_semantic_dataset, zero_shot_split
+
+    data = open_semantic_dataset(dataset, split, limit)
+    unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
+    results = evaluate_text_prompts(predictor, embedder, data, unseen_names, calibration, dropped_names)
+    return results, len(data), {"split": split, "unseen": unseen_names, "dropped": dropped_names}
 
 
 if __name__ == "__main__":

@@ -72,10 +72,12 @@ def _stack(masks: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
 
 
 class YoloSegNaming:
-    """coco128_seg's layout: ``images/``, ``labels/`` (YOLO-seg polygons) and ``classes.tsv``."""
+    """coco128_seg's layout: ``images/``, ``labels/`` (YOLO-seg polygons) and ``classes.tsv``; ``split``
+    as :class:`~zeroseg.train.datasets.CocoYoloSegDataset` (``val``: the quarter no training step reads)."""
 
-    def __init__(self, root: Path | str, limit: int | None = None) -> None:
-        self.reader = CocoYoloSegDataset(root, limit=limit)
+    def __init__(self, root: Path | str, limit: int | None = None, split: str = "all") -> None:
+        self.reader = CocoYoloSegDataset(root, limit=limit, split=split)
+        self.split = split
         self.classes = list(self.reader.classes.values())
 
     def __len__(self) -> int:
@@ -197,7 +199,7 @@ def load_naming_dataset(
     dataset: str | Path,
     images: Path | str | None = None,
     limit: int | None = None,
-    split: str = "val",
+    split: str | None = None,
     dropped: Iterable[str] | None = None,
 ) -> NamingSource:
     """``coco128`` (the shared data), a COCO instances ``.json`` (images from ``images``, default the
@@ -205,8 +207,13 @@ def load_naming_dataset(
     coco128_seg's layout (:class:`YoloSegNaming`), or class maps cut into regions
     (:class:`SemanticRegionNaming`: ``msrc21``, ``camvid`` or a folder with ``split/images`` +
     ``split/labels``; ``dropped`` defaults to the dataset's split in ZERO_SHOT_SPLITS).
+
+    ``split`` (default ``val``) picks the split folder of class maps and the part of ``coco128``
+    (``train``, ``val`` or ``all``); other YOLO-seg folders are read whole unless it is given.
     """
     path = dataset_folder(dataset)
+    yolo_split = split if split is not None else "val" if known_split(dataset) is not None else "all"
+    split = "val" if split is None else split
     if (path / "classes.tsv").is_file() and (path / split / "labels").is_dir() and not (path / "labels").is_dir():
         if dropped is None:
             split_names = known_split(dataset)
@@ -219,7 +226,7 @@ def load_naming_dataset(
     if (path / "index.csv").is_file():
         return MaskFolderNaming(path, limit)
     if (path / "classes.tsv").is_file() and (path / "labels").is_dir():
-        return YoloSegNaming(path, limit)
+        return YoloSegNaming(path, limit, yolo_split)
     raise DatasetError(
         f"{path} is not a naming dataset: expected coco128, msrc21, camvid, a COCO .json, a folder with "
         f"index.csv (image,mask,class_name), images/ + labels/ + classes.tsv, or {split}/images + "
@@ -300,19 +307,41 @@ def evaluate_naming(
         for (predicted, _), truth in zip(namer.name_masks(sample.image, sample.masks[keep]), truths):
             counts[truth]["total"] += 1
             counts[truth]["correct"] += int(predicted == truth)
-    seen_acc, unseen_acc = _seen_unseen({n: (c["correct"], c["total"]) for n, c in counts.items()}, unseen)
+    sums = {n: (c["correct"], c["total"]) for n, c in counts.items()}
+    seen_acc, unseen_acc = _seen_unseen(sums, unseen)
     n_masks = sum(c["total"] for c in counts.values())
+    covered = imagenet_covered(namer, names)
+    covered_acc, not_covered_acc = _seen_unseen(sums, {n for n in names if not covered[n]})
     return {
         "accuracy": 100 * sum(c["correct"] for c in counts.values()) / n_masks if n_masks else None,
         "seen_acc": seen_acc,
         "unseen_acc": unseen_acc,
         "hmean": _with_hmean(seen_acc, unseen_acc),
+        "imagenet_acc": covered_acc,
+        "not_imagenet_acc": not_covered_acc,
         "n_masks": n_masks,
         "calibrated": bool(calibrate),
         "calibration": gamma,
         "classifier": getattr(namer, "classifier", None) is not None,
+        "imagenet_covered": covered,
         "per_class": counts,
     }
+
+
+def imagenet_covered(namer: Any, names: Sequence[str]) -> dict[str, list[str]]:
+    """The ImageNet-1k classes that already cover each name
+    (:func:`~zeroseg.models.lite.imagenet.imagenet_coverage`): which names the backbone's pretraining has
+    seen, so "unseen" is not zero-shot for them. The text-space match needs an embedder whose backbone is
+    the ImageNet classifier (the lite one); otherwise the string match alone."""
+    from zeroseg.models.lite.imagenet import imagenet_coverage
+    from zeroseg.segment.naming import imagenet_text
+
+    embedder = getattr(namer, "embedder", None)
+    has_classifier = callable(getattr(getattr(embedder, "backbone", None), "classify", None))
+    encoder = getattr(embedder, "text_encoder", None)
+    if encoder is None or not has_classifier:
+        return imagenet_coverage(list(names))
+    return imagenet_coverage(list(names), encoder.encode(list(names)).float().cpu(), imagenet_text(encoder))
 
 
 def union_of_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -353,7 +382,8 @@ def evaluate_text_prompts(
 
     names, lookup = vocabulary_of(dataset.classes, dropped)
     unseen = set(evaluated_unseen(names, unseen))
-    namer, gamma = build_namer(model, names, unseen, calibration, background=True)  # "none" competes
+    # "none" competes; the strict protocol keeps the ImageNet classifier out of the masks' check too
+    namer, gamma = build_namer(model, names, unseen, calibration, background=True, classifier=False)
     ious: dict[str, list[float]] = {name: [] for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]
@@ -375,4 +405,101 @@ def evaluate_text_prompts(
             name: {"miou": 100 * float(np.mean(v)) if v else None, "count": len(v), "seen": name not in unseen}
             for name, v in ious.items()
         },
+    }
+
+
+HIT_IOU = 0.5  # an instance is found when a text-prompted mask overlaps it by at least this IoU
+
+
+def user_text_namer(model: DenseEmbedder | NamerFactory, names: Sequence[str]) -> Any:
+    """The namer ``zeroseg segment --text NAME --names NAMES`` makes: the product's defaults with the
+    learned background as "none of these" (:func:`~zeroseg.segment.naming.load_namer`), over ``names``."""
+    if isinstance(model, DenseEmbedder):
+        from zeroseg.segment.naming import load_namer
+
+        return load_namer(list(names), model, background=True)
+    return model(list(names), seen=[], calibration=0.0)
+
+
+def evaluate_text_prompt_hits(
+    predictor: Any,
+    model: DenseEmbedder | NamerFactory,
+    dataset: NamingSource,
+    unseen: Iterable[str] = (),
+    progress: bool = True,
+    absent_per_image: int | None = None,
+    text_to_masks: Any = None,
+    vocabulary: str = "all",
+) -> dict[str, Any]:
+    """The user's protocol for text prompts, on images with named instance masks.
+
+    Each class name is prompted as the product does by default (:func:`user_text_namer`): with
+    ``vocabulary`` "all" the whole vocabulary is the namer's (``zeroseg segment --text NAME --names
+    ALL``), with "phrase" the phrase alone (``zeroseg segment --text NAME``, which then competes with
+    :data:`~zeroseg.segment.text_prompt.CONTEXT_NAMES`). ``hit_rate``: the share of
+    the instances of the classes present whose best returned mask has IoU >= :data:`HIT_IOU` with them;
+    ``fp_rate``: the share of prompts for classes absent from the image that return any mask (every
+    absent class, or the first ``absent_per_image`` of a fixed shuffle per image). Also ``first_hit_rate``
+    (the first, best-ranked mask alone), ``empty_rate`` (prompts for present classes that return nothing),
+    the hit rates of ``unseen`` and seen classes, ``n_instances``, ``n_absent_prompts`` and ``per_class``.
+    Percentages. ``text_to_masks`` replaces :func:`~zeroseg.segment.text_prompt.text_to_masks` (tests).
+    """
+    if text_to_masks is None:
+        from zeroseg.segment.text_prompt import text_to_masks
+
+    if vocabulary not in ("all", "phrase"):
+        raise DatasetError(f"vocabulary must be 'all' or 'phrase', not {vocabulary!r}")
+    names = clean_names(dataset.classes)
+    unseen = set(evaluated_unseen(names, unseen))
+    base = user_text_namer(model, names)
+    namers: dict[str, Any] = {}
+    per_class = {n: {"instances": 0, "hits": 0, "first_hits": 0, "prompts": 0, "empty": 0, "absent_prompts": 0,
+                     "false_positives": 0, "seen": n not in unseen} for n in names}
+    for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
+        sample = dataset[index]
+        keep = sample.masks.reshape(len(sample.masks), -1).any(1)
+        truths = [clean_names([n])[0] for n, k in zip(sample.class_names, keep) if k]
+        masks = sample.masks[keep]
+        present = list(dict.fromkeys(truths))
+        absent = [n for n in names if n not in present]
+        if absent_per_image is not None:
+            order = np.random.default_rng([index, len(names)]).permutation(len(absent))
+            absent = [absent[k] for k in sorted(order[:absent_per_image])]
+        for name in present + absent:
+            namer = base if vocabulary == "all" else namers.setdefault(name, base.with_vocabulary([name]))
+            found = [np.asarray(s.mask, dtype=bool) for s in text_to_masks(sample.image, name, predictor, namer)]
+            counts = per_class[name]
+            if name in absent:
+                counts["absent_prompts"] += 1
+                counts["false_positives"] += int(bool(found))
+                continue
+            counts["prompts"] += 1
+            counts["empty"] += int(not found)
+            for truth, mask in zip(truths, masks):
+                if truth != name:
+                    continue
+                ious = [mask_iou(f, mask) for f in found]
+                counts["instances"] += 1
+                counts["hits"] += int(bool(ious) and max(ious) >= HIT_IOU)
+                counts["first_hits"] += int(bool(ious) and ious[0] >= HIT_IOU)
+    total = {key: sum(c[key] for c in per_class.values()) for key in
+             ("instances", "hits", "first_hits", "prompts", "empty", "absent_prompts", "false_positives")}
+    seen_hits, unseen_hits = _seen_unseen({n: (c["hits"], c["instances"]) for n, c in per_class.items()}, unseen)
+
+    def rate(part: str, whole: str) -> float | None:
+        return 100 * total[part] / total[whole] if total[whole] else None
+
+    return {
+        "hit_rate": rate("hits", "instances"),
+        "fp_rate": rate("false_positives", "absent_prompts"),
+        "first_hit_rate": rate("first_hits", "instances"),
+        "empty_rate": rate("empty", "prompts"),
+        "seen_hit_rate": seen_hits,
+        "unseen_hit_rate": unseen_hits,
+        "n_instances": total["instances"],
+        "n_prompts": total["prompts"],
+        "n_absent_prompts": total["absent_prompts"],
+        "iou_threshold": HIT_IOU,
+        "vocabulary": vocabulary,
+        "per_class": per_class,
     }

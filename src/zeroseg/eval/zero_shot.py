@@ -137,13 +137,15 @@ def open_semantic_dataset(dataset: str | Path, split: str = "val", limit: int | 
 
     A folder with ``<split>/images`` and ``<split>/labels`` (class maps) plus ``classes.tsv`` is read as
     class maps; one with ``images/``, ``labels/`` (YOLO-seg polygons) and ``classes.tsv`` as rasterised
-    instances, where ``split`` is not used (coco128 has a single split).
+    instances, where ``split`` ``train``, ``val`` or ``all`` picks a part as
+    :class:`~zeroseg.train.datasets.CocoYoloSegDataset` does (any other: all images).
     """
     root = dataset_folder(dataset)
     if (root / split / "images").is_dir():
         return SemanticDataset(root, split, limit=limit)
     if (root / "images").is_dir() and (root / "labels").is_dir():
-        return InstanceSemanticDataset(CocoYoloSegDataset(root, limit=limit))
+        part = split if split in ("train", "val", "all") else "all"
+        return InstanceSemanticDataset(CocoYoloSegDataset(root, limit=limit, split=part))
     raise DatasetError(
         f"{root} is not a semantic dataset: expected {split}/images + {split}/labels or images/ + labels/ "
         f"with a classes.tsv (known names: {', '.join(SOURCE_FOLDERS)})"

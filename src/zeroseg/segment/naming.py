@@ -4,13 +4,14 @@ A :class:`Namer` holds a vocabulary embedded once by the embedder's own text enc
 are cosine(pixel embedding, name embedding) / temperature, computed on the embedder's coarse grid and
 resized bilinearly to the image (logits are resized, never features). A mask is named from the mean
 unit embedding of the grid cells it covers. Two zero-shot devices can decide between names; a namer from
-:func:`load_namer` uses neither unless asked, which names a user's own vocabulary best (docs/zero-shot.md):
+:func:`load_namer` uses them as docs/zero-shot.md measured best on a user's whole vocabulary:
 
 - background: an embedder with a learned background embedding (ZSI/ViLD) adds it as a "none" class;
   `background_threshold` also leaves a pixel or mask unnamed when its best softmax score is below it.
 - calibrated stacking (Chao et al., 2016): `calibration` is subtracted from the cosine of every name seen
-  in training, which counters the bias of a trained head towards seen names. It belongs to the zero-shot
-  evaluation protocol (seen / unseen / harmonic mean), where unseen names must compete.
+  in training, which counters the bias of a trained head towards seen names. The zero-shot evaluation
+  protocol (seen / unseen / harmonic mean) uses it for pixels and masks; :func:`load_namer` uses it for
+  pixels only unless asked, since on masks it costs accuracy on a user's whole vocabulary.
 
 Masks (not pixels) also get the opinion of the backbone's ImageNet-1k classifier when the embedder has one
 (`classifier=True`, the default): each mask's crop is classified and its ImageNet probabilities are
@@ -20,6 +21,7 @@ mask's score is then ``log_softmax(dense logits) + classifier_weight * log p_cla
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections import OrderedDict
@@ -40,6 +42,9 @@ DEFAULT_TEMPERATURE = 0.01
 # What a namer does unless asked (load_namer, the CLI, the app, the data engine): chosen for top-1 naming
 # accuracy on a user's whole vocabulary, measured on validation data (docs/zero-shot.md).
 DEFAULT_CALIBRATE = False
+# Pixels (label_pixels, dense labelling) are calibrated by default even so: on pixels the embedder's
+# pixel gamma is right more often on a whole vocabulary (docs/zero-shot.md), while on masks it is not.
+DEFAULT_PIXEL_CALIBRATE = True
 DEFAULT_BACKGROUND = False
 DEFAULT_BACKGROUND_THRESHOLD: float | None = None
 # Masks: mix in the backbone's ImageNet classifier (ConSE), with this weight on its log-probabilities
@@ -104,6 +109,17 @@ class Namer:
         self.classifier = backbone if classifier and callable(getattr(backbone, "classify", None)) else None
         self.classifier_weight = float(classifier_weight)
         self._transfer_text: torch.Tensor | None = None  # [1000, D] ImageNet class names, embedded lazily
+
+    def with_vocabulary(self, vocabulary: Sequence[str] | str) -> "Namer":
+        """The same namer (embedder, settings, image cache) over another vocabulary: naming many
+        vocabularies on one image embeds it once."""
+        other = copy.copy(self)
+        other.vocabulary = clean_names(vocabulary)
+        if not other.vocabulary:
+            raise PromptValueError("a vocabulary needs at least one name")
+        other._classes = other.classes(other.vocabulary)
+        other._mask_classes = other.classes(other.vocabulary, other.mask_calibration)
+        return other
 
     # --- embeddings -----------------------------------------------------------------------------
     def embed(self, image: Any) -> DenseEmbedding:
@@ -310,25 +326,30 @@ def load_namer(
     embedder: str | DenseEmbedder = "lite",
     checkpoint: str | None = None,
     calibrate: bool = DEFAULT_CALIBRATE,
+    pixel_calibrate: bool = DEFAULT_PIXEL_CALIBRATE,
     **options: Any,
 ) -> Namer:
     """A Namer over `vocabulary` on a registered dense embedder (default: the embedded lite head).
 
-    By default it names with plain cosine scores: no calibrated stacking, no background class, no
-    threshold (`options` set `background`, `background_threshold` and the rest of :class:`Namer`); masks
-    are also scored by the backbone's ImageNet classifier (`classifier=False` turns that off).
-    `calibrate=True` subtracts the embedder's own gammas (`calibration`, `mask_calibration`, else 0)
-    from the vocabulary names it was trained on (its `seen`), unless `options` give them.
+    By default masks are named with plain cosine scores: no calibrated stacking, no background class, no
+    threshold (`options` set `background`, `background_threshold` and the rest of :class:`Namer`), and
+    are also scored by the backbone's ImageNet classifier (`classifier=False` turns that off). Pixels
+    (`label_pixels`) subtract the embedder's pixel gamma (`calibration`) from the vocabulary names it was
+    trained on (its `seen`) unless `pixel_calibrate=False`. `calibrate=True` also subtracts its mask
+    gamma (`mask_calibration`) from those names' mask scores. `options` giving the gammas win.
     """
     if isinstance(embedder, str):
         from zeroseg.hub import load_dense_embedder
 
         embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
-    if calibrate:
+    if calibrate or pixel_calibrate:
         trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
         options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
         options.setdefault("calibration", float(getattr(embedder, "calibration", 0.0) or 0.0))
-        options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
+        if calibrate:
+            options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
+        else:
+            options.setdefault("mask_calibration", 0.0)
     options.setdefault("background", DEFAULT_BACKGROUND)
     options.setdefault("background_threshold", DEFAULT_BACKGROUND_THRESHOLD)
     options.setdefault("classifier", DEFAULT_CLASSIFIER)

@@ -26,6 +26,18 @@ from zeroseg.segment.record import Segment
 
 DEFAULT_THRESHOLD = 0.5  # the phrase must win the softmax against the rest of the vocabulary
 NMS_IOU = 0.7  # masks overlapping a better one by more than this mask IoU are duplicates
+# Each drawn mask is named as a segment is (dense head + ImageNet classifier) among the phrase and the
+# namer's other names; it is kept only when the phrase wins, so a phrase that matches nothing finds nothing.
+DEFAULT_VERIFY = True
+# When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
+# (a phrase alone against the background matches something in almost every photo).
+CONTEXT_NAMES = (
+    "person", "face", "hand", "animal", "dog", "cat", "bird", "horse", "car", "bus", "truck", "bicycle",
+    "motorcycle", "boat", "airplane", "train", "chair", "table", "sofa", "bed", "bottle", "cup", "plate",
+    "food", "plant", "flower", "tree", "grass", "sky", "cloud", "water", "road", "sidewalk", "building",
+    "wall", "floor", "ceiling", "window", "door", "sign", "book", "screen", "bag", "box", "toy", "clothes",
+    "rock", "sand", "snow", "mountain", "fence", "light",
+)
 
 
 def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
@@ -38,7 +50,8 @@ def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
     if not names:
         raise PromptValueError("the phrase is empty")
     embedding = namer.embed(image)
-    classes = namer.classes(names + [n for n in namer.vocabulary if n != names[0]])
+    # instances, not pixels: the mask gamma (none unless the namer was asked to calibrate masks)
+    classes = namer.classes(names + [n for n in namer.vocabulary if n != names[0]], namer.mask_calibration)
     if len(classes[0]) > 1:
         share = namer.logits(embedding.features, classes).softmax(0)[:1]
     else:
@@ -57,6 +70,7 @@ def text_to_masks(
     *,
     model: Any = None,
     exemplars: Iterable[Exemplar] = (),
+    verify: bool = DEFAULT_VERIFY,
 ) -> list[Segment]:
     """Segments of the instances of `phrase` in `image`, best first.
 
@@ -72,10 +86,13 @@ def text_to_masks(
     reaches `threshold` (default 0.5) becomes a prompt (its box and its peak pixel); of the model's
     multimask outputs the one that ranks best is kept, the rank being predicted IoU x IoU of the
     mask with the region; duplicates are removed by mask IoU.
-    A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (the mean of
-    :func:`phrase_map` over the mask, in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the
-    ``text``, ``box`` (XYXY) and ``points`` ([[x, y, 1]], the peak) used, ``source`` "assisted". No
-    match: ``[]``.
+    With ``verify`` (the default), each mask is then named among the phrase and the namer's other names
+    (:data:`CONTEXT_NAMES` when it has none) as :meth:`~zeroseg.segment.naming.Namer.mask_logits` names
+    segments, and kept only when the phrase wins; each instance is a separate segment, best match first.
+    A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (with ``verify``
+    the phrase's share of the mask's naming softmax, else the mean of :func:`phrase_map` over the mask,
+    in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the ``text``, ``box`` (XYXY) and
+    ``points`` ([[x, y, 1]], the peak) used, ``source`` "assisted". No match: ``[]``.
     """
     concept_model = model if model is not None else getattr(predictor, "model", None)
     if is_concept_model(concept_model):
@@ -110,19 +127,37 @@ def text_to_masks(
     masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
     label = clean_names([phrase])[0]
     model = predictor.model
+    keep = _mask_nms(masks, scores, NMS_IOU)
+    match = {k: float(share[masks[k]].mean()) for k in keep}
+    if verify and keep:
+        match = dict(zip(keep, match_scores(image, label, masks[keep], namer)))
+        keep = sorted((k for k in keep if match[k] is not None), key=lambda k: -match[k])  # type: ignore[operator]
     return [
         Segment(
             masks[k],
             predicted_iou=float(ious[k]),
             prompt={"text": label, "box": boxes[k].tolist(), "points": [[*points[k].tolist(), 1.0]]},
             label=label,
-            label_score=float(share[masks[k]].mean()),
+            label_score=match[k],
             source="assisted",
             model_name=getattr(model, "name", None),
             model_version=getattr(model, "version", None),
         )
-        for k in _mask_nms(masks, scores, NMS_IOU)
+        for k in keep
     ]
+
+
+def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> list[float | None]:
+    """For each mask [N, H, W]: the phrase's share of the mask's naming softmax among the phrase and the
+    namer's other names (:data:`CONTEXT_NAMES` when it has none) plus its background, if any; None when
+    another name (or the background) wins."""
+    others = [name for name in namer.vocabulary if name != phrase]
+    if not others:
+        others = [name for name in CONTEXT_NAMES if name != phrase]
+    judge = namer.with_vocabulary([phrase, *others])
+    logits, present = judge.mask_logits(image, masks)
+    probs = logits.softmax(1)
+    return [float(p[0]) if ok and int(p.argmax()) == 0 else None for p, ok in zip(probs, present.tolist())]
 
 
 def _regions(share: np.ndarray, threshold: float, min_area: float, max_instances: int) -> list[np.ndarray]:

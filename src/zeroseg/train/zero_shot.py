@@ -62,6 +62,9 @@ from zeroseg.train.datasets import SOURCE_FOLDERS, VOID, CocoYoloSegDataset, Sem
 WEIGHTS_NAME = "lite_text.safetensors"
 CHECKPOINT_NAME = "checkpoint.pt"
 HOLDOUT_SOURCES = ("msrc21", "coco128")  # the calibration run holds out part of their training images
+# coco128 has no split folders: training reads its "train" part, the "val" quarter is validation only
+# (CocoYoloSegDataset's split), never read by any training step.
+COCO_TRAIN_SPLIT = "train"
 
 # Cell targets: an index into the source vocabulary, or one of these.
 IGNORE = -1  # no loss: padding, dropped classes, and every cell an unseen pixel falls in
@@ -141,7 +144,7 @@ def open_source(
     exclude_set = set(clean_names(exclude))
     dropped = set(clean_names(ZERO_SHOT_SPLITS.get(source, {}).get("dropped", ())))  # as the source's split says
     if source == "coco128":
-        coco = CocoYoloSegDataset(folder, limit=limit)
+        coco = CocoYoloSegDataset(folder, limit=limit, split=COCO_TRAIN_SPLIT)
         vocabulary, lut = _class_codes(coco.classes, exclude_set, dropped)
 
         def read_coco(index: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
@@ -643,11 +646,13 @@ def msrc_eval_set(split: str = "val", root: Path | None = None, names: Sequence[
 
 
 def coco_naming_set(root: Path | None = None, names: Sequence[str] | None = None,
-                    unseen: Sequence[str] | None = None, images: Sequence[int] | None = None) -> EvalSet:
-    """COCO128 instance masks with their class names, among all 80 names (or ``names``: instances of other
-    classes are left out); ``unseen`` defaults to the 15 of ZSI."""
+                    unseen: Sequence[str] | None = None, images: Sequence[int] | None = None,
+                    split: str = "val") -> EvalSet:
+    """COCO128 instance masks of ``split`` (default the val quarter no training step reads) with their
+    class names, among all 80 names (or ``names``: instances of other classes are left out); ``images``
+    index that split; ``unseen`` defaults to the 15 of ZSI."""
     root = data_root() if root is None else Path(root)
-    coco = CocoYoloSegDataset(root / SOURCE_FOLDERS["coco128"])
+    coco = CocoYoloSegDataset(root / SOURCE_FOLDERS["coco128"], split=split)
     names = tuple(clean_names([coco.classes[i] for i in sorted(coco.classes)]) if names is None else names)
     chosen = range(len(coco)) if images is None else images
     instances = [
@@ -692,7 +697,8 @@ def evaluate_set(embedder: LiteEmbedder, eval_set: EvalSet, embeddings: Sequence
 
 
 def evaluate_embedder(embedder: LiteEmbedder, cache_dir: Path | None, progress: bool = False) -> dict[str, Any]:
-    """MSRC-21 val (generalized and zero-shot mIoU) and COCO128 naming, without and with calibration."""
+    """MSRC-21 val (generalized and zero-shot mIoU) and COCO128 val-quarter naming, without and with
+    calibration."""
     results: dict[str, Any] = {}
     for eval_set in (msrc_eval_set("val"), coco_naming_set()):
         embeddings = embed_set(embedder, eval_set.paths, cache_dir, progress)
@@ -729,7 +735,7 @@ def fit_calibration(
         if make is not None:
             held_out = make("train", names=names, unseen=pseudo, images=images)
         else:
-            held_out = coco_naming_set(names=names, unseen=pseudo, images=images)
+            held_out = coco_naming_set(names=names, unseen=pseudo, images=images, split=COCO_TRAIN_SPLIT)
         embeddings = embed_set(embedder, held_out.paths, cache_dir)
         curve = [evaluate_set(embedder, held_out, embeddings, float(g) * scale) for g in grid]
         best = int(np.argmax([c["hm"] for c in curve]))
@@ -901,6 +907,7 @@ def train(
                 "data": {
                     "sources": list(cfg.sources),
                     "split": "train",
+                    "coco128_split": COCO_TRAIN_SPLIT,
                     "images": len(data.paths),
                     "instances_for_naming": len(data.instance_code),
                     "vocabularies": {s: list(v) for s, v in zip(data.sources, data.vocabularies)},

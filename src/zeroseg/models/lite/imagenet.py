@@ -93,3 +93,45 @@ def transfer(
     share = (class_text.float() @ name_text.float().T / temperature).softmax(1)  # [1000, K]
     names = torch.einsum("nk,nkc->nc", top, share[index])
     return names.clamp(min=1e-12).log()
+
+
+# Text-space cover: a name's nearest ImageNet class name at least this cosine apart (template-averaged
+# MiniLM) counts as the same thing ("tv" ~ "television", "airplane" ~ "airliner"); below it near names
+# are often other things ("water" ~ "water ouzel", "dog" ~ "dogsled").
+COVER_COSINE = 0.88
+
+
+def _lemmas() -> list[list[str]]:
+    return [[lemma.strip().lower() for lemma in entry.split(",")] for entry in IMAGENET_CLASSES]
+
+
+def _string_covers(name: str, lemmas: list[str]) -> bool:
+    """A lemma is the name (or its singular/plural), or ends with it as its head noun ("tiger cat")."""
+    forms = {name, name.rstrip("s"), name + "s"}
+    return any(lemma in forms or lemma.rsplit(" ", 1)[-1] in forms and " " in lemma for lemma in lemmas)
+
+
+def imagenet_coverage(
+    names: list[str], name_text: torch.Tensor | None = None, class_text: torch.Tensor | None = None
+) -> dict[str, list[str]]:
+    """For each name, the ImageNet-1k classes (first lemma) that already cover it: those whose WordNet
+    lemmas include the name or end with it as head noun, plus, given unit text embeddings of the names
+    [K, D] and of the 1,000 classes [1000, D], the nearest class when its cosine reaches
+    :data:`COVER_COSINE`. An empty list: the backbone's pretraining has no class for the name.
+
+    A simple, approximate rule: it misses kinds that do not carry the name (cow ~ ox) and can match a
+    homonym (horse ~ "river horse", the hippopotamus)."""
+    lemmas = _lemmas()
+    nearest: list[tuple[int, float]] = []
+    if name_text is not None and class_text is not None:
+        cosine = name_text.float() @ class_text.float().T
+        best, index = cosine.max(1)
+        nearest = list(zip(index.tolist(), best.tolist()))
+    covered: dict[str, list[str]] = {}
+    for k, name in enumerate(names):
+        key = name.lower().strip()
+        found = [entry[0] for entry in lemmas if _string_covers(key, entry)]
+        if nearest and nearest[k][1] >= COVER_COSINE and lemmas[nearest[k][0]][0] not in found:
+            found.append(lemmas[nearest[k][0]][0])
+        covered[name] = found
+    return covered
