@@ -400,6 +400,7 @@ EXPECTED_ENDPOINTS = {
     ("post", "/api/annotations/{annotation_id}/review"),
     ("get", "/api/progress"),
     ("post", "/api/images/{image_id}/proposals/accept"),
+    ("post", "/api/images/{image_id}/concept"),
 }
 
 

@@ -28,7 +28,7 @@ from zeroseg.engine import Store
 from zeroseg.errors import ZerosegError
 from zeroseg.models.vl import DenseEmbedder
 from zeroseg.preset import Preset
-from zeroseg.server import classes, edits, workflow
+from zeroseg.server import classes, concepts, edits, workflow
 from zeroseg.server.api import AppState, router
 from zeroseg.server.files import DEFAULT_MAX_UPLOAD_BYTES
 from zeroseg.server.names import NameSuggester
@@ -95,6 +95,7 @@ def create_app(
     app.include_router(classes.router)
     app.include_router(edits.router)
     app.include_router(workflow.router)
+    app.include_router(concepts.router)
     app.add_exception_handler(ZerosegError, _zeroseg_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

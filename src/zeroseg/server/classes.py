@@ -28,7 +28,7 @@ def class_out(record: ClassRecord, counts: dict[str, int]) -> ClassOut:
     )
 
 
-def _class(state: AppState, class_id: int) -> ClassRecord:
+def class_of(state: AppState, class_id: int) -> ClassRecord:
     """A class of this dataset (NotFoundError for classes of other datasets too)."""
     record = state.store.get_class(class_id)
     if record.dataset_id != state.dataset.id:
@@ -60,7 +60,7 @@ def create_class(state: State, body: ClassIn) -> ClassOut:
 @router.patch("/classes/{class_id}", response_model=ClassOut)
 def update_class(state: State, author: Author, class_id: ClassId, body: ClassPatch) -> ClassOut:
     """Change a class; a new name relabels its annotations in the same transaction."""
-    current = _class(state, class_id)
+    current = class_of(state, class_id)
     given = body.model_fields_set
     pick = lambda name: getattr(body, name) if name in given else UNSET  # noqa: E731
     name = body.name if "name" in given and body.name is not None else UNSET
@@ -76,7 +76,7 @@ def update_class(state: State, author: Author, class_id: ClassId, body: ClassPat
 def merge_class(state: State, author: Author, class_id: ClassId, body: ClassMergeIn) -> ClassOut:
     """Relabel the class's annotations with the other class's name and delete it (one transaction);
     returns the class merged into."""
-    current, target = _class(state, class_id), _class(state, body.into)
+    current, target = class_of(state, class_id), class_of(state, body.into)
     kept = state.store.merge_class(current.id, target.id, author=author)
     state.sync_vocabulary()
     return _out(state, kept)
@@ -85,6 +85,6 @@ def merge_class(state: State, author: Author, class_id: ClassId, body: ClassMerg
 @router.delete("/classes/{class_id}", response_model=ClassOut)
 def delete_class(state: State, class_id: ClassId) -> ClassOut:
     """Remove a class from the list; its annotations keep their label text."""
-    gone = state.store.delete_class(_class(state, class_id).id)
+    gone = state.store.delete_class(class_of(state, class_id).id)
     state.sync_vocabulary()
     return class_out(gone, state.store.label_counts(state.dataset.name))

@@ -100,7 +100,7 @@ def serve(
     with Store.open(db) as store:
         name = open_dataset(store, dataset)
         app = create_app(store, name, model, tokens, vocabulary, author, graph_cut=graph_cut)
-        app.state.zeroseg.segmenter.load()  # a missing model fails now, not at the first click
+        app.state.zeroseg.segmenter.model()  # a missing model fails now, not at the first click
         count = len(store.images(name))
         typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")
         legacy = dataset / DB_FILENAME

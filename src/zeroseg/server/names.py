@@ -64,6 +64,14 @@ class NameSuggester:
                 self._namer = namer_for(self._vocabulary, self.settings, embedder=self._embedder)
             return self._namer
 
+    def namer_for(self, names: Sequence[str]) -> Namer:
+        """A Namer over ``names`` (not kept) with the app's embedder and naming settings: a text
+        prompt's namer when the vocabulary is empty."""
+        with self.lock:
+            if isinstance(self._embedder, str):
+                self._embedder = hub.load_dense_embedder(self._embedder)
+            return namer_for(clean_names(names), self.settings, embedder=self._embedder)
+
     def suggest(self, image: np.ndarray, mask: np.ndarray, k: int = 5) -> tuple[str | None, list[tuple[str, float]]]:
         """The namer's choice for ``mask`` (bool HxW) and the ``k`` best names with their scores."""
         with self.lock:

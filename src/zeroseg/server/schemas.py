@@ -368,3 +368,36 @@ class ClassMergeIn(BaseModel):
     model_config = INPUT
 
     into: Id = Field(description="the class whose name the merged class's annotations get")
+
+
+
+# --- concept prompts ----------------------------------------------------------------------
+class ExemplarIn(BaseModel):
+    model_config = INPUT
+
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(description="[x0, y0, x1, y1] pixels")
+    positive: bool = Field(default=True, description="true: more like this; false: not like this")
+
+
+class ConceptIn(BaseModel):
+    """Find every instance of a class (or a phrase, or what exemplar boxes show) as proposals."""
+
+    model_config = INPUT
+
+    text: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the phrase to find (default: the class's name)"
+    )
+    class_id: Id | None = Field(default=None, description="label the instances with this class (its name is the phrase)")
+    exemplars: list[ExemplarIn] = Field(
+        default=[], max_length=100, description="boxes around examples (concept models only, e.g. sam3)"
+    )
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="concept models: the instance score to pass (default the model's); others: the least predicted IoU",
+    )  # fmt: skip
+
+
+class ConceptOut(BaseModel):
+    image_id: int
+    proposals: list[AnnotationOut] = Field(description="the instances found, as proposals, best score first")
+    seconds: float

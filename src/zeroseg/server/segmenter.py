@@ -27,15 +27,23 @@ import torch
 from torch import nn
 
 from zeroseg import hub
-from zeroseg.errors import NotFoundError, PromptValueError
+from zeroseg.errors import NotFoundError, PromptValueError, ZerosegError
 from zeroseg.io import load_image, masks_to_rles
 from zeroseg.segment import Namer, Predictor
+from zeroseg.segment.concept import is_concept_model
 from zeroseg.segment.pipeline import Everything
 from zeroseg.segment.record import Segment
 
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
 IMAGES_KEPT = 4  # decoded images kept for naming and re-embedding
+
+
+class ConceptModelError(ZerosegError, ValueError):
+    """Clicks or segment-everything asked of a concept model, which takes only concept prompts."""
+
+    exit_code = 2
+    http_status = 400
 
 
 @dataclass(frozen=True)
@@ -106,11 +114,29 @@ class Segmenter:
     def predictor(self) -> Predictor:
         return self.load()
 
+    def model(self) -> nn.Module:
+        """The model, loaded on first use."""
+        with self.lock:
+            if self._model is None:
+                self._model = hub.load_model(self.model_name)
+            return self._model
+
+    @property
+    def concepts(self) -> bool:
+        """Whether the model takes concept prompts (SAM 3: text and exemplar boxes, no clicks)."""
+        return is_concept_model(self.model())
+
     def load(self) -> Predictor:
-        """The Predictor, loading the model on first use."""
+        """The Predictor, loading the model on first use (a concept model has none: ConceptModelError)."""
         with self.lock:
             if self._predictor is None:
-                model = self._model if self._model is not None else hub.load_model(self.model_name)
+                model = self.model()
+                if is_concept_model(model):
+                    raise ConceptModelError(
+                        f"{self.model_name} is a concept model: it finds every instance of a class or of exemplar "
+                        "boxes (POST /api/images/{id}/concept), not masks for clicks; serve a promptable model "
+                        "(e.g. sam3_tracker) to click"
+                    )
                 self._predictor = Predictor(model, cache_size=self.cache_size, graph_cut=self.graph_cut)
             return self._predictor
 
