@@ -17,11 +17,12 @@ import pytest
 from optional import unavailable
 from PIL import Image
 
-from zeroseg.engine import NewAnnotation, Source, Store
+from zeroseg.engine import ImageStatus, NewAnnotation, Source, Store
 from zeroseg.server import create_app
 from zeroseg.server.harness import (
     CHROMIUM,
     click_image,
+    drag_image,
     image_to_client,
     launch_chromium,
     serve_in_thread,
@@ -221,7 +222,11 @@ def test_classes_and_one_key_labelling(page, served):
     (stored,) = store.annotations_for(image_id)
     assert stored.label == "cat" and stored.mask()[CAT_FACE[1], CAT_FACE[0]]
 
-    # The selected mask takes a class by its key, too.
+    # The key of the next class does not relabel the mask just stored; a mask selected by hand takes it.
+    page.keyboard.press("9")
+    page.wait_for_selector("body[data-active-class='sofa']")
+    assert store.get_annotation(stored.id).label == "cat"
+    select_mask(page, stored.id)
     page.keyboard.press("9")
     page.wait_for_selector("#annotations li[data-label='sofa']")
     assert store.get_annotation(stored.id).label == "sofa"
@@ -240,6 +245,149 @@ def test_classes_and_one_key_labelling(page, served):
     page.wait_for_selector("#classes li[data-name='couch']", state="detached")
     page.wait_for_selector("#annotations li[data-label='cat']")
     assert store.get_annotation(stored.id).label == "cat"
+
+
+def test_polygon_vertex_drag_changes_the_stored_mask(page, served, api):
+    _, store = served
+    image = image_named(store, "c_polygon.jpg")
+    annotation_id = add_mask(store, image, box_mask(image, 100, 100, 200, 180), label="box")
+    open_image(page, served, "c_polygon.jpg")
+    before = api.get(f"/api/annotations/{annotation_id}").json()
+
+    select_mask(page, annotation_id)
+    page.keyboard.press("v")
+    page.wait_for_function("Number(document.body.dataset.vertices) >= 4")
+    # The vertex nearest the box's lower right corner, dragged 40 px right and down (image pixels).
+    vertices = page.evaluate(
+        "[...document.querySelectorAll('#vector .vertex')].map(v => [+v.getAttribute('cx'), +v.getAttribute('cy')])"
+    )
+    corner = min(vertices, key=lambda v: (v[0] - 200) ** 2 + (v[1] - 180) ** 2)
+    target = (corner[0] + 40, corner[1] + 40)
+    drag_image(page, [corner, target])
+    moved = page.evaluate(
+        "[...document.querySelectorAll('#vector .vertex')].map(v => [+v.getAttribute('cx'), +v.getAttribute('cy')])"
+    )
+    assert any(abs(x - target[0]) < 1.5 and abs(y - target[1]) < 1.5 for x, y in moved)
+    done = edits(page)
+    page.keyboard.press("Enter")
+    wait_edits(page, done)
+
+    after = api.get(f"/api/annotations/{annotation_id}").json()
+    assert after["rle"]["counts"] != before["rle"]["counts"]
+    assert after["area"] > before["area"] + 500  # a triangle of about 40 x 100 / 2 more
+    mask = store.get_annotation(annotation_id).mask()
+    assert mask[int(target[1]) - 6, int(target[0]) - 6] and mask[140, 150]
+
+    # Right-click on a vertex removes it (not saved until Enter).
+    count = int(page.evaluate("document.body.dataset.vertices"))
+    vertex = page.locator("#vector .vertex").first
+    vertex.click(button="right")
+    page.wait_for_function(f"Number(document.body.dataset.vertices) === {count - 1}")
+    page.keyboard.press("Escape")  # leave polygon mode, unsaved change dropped
+    page.wait_for_selector("body[data-mode='prompt']")
+    assert store.get_annotation(annotation_id).area == after["area"]
+
+
+def test_brush_and_eraser_change_the_area_and_undo_redo(page, served):
+    _, store = served
+    image = image_named(store, "d_paint.jpg")
+    annotation_id = add_mask(store, image, box_mask(image, 100, 100, 200, 200))
+    open_image(page, served, "d_paint.jpg")
+    select_mask(page, annotation_id)
+    area = store.get_annotation(annotation_id).area
+
+    page.keyboard.press("b")
+    page.wait_for_selector("body[data-mode='brush']")
+    done = edits(page)
+    drag_image(page, [(205, 150), (260, 150)])  # radius 12: a band right of the box
+    wait_edits(page, done)
+    painted = store.get_annotation(annotation_id)
+    assert painted.area > area + 500 and painted.mask()[150, 250]
+
+    page.keyboard.press("e")
+    page.wait_for_selector("body[data-mode='erase']")
+    page.keyboard.press("]")  # a wider eraser: 15 px
+    assert page.evaluate("window.zeroseg.state.radius") == 15
+    done = edits(page)
+    drag_image(page, [(120, 120), (180, 120)])
+    wait_edits(page, done)
+    erased = store.get_annotation(annotation_id)
+    assert erased.area < painted.area - 500 and not erased.mask()[120, 150]
+
+    done = edits(page)
+    page.keyboard.press("Control+z")  # the server's history takes the erase back
+    wait_edits(page, done)
+    assert store.get_annotation(annotation_id).area == painted.area
+    done = edits(page)
+    page.keyboard.press("Control+Shift+z")  # and the page replays it
+    wait_edits(page, done)
+    assert store.get_annotation(annotation_id).area == erased.area
+
+
+def test_merge_selected_masks(page, served):
+    _, store = served
+    image = image_named(store, "e_merge.jpg")
+    first = add_mask(store, image, box_mask(image, 50, 50, 100, 100))
+    second = add_mask(store, image, box_mask(image, 150, 50, 200, 100))
+    open_image(page, served, "e_merge.jpg")
+    page.keyboard.press("Escape")
+    for x, modifiers in ((75, ("Alt",)), (175, ("Alt", "Control"))):  # alt-click, then ctrl+alt-click adds
+        cx, cy = image_to_client(page, x, 75)
+        for key in modifiers:
+            page.keyboard.down(key)
+        page.mouse.click(cx, cy)
+        for key in reversed(modifiers):
+            page.keyboard.up(key)
+    assert sorted(page.evaluate("[...new Set([...window.zeroseg.state.picked, window.zeroseg.state.selected])]")) == [
+        first,
+        second,
+    ]
+    done = edits(page)
+    page.keyboard.press("m")
+    wait_edits(page, done)
+    live = [a for a in store.annotations_for(image.id) if a.status.value == "accepted"]
+    assert len(live) == 1 and live[0].area == 2 * 50 * 50
+    assert live[0].mask()[75, 75] and live[0].mask()[75, 175]
+
+
+def test_review_accept_and_reject_with_a_comment(page, served):
+    _, store = served
+    image = image_named(store, "f_review.jpg")
+    good = add_mask(store, image, box_mask(image, 40, 40, 120, 120), label="cat")
+    bad = add_mask(store, image, box_mask(image, 200, 40, 260, 100), label="cat")
+    store.set_image_status(image.id, ImageStatus.ANNOTATED)
+    open_image(page, served, "f_review.jpg")
+
+    page.keyboard.press("Shift+R")
+    page.wait_for_selector("body[data-reviewing='1']")
+    page.wait_for_selector("#review-panel:not([hidden])")
+    # The list shows the images to review only (this one), and a mask is selected.
+    assert page.eval_on_selector_all("#images li", "items => items.map(i => i.dataset.status)") == ["annotated"]
+    page.wait_for_function("window.zeroseg.state.selected !== null")
+    first = page.evaluate("window.zeroseg.state.selected")
+    verdicts = {first: "accepted" if first == good else "rejected"}
+    if verdicts[first] == "rejected":
+        page.fill("#review-comment", "not a cat")
+        page.click("#review-reject")
+    else:
+        page.keyboard.press("a")
+    page.wait_for_function(f"window.zeroseg.state.selected !== {first}")
+    second = page.evaluate("window.zeroseg.state.selected")
+    assert second in (good, bad) and second != first
+    verdicts[second] = "accepted" if second == good else "rejected"
+    done = edits(page)
+    if verdicts[second] == "rejected":
+        page.fill("#review-comment", "not a cat")
+        page.click("#review-reject")
+    else:
+        page.keyboard.press("a")
+    wait_edits(page, done)
+
+    accepted, rejected = store.get_annotation(good), store.get_annotation(bad)
+    assert accepted.reviewer == "web" and accepted.status.value == "accepted"
+    assert rejected.reviewer == "web" and rejected.comment == "not a cat" and rejected.status.value == "rejected"
+    page.wait_for_selector(f"#annotations li[data-id='{bad}'][data-reviewer='web']")
+    assert "not a cat" in page.inner_text(f"#annotations li[data-id='{bad}']")
 
 
 def test_export_polygons_and_import_again(page, served, tmp_path):

@@ -35,6 +35,7 @@ const state = {
   order: [], // annotation ids, bottom layer first
   hidden: new Set(), // annotation ids not drawn
   selected: null, // id of the selected annotation
+  selectedByHand: false, // selected by a click on it (not as the mask just stored)
   picked: new Set(), // more selected annotations (for merge)
   session: newSession(),
   seq: 0, // prediction counter: answers to older clicks are dropped
@@ -753,7 +754,6 @@ function classEditor(c) {
 }
 
 function renderReview() {
-  hook({ reviewing: state.reviewing ? "1" : "0" });
   $("review-panel").hidden = !state.reviewing;
   $("review-mode").classList.toggle("on", state.reviewing);
   document.body.classList.toggle("reviewing", state.reviewing);
@@ -1022,7 +1022,6 @@ function remember(replay, what) {
   // replays `replay` ({path, method, json}) after an undo.
   state.done.push({ replay, what });
   state.redo = [];
-  edited();
 }
 
 async function undo() {
@@ -1043,9 +1042,9 @@ async function undo() {
     if (entry) state.redo.push(entry);
   }
   say(out.edit ? `undo: ${undone[out.edit.action] ?? out.edit.action} mask ${out.edit.annotation_id}` : "nothing left to undo");
-  edited();
   await loadAnnotations();
   if (state.poly) await loadPolygon(state.poly.id);
+  edited();
 }
 
 async function redo() {
@@ -1054,11 +1053,11 @@ async function redo() {
   const { path, method, json } = entry.replay;
   const out = await api(path, { method, json });
   state.done.push(entry);
-  edited();
   say(`redo: ${entry.what}`);
   if (!Array.isArray(out) && out?.id && method === "POST" && path.endsWith("/annotations")) state.selected = out.id;
   await loadAnnotations();
   if (state.poly) await loadPolygon(state.poly.id);
+  edited();
 }
 
 function replayMask(record, what) {
@@ -1080,6 +1079,7 @@ function pickedIds() {
 function select(id) {
   if (state.poly && state.poly.id !== id) state.poly = null;
   state.selected = id;
+  state.selectedByHand = id !== null;
   state.picked.clear();
   closeName();
   renderAnnotations();
@@ -1148,9 +1148,11 @@ async function accept() {
     }
     state.session = newSession();
     state.selected = record.id;
+    state.selectedByHand = false;
     await loadAnnotations();
     say(`mask ${record.id} stored${record.label ? ` as ${record.label}` : " · N names it, a class key labels it"}`);
     if (state.image.status === "new") await reloadImage();
+    edited();
   } finally {
     state.busy = false;
   }
@@ -1176,12 +1178,14 @@ async function remove() {
   if (state.poly?.id === a.id) state.poly = null;
   say(`deleted mask ${a.id} · Ctrl+Z brings it back`);
   await loadAnnotations();
+  edited();
 }
 
 async function setStatus(id, status) {
   await api(`/api/annotations/${id}`, { method: "PATCH", json: { status } });
   remember({ path: `/api/annotations/${id}`, method: "PATCH", json: { status } }, `mask ${id} ${status}`);
   await loadAnnotations();
+  edited();
   run(refreshProgress);
 }
 
@@ -1213,10 +1217,10 @@ async function acceptAbove() {
     for (const a of above) await api(`/api/annotations/${a.id}`, { method: "PATCH", json: { status: "accepted" } });
     count = above.length;
   }
-  edited();
   say(`accepted ${count} proposal(s) ≥ ${min.toFixed(2)}`);
   await loadAnnotations();
   await reloadImage();
+  edited();
 }
 
 async function propose() {
@@ -1235,15 +1239,48 @@ async function propose() {
 async function loadPolygon(id) {
   const out = await api(`/api/annotations/${id}/polygons`);
   if (state.selected !== id || state.mode !== "polygon") return;
-  const rings = out.polygons.map((flat) => {
-    const ring = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) ring.push([flat[i], flat[i + 1]]);
-    return ring;
-  });
+  const rings = out.polygons
+    .map((flat) => {
+      const ring = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) ring.push([flat[i], flat[i + 1]]);
+      return simplifyRing(ring, SIMPLIFY_PX);
+    })
+    .filter((ring) => ring.length >= 3);
   state.poly = { id, rings, active: null, dirty: false, past: [] };
   renderAnnotations();
   draw();
   say(`polygon of mask ${id}: ${rings.length} ring(s) · drag a vertex, double-click an edge adds one, right-click or Del removes one, Enter saves`);
+}
+
+const SIMPLIFY_PX = 1.0;
+
+function simplifyRing(ring, epsilon) {
+  // Douglas-Peucker on a closed ring: the server's exact outline has a vertex at every pixel step;
+  // handles every pixel or so apart cannot be dragged. Kept within `epsilon` image pixels.
+  if (ring.length <= 4) return ring;
+  let far = 0, farD = -1;
+  for (let i = 1; i < ring.length; i++) {
+    const d = (ring[i][0] - ring[0][0]) ** 2 + (ring[i][1] - ring[0][1]) ** 2;
+    if (d > farD) [far, farD] = [i, d];
+  }
+  const keep = new Uint8Array(ring.length);
+  keep[0] = keep[far] = 1;
+  const stack = [[0, far], [far, ring.length]];
+  while (stack.length) {
+    const [a, b] = stack.pop();
+    const [ax, ay] = ring[a], [bx, by] = ring[b % ring.length];
+    const len = Math.hypot(bx - ax, by - ay) || 1;
+    let worst = -1, worstD = epsilon;
+    for (let i = a + 1; i < b; i++) {
+      const d = Math.abs((bx - ax) * (ay - ring[i][1]) - (ax - ring[i][0]) * (by - ay)) / len;
+      if (d > worstD) [worst, worstD] = [i, d];
+    }
+    if (worst >= 0) {
+      keep[worst] = 1;
+      stack.push([a, worst], [worst, b]);
+    }
+  }
+  return ring.filter((_, i) => keep[i]);
 }
 
 function polygonChange() {
@@ -1303,6 +1340,7 @@ async function savePolygon() {
   say(`mask ${record.id} saved from its polygon (${record.area} px)`);
   await loadAnnotations();
   await loadPolygon(poly.id);
+  edited();
 }
 
 function onVertexDown(event) {
@@ -1362,6 +1400,7 @@ async function sendStroke(mode, points) {
     say(`${mode === "add" ? "painted" : "erased"}: mask ${record.id} ${before} → ${record.area} px`);
   }
   await loadAnnotations();
+  edited();
 }
 
 async function merge() {
@@ -1373,6 +1412,7 @@ async function merge() {
   state.selected = record.id;
   say(`merged ${ids.join(", ")} into mask ${record.id}`);
   await loadAnnotations();
+  edited();
 }
 
 function setRadius(r) {
@@ -1433,13 +1473,16 @@ async function activateClass(id) {
   state.activeClass = id;
   renderClasses();
   const c = activeClass();
+  // A mask just stored with a class keeps it: the key only picks the class for the next object.
   const a = selectedAnnotation();
-  if (a && a.status !== "rejected" && !state.session.candidates.length && a.label !== c.name) {
+  const relabel = a && (state.selectedByHand || !a.label);
+  if (relabel && a.status !== "rejected" && !state.session.candidates.length && a.label !== c.name) {
     const record = await api(`/api/annotations/${a.id}`, { method: "PATCH", json: { label: c.name } });
     remember({ path: `/api/annotations/${a.id}`, method: "PATCH", json: { label: c.name } }, `mask ${a.id} labelled`);
     say(`mask ${record.id} is ${c.name} · ${c.name} is the active class`);
     await loadAnnotations();
     await loadClasses();
+    edited();
     return;
   }
   say(`active class: ${c.name} · click an object, Enter accepts it as ${c.name}${state.mode === "concept" ? "" : " · T finds every one"}`);
@@ -1537,23 +1580,24 @@ async function concept() {
 
 // --- review ---------------------------------------------------------------------------------
 async function toggleReview() {
+  // Review mode: the list shows the annotated images, the first mask not reviewed is selected.
   state.reviewing = !state.reviewing;
   $("filter-status").value = state.reviewing ? "annotated" : "";
   setMode("prompt", { quiet: true });
   renderReview();
   await loadPage(0);
+  const at = state.page.images.findIndex((i) => i.id === state.image?.id);
   if (!state.page.total) {
     say(state.reviewing ? "no annotated images to review" : "no images");
-    return;
-  }
-  const at = state.page.images.findIndex((i) => i.id === state.image?.id);
-  if (at >= 0) {
+  } else if (at >= 0) {
     state.index = state.page.offset + at;
+    renderImages();
     if (state.reviewing) selectNextUnreviewed();
     say(state.reviewing ? "review: A accepts, R rejects the selected mask (comment optional) · PgDn next image" : "review mode off");
   } else {
     await openIndex(0);
   }
+  hook({ reviewing: state.reviewing ? "1" : "0" });
 }
 
 function selectNextUnreviewed() {
@@ -1572,11 +1616,11 @@ async function review(verdict) {
   const comment = $("review-comment").value.trim();
   const record = await api(`/api/annotations/${a.id}/review`, { method: "POST", json: { verdict, ...(comment ? { comment } : {}) } });
   $("review-comment").value = "";
-  edited();
   say(`mask ${record.id} ${verdict}${comment ? ` · “${comment}”` : ""}`);
   await loadAnnotations();
   await reloadImage();
   selectNextUnreviewed();
+  edited();
 }
 
 // --- names ----------------------------------------------------------------------------------
@@ -1620,6 +1664,7 @@ async function saveName(label, score = null) {
   say(text ? `mask ${a.id} is "${text}"` : `mask ${a.id} is unnamed`);
   await loadAnnotations();
   await loadClasses();
+  edited();
 }
 
 function closeName() {
