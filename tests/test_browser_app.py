@@ -17,8 +17,9 @@ import pytest
 from optional import unavailable
 from PIL import Image
 
-from zeroseg.engine import ImageStatus, NewAnnotation, Source, Store
+from zeroseg.engine import ImageStatus, NewAnnotation, Source, Status, Store
 from zeroseg.server import create_app
+from zeroseg.server.schemas import AnnotationOut
 from zeroseg.server.harness import (
     CHROMIUM,
     click_image,
@@ -32,7 +33,10 @@ TOKEN = "t0ken"
 TIMEOUT_MS = 30_000
 CAT_FACE = (230, 110)  # image pixel (x, y) on the cat in skimage's chelsea photo
 # One image per test (file name -> what uses it); all are chelsea or coffee.
-IMAGES = ("a_zoom.jpg", "b_classes.jpg", "c_polygon.jpg", "d_paint.jpg", "e_merge.jpg", "f_review.jpg", "g_export.jpg")
+IMAGES = (
+    "a_zoom.jpg", "b_classes.jpg", "c_polygon.jpg", "d_paint.jpg", "e_merge.jpg", "f_review.jpg", "h_concept.jpg",
+    "g_export.jpg",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -388,6 +392,7 @@ def test_review_accept_and_reject_with_a_comment(page, served):
     assert rejected.reviewer == "web" and rejected.comment == "not a cat" and rejected.status.value == "rejected"
     page.wait_for_selector(f"#annotations li[data-id='{bad}'][data-reviewer='web']")
     assert "not a cat" in page.inner_text(f"#annotations li[data-id='{bad}']")
+    assert store.get_image(image.id).status is ImageStatus.REJECTED  # a mask rejected: back to its annotator
 
 
 def test_export_polygons_and_import_again(page, served, tmp_path):
@@ -418,3 +423,81 @@ def test_export_polygons_and_import_again(page, served, tmp_path):
     page.wait_for_selector("#annotations li[data-label='cup']")
     (back,) = store.annotations_for(image.id)
     assert back.source is Source.MANUAL and back.area == pytest.approx(60 * 50, rel=0.05)
+
+
+def test_split_by_a_stroke(page, served):
+    _, store = served
+    image = image_named(store, "e_merge.jpg")
+    whole = add_mask(store, image, box_mask(image, 60, 150, 260, 200))
+    open_image(page, served, "e_merge.jpg")
+    select_mask(page, whole)
+    page.keyboard.press("s")
+    page.wait_for_selector("body[data-mode='split']")
+    done = edits(page)
+    drag_image(page, [(160, 130), (160, 220)])  # a vertical cut through the middle of the bar
+    wait_edits(page, done)
+    parts = [a for a in store.annotations_for(image.id) if a.status.value == "accepted" and a.bbox[1] >= 140]
+    assert len(parts) == 2 and all(p.id != whole or p.area < 200 * 50 for p in parts)
+    left, right = sorted(parts, key=lambda p: p.bbox[0])
+    assert left.mask()[175, 70] and right.mask()[175, 250] and not left.mask()[175, 250]
+
+
+def test_concept_prompt_proposals_and_threshold(page, served):
+    """T asks for every instance of the active class; the proposals panel shows their scores, the slider
+    hides those below it and "Accept >= min" takes the rest. The model's answer is stood in for (the
+    text prompt takes ~30 s on a shared CPU): the route stores three proposals and returns them, as the
+    server does; exemplar boxes go to the real server, which refuses them for the lite model."""
+    _, store = served
+    image_id = open_image(page, served, "h_concept.jpg")
+    page.fill("#class-name", "kitten")
+    page.fill("#class-key", "k")
+    page.click("#class-form button[type='submit']")
+    page.wait_for_selector("body[data-active-class='kitten']")
+    page.keyboard.press("Escape")
+    kitten = page.evaluate("window.zeroseg.state.activeClass")
+    asked: list[dict] = []
+
+    def concept(route) -> None:
+        body = route.request.post_data_json
+        if body.get("exemplars"):
+            route.continue_()
+            return
+        asked.append(body)
+        image = store.get_image(image_id)
+        made = [
+            store.add_annotation(
+                NewAnnotation(image_id=image_id, mask=box_mask(image, x, 40, x + 60, 120), label="kitten",
+                              predicted_iou=score, status=Status.PROPOSED),
+                author="web",
+            )  # fmt: skip
+            for x, score in ((20, 0.95), (120, 0.7), (220, 0.3))
+        ]
+        proposals = [json.loads(AnnotationOut.of(a).model_dump_json()) for a in made]
+        route.fulfill(json={"image_id": image_id, "proposals": proposals, "seconds": 0.01})
+
+    page.route("**/api/images/*/concept", concept)
+    done = edits(page)
+    page.keyboard.press("t")
+    wait_edits(page, done)
+    assert asked == [{"min_score": 0.5, "class_id": kitten}]
+    assert page.evaluate("document.body.dataset.mode") == "concept"
+    assert page.locator("#proposals li").count() == 3 and page.locator("#proposals li.below").count() == 1
+    assert "iou 0.95" in page.inner_text("#proposals li >> nth=0")
+    page.fill("#min-score", "0.8")  # the slider: one proposal left above it
+    page.dispatch_event("#min-score", "input")
+    assert page.locator("#proposals li.below").count() == 2
+
+    # An exemplar box needs a concept model: the lite model's server says so, the page shows it.
+    drag_image(page, [(150, 60), (300, 200)])
+    page.wait_for_selector("#message.error")
+    assert "concept model" in page.inner_text("#message")
+
+    page.fill("#min-score", "0.6")
+    page.dispatch_event("#min-score", "input")
+    done = edits(page)
+    page.click("#accept-all")  # the proposals at or above the min score, in one request
+    wait_edits(page, done)
+    accepted = sorted(a.predicted_iou for a in store.annotations_for(image_id) if a.status is Status.ACCEPTED)
+    assert accepted == [0.7, 0.95]
+    (left,) = store.annotations_for(image_id, status=Status.PROPOSED)
+    assert left.predicted_iou == 0.3 and page.locator("#proposals li").count() == 1

@@ -369,7 +369,8 @@ function threshold() {
 }
 
 function proposalScore(a) {
-  return a.predicted_iou ?? a.label_score ?? 1;
+  // What the min score compares (the server's "accept above" does the same): the predicted IoU.
+  return a.predicted_iou ?? 0;
 }
 
 function layers() {
@@ -758,7 +759,7 @@ function renderReview() {
   $("review-mode").classList.toggle("on", state.reviewing);
   document.body.classList.toggle("reviewing", state.reviewing);
   if (!state.reviewing) return;
-  const masks = state.annotations.filter((a) => a.status !== "proposed");
+  const masks = reviewTargets();
   const left = masks.filter((a) => !a.reviewer).length;
   $("review-count").textContent = `${masks.length - left}/${masks.length} masks`;
 }
@@ -884,6 +885,18 @@ async function loadAnnotations() {
   renderImages();
   renderSide();
   draw();
+  refreshCountsSoon();
+}
+
+let countsTimer = null;
+
+function refreshCountsSoon() {
+  // Class counts and the progress bar follow the edits, a moment later (one request for a burst).
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(() => run(async () => {
+    await refreshProgress();
+    renderClasses();
+  }), 400);
 }
 
 async function reloadImage() {
@@ -1600,9 +1613,14 @@ async function toggleReview() {
   hook({ reviewing: state.reviewing ? "1" : "0" });
 }
 
+function reviewTargets() {
+  // The masks a reviewer judges: accepted ones, and those judged already (proposals the annotator
+  // rejected are not).
+  return layers().filter((a) => a.status === "accepted" || a.reviewer).reverse();
+}
+
 function selectNextUnreviewed() {
-  const masks = layers().filter((a) => a.status !== "proposed").reverse();
-  const next = masks.find((a) => !a.reviewer);
+  const next = reviewTargets().find((a) => !a.reviewer);
   if (next) select(next.id);
   else {
     select(null);
@@ -1616,10 +1634,20 @@ async function review(verdict) {
   const comment = $("review-comment").value.trim();
   const record = await api(`/api/annotations/${a.id}/review`, { method: "POST", json: { verdict, ...(comment ? { comment } : {}) } });
   $("review-comment").value = "";
-  say(`mask ${record.id} ${verdict}${comment ? ` · “${comment}”` : ""}`);
   await loadAnnotations();
-  await reloadImage();
-  selectNextUnreviewed();
+  const targets = reviewTargets();
+  if (targets.every((t) => t.reviewer)) {
+    // Every mask judged: the image is reviewed, or rejected (back to its annotator) if one mask is.
+    const status = targets.some((t) => t.status === "rejected") ? "rejected" : "reviewed";
+    await api(`/api/images/${state.image.id}/status`, { method: "PUT", json: { status } });
+    await reloadImage();
+    selectNextUnreviewed();
+    say(`mask ${record.id} ${verdict} · image ${status} · PgDn next image`);
+  } else {
+    await reloadImage();
+    selectNextUnreviewed();
+    say(`mask ${record.id} ${verdict}${comment ? ` · “${comment}”` : ""}`);
+  }
   edited();
 }
 
@@ -1856,7 +1884,8 @@ const KEYS = {
 const REVIEW_KEYS = { a: () => review("accepted"), r: () => review("rejected"), Enter: () => review("accepted") };
 
 function onKey(event) {
-  if (event.target.closest("input, textarea, select")) {
+  // Keys type into text fields; sliders, checkboxes and buttons leave them to the page.
+  if (event.target.closest("textarea, select, input:not([type='range']):not([type='checkbox']):not([type='color'])")) {
     if (event.key === "Escape") {
       closeName();
       event.target.blur();
