@@ -85,3 +85,14 @@ def test_sam3_finds_every_instance_of_a_class_and_of_exemplars(store, concepts):
     clicked = client.post(f"/api/images/{image_id}/predict", json={"points": [[90, 70, 1]]})
     assert clicked.status_code == 400 and "concept model" in clicked.json()["detail"]
     assert np.isfinite(out["seconds"])
+
+
+def test_sam3_proposes_every_instance_of_every_class(store, concepts):  # noqa: F811
+    client = TestClient(create_app(store, "photos", concepts, embedder=ColorEmbedder()))
+    image_id = square_id(client)
+    assert client.post(f"/api/images/{image_id}/propose", json={}).status_code == 422  # no classes yet
+    client.post("/api/classes", json={"name": "a cow"})
+    out = client.post(f"/api/images/{image_id}/propose", json={"min_score": 0.0})
+    assert out.status_code == 200, out.text
+    proposals = out.json()["proposals"]
+    assert proposals and all(p["label"] == "a cow" and p["source"] == "auto" for p in proposals)

@@ -1,10 +1,13 @@
 """The HTTP API under ``/api``: images, prompts -> mask candidates, annotations, names, proposals,
 and the dataset's export and COCO import (the engine code that ``zeroseg engine export/import`` runs).
+The class list (:mod:`~zeroseg.server.classes`), hand edits (:mod:`~zeroseg.server.edits`), review and
+progress (:mod:`~zeroseg.server.workflow`) and concept prompts (:mod:`~zeroseg.server.concepts`) are
+routers of their own.
 
 Endpoints are plain functions (FastAPI runs them in its thread pool); the model work inside them
 is serialised by the app's lock (see :mod:`zeroseg.server.segmenter`). Everything an endpoint
-needs lives in one :class:`AppState` on ``app.state.zeroseg``. Zeroseg errors become their
-``http_status`` with ``{"detail": message}`` (see :mod:`zeroseg.server.app`).
+needs lives in one :class:`~zeroseg.server.state.AppState` on ``app.state.zeroseg``. Zeroseg errors
+become their ``http_status`` with ``{"detail": message}`` (see :mod:`zeroseg.server.app`).
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ from starlette.background import BackgroundTask
 from zeroseg.engine import ImageStatus, NewAnnotation, Source, Status, stages
 from zeroseg.engine import export as exports
 from zeroseg.engine.export import ExportFormat
-from zeroseg.errors import DatasetError, NotFoundError
+from zeroseg.errors import DatasetError, NotFoundError, PromptValueError
 from zeroseg.io import rle_to_mask
+from zeroseg.segment.concept import ConceptLabeller
 from zeroseg.server.files import UploadTooLargeError, check_upload, save_upload
 from zeroseg.server.schemas import (
     RLE,
@@ -356,7 +360,9 @@ def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> P
 
     If the image has pending proposals already, they are returned as they are (accept or reject
     them to propose again; masks that duplicate a live annotation are not proposed). The app's own
-    model and namer do the work, with the model's preset; ``min_score`` overrides its IoU filter.
+    model and namer do the work, with the model's preset; ``min_score`` overrides its IoU filter. A
+    concept model (SAM 3) proposes every instance of every class instead (``min_score``: the
+    instance score to pass).
     """
     body = body or ProposeIn()
     start = time.perf_counter()
@@ -365,8 +371,13 @@ def propose(state: State, image_id: ImageId, body: ProposeIn | None = None) -> P
     if not pending:
         state.file(image)  # the stage reads the file: refuse one outside the root first
         with state.segmenter.lock:  # the stage's model would compete with clicks for the same cores
-            namer = state.suggester.namer() if body.name and state.suggester.vocabulary else None
-            pipeline = state.segmenter.everything(namer, pred_iou_thresh=body.min_score)
+            if state.segmenter.concepts:  # every instance of every class, one concept prompt per name
+                if not state.suggester.vocabulary:
+                    raise PromptValueError(f"{state.segmenter.model_name} proposes instances of the classes: add classes first")
+                pipeline = ConceptLabeller(state.segmenter.model(), state.suggester.vocabulary, body.min_score)
+            else:
+                namer = state.suggester.namer() if body.name and state.suggester.vocabulary else None
+                pipeline = state.segmenter.everything(namer, pred_iou_thresh=body.min_score)
             try:
                 stages.propose(state.store, image.id, pipeline)
             finally:
