@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.app_session import CASES as APP_SESSION_CASES
 from benchmarks.cases import CASES as SAM_CASES
 from benchmarks.cases import Context
 from benchmarks.hf_models import CASES as HF_CASES
@@ -21,7 +22,7 @@ from benchmarks.sam3 import CASES as SAM3_CASES
 from benchmarks.report import Machine, Row, print_table, update_docs, wide_console
 from zeroseg.runtime import reuse_freed_memory
 
-CASES = {**SAM_CASES, **HF_CASES, **SAM3_CASES}
+CASES = {**SAM_CASES, **HF_CASES, **SAM3_CASES, **APP_SESSION_CASES}
 DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
