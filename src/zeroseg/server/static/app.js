@@ -383,7 +383,7 @@ function visibleAnnotations() {
   const s = state.session;
   return layers().filter(
     (a) =>
-      a.status !== "rejected" &&
+      (a.status !== "rejected" || (state.reviewing && a.reviewer)) &&
       !state.hidden.has(a.id) &&
       !(a.status === "proposed" && proposalScore(a) < threshold()) &&
       !(s.editing === a.id && s.candidates.length) &&
@@ -405,6 +405,12 @@ function draw() {
     if (!d.area) continue;
     if (a.status === "proposed") {
       ctx.drawImage(painted(a, "proposal"), d.x, d.y);
+      continue;
+    }
+    if (a.status === "rejected") {
+      // In review mode a rejected mask stays in sight, hatched red.
+      const key = `${a.id}:${a.updated_at}:rejected`;
+      ctx.drawImage(cached(paintedCache, key, () => paintMask(d, "#e5484d", "proposal")), d.x, d.y);
       continue;
     }
     const chosen = a.id === state.selected || state.picked.has(a.id);
@@ -461,7 +467,7 @@ function renderLabels(shown = visibleAnnotations()) {
   const { z, tx, ty } = state.view;
   const box = stage.getBoundingClientRect();
   const wanted = shown
-    .filter((a) => a.status === "accepted" || a.id === state.selected)
+    .filter((a) => a.status === "accepted" || a.status === "rejected" || a.id === state.selected)
     .map((a) => ({ a, d: decodedOf(a) }))
     .filter(({ d }) => d.area)
     .sort((p, q) => captionRank(q.a) - captionRank(p.a) || p.d.area - q.d.area);
