@@ -501,3 +501,31 @@ def test_concept_prompt_proposals_and_threshold(page, served):
     assert accepted == [0.7, 0.95]
     (left,) = store.annotations_for(image_id, status=Status.PROPOSED)
     assert left.predicted_iou == 0.3 and page.locator("#proposals li").count() == 1
+
+
+def test_paint_a_new_mask_and_filter_the_image_list(page, served):
+    _, store = served
+    image = image_named(store, "d_paint.jpg")
+    open_image(page, served, "d_paint.jpg")
+    page.keyboard.press("Escape")  # nothing selected: a brush stroke on no mask makes a new one
+    before = {a.id for a in store.annotations_for(image.id)}
+    page.keyboard.press("b")
+    done = edits(page)
+    drag_image(page, [(300, 265), (400, 265)])
+    wait_edits(page, done)
+    (new,) = [a for a in store.annotations_for(image.id) if a.id not in before]
+    assert new.source is Source.MANUAL and new.label is None and new.author == "web"
+    assert new.mask()[265, 350] and not new.mask()[150, 150] and new.area > 100 * 20
+
+    # The image list: search by name, then the images with unlabelled masks.
+    page.fill("#search", "d_pa")
+    page.wait_for_function("document.querySelectorAll('#images li').length === 1")
+    assert page.inner_text("#images li").startswith("d_paint.jpg")
+    page.fill("#search", "")
+    page.keyboard.press("Escape")
+    page.wait_for_function(f"document.querySelectorAll('#images li').length === {len(IMAGES)}")
+    page.check("#filter-unlabelled")
+    page.wait_for_function("document.querySelectorAll('#images li').length < %d" % len(IMAGES))
+    listed = page.eval_on_selector_all("#images li", "items => items.map(i => i.title)")
+    assert "d_paint.jpg" in listed and "b_classes.jpg" not in listed
+    assert "/" in page.inner_text("#progress-text")  # the progress bar: images done of all

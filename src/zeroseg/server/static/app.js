@@ -811,6 +811,7 @@ function imageQuery() {
   add("label", $("filter-label").value);
   add("source", $("filter-source").value);
   add("author", $("filter-author").value.trim());
+  add("reviewer", $("filter-reviewer").value.trim());
   add("q", $("search").value.trim());
   if ($("filter-unlabelled").checked) params.set("unlabelled", "true");
   return params;
@@ -1422,6 +1423,29 @@ async function sendStroke(mode, points) {
   edited();
 }
 
+async function newPaintedMask(points) {
+  // A brush stroke where no mask is: a new manual mask (of the active class), the first dab as a
+  // polygon, the rest of the stroke painted onto it.
+  const r = state.radius;
+  const [x0, y0] = points[0];
+  const ring = [];
+  for (let i = 0; i < 24; i++) ring.push(x0 + r * Math.cos((i * Math.PI) / 12), y0 + r * Math.sin((i * Math.PI) / 12));
+  const label = activeClass()?.name;
+  const body = { polygons: [ring.map((v) => Math.round(v * 10) / 10)], ...(label ? { label } : {}) };
+  let record = await api(`/api/images/${state.image.id}/annotations`, { method: "POST", json: body });
+  if (points.length > 1) {
+    const rounded = points.map(([x, y]) => [Math.round(x * 10) / 10, Math.round(y * 10) / 10]);
+    record = await api(`/api/annotations/${record.id}/paint`, { method: "POST", json: { points: rounded, radius: r, mode: "add" } });
+  }
+  const json = { rle: record.rle, ...(record.label ? { label: record.label } : {}) };
+  remember({ path: `/api/images/${state.image.id}/annotations`, method: "POST", json }, `mask ${record.id} painted again`);
+  state.selected = record.id;
+  state.selectedByHand = false;
+  say(`new mask ${record.id}${record.label ? ` (${record.label})` : ""} painted: ${record.area} px · more strokes add to it`);
+  await loadAnnotations();
+  edited();
+}
+
 async function merge() {
   const ids = pickedIds();
   if (ids.length < 2) return say("select two masks or more to merge (ctrl+alt-click, or ctrl-click in the list)");
@@ -1727,12 +1751,14 @@ function onPointerDown(event) {
   overlay.setPointerCapture(event.pointerId);
   const mode = state.mode;
   if (["brush", "erase", "split"].includes(mode)) {
+    let fresh = false;
     if (!selectedAnnotation()) {
       const hit = maskAt(at);
-      if (!hit) return say("select a mask first (alt-click it or pick it in the list)", true);
-      select(hit.id);
+      if (hit) select(hit.id);
+      else if (mode === "brush") fresh = true; // a stroke on nothing: a new mask
+      else return say("select a mask first (alt-click it or pick it in the list)", true);
     }
-    state.drag = { kind: "stroke", mode, points: [at] };
+    state.drag = { kind: "stroke", mode, points: [at], fresh };
     draw();
     return;
   }
@@ -1789,7 +1815,8 @@ function onPointerUp(event) {
     const mode = { brush: "add", erase: "erase", split: "split" }[drag.mode];
     run(async () => {
       try {
-        await sendStroke(mode, points);
+        if (drag.fresh) await newPaintedMask(points);
+        else await sendStroke(mode, points);
       } finally {
         renderVector();
       }
@@ -1997,7 +2024,7 @@ function bindEvents() {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => run(applyFilters), 250);
   };
-  for (const id of ["filter-status", "filter-label", "filter-source", "filter-unlabelled", "filter-author"]) {
+  for (const id of ["filter-status", "filter-label", "filter-source", "filter-unlabelled", "filter-author", "filter-reviewer"]) {
     $(id).onchange = () => run(applyFilters);
   }
   $("upload").onchange = (event) => {
