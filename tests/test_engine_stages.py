@@ -347,7 +347,7 @@ def test_cli_add_auto_export_import(cli, image_dir, tmp_path, colour_names):
         stored = sum(len(store.annotations_for(i.id)) for i in store.images("toy"))
         labels = {a.label for i in store.images("toy") for a in store.annotations_for(i.id)}
     assert stored > 0 and labels & {"red", "blue"}
-    assert "toy: 2 image(s) (0 new, 2 auto_done, 0 reviewed)" in cli("list", "--db", db)
+    assert "toy: 2 image(s) (0 new, 2 auto_done, 0 in_progress, 0 annotated, 0 reviewed, 0 rejected)" in cli("list", "--db", db)
 
     coco = tmp_path / "toy.json"
     cli("export", "toy", str(coco), "--db", db)
