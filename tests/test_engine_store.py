@@ -556,6 +556,16 @@ def test_upgrade_from_0002_turns_the_vocabulary_into_classes(db_url, root):
         assert image.status is ImageStatus.REVIEWED
         store.set_image_status(image.id, ImageStatus.IN_PROGRESS)  # the new statuses are allowed
         assert store.get_image(image.id).status is ImageStatus.IN_PROGRESS
+        store.set_vocabulary("old", ["dog", "cow"])
+    from alembic import command as commands
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:  # and back: the class names become the vocabulary again
+        commands.downgrade(db.alembic_config(connection), "0002")
+        assert connection.execute(sa.text("SELECT vocabulary FROM datasets")).scalar() in ('["dog", "cow"]', ["dog", "cow"])
+        assert connection.execute(sa.text("SELECT status FROM images")).scalar() == "new"  # in_progress is not in 0002
+        assert connection.execute(sa.text("SELECT count(*) FROM annotations")).scalar() == 1
+    engine.dispose()
 
 
 def test_class_list(store, dataset):
