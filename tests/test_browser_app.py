@@ -282,8 +282,15 @@ def test_polygon_vertex_drag_changes_the_stored_mask(page, served, api):
     mask = store.get_annotation(annotation_id).mask()
     assert mask[int(target[1]) - 6, int(target[0]) - 6] and mask[140, 150]
 
-    # Right-click on a vertex removes it (not saved until Enter).
+    # Double-click on an edge adds a vertex there, Delete takes it out again; right-click on a vertex
+    # removes it (none of it stored until Enter).
     count = int(page.evaluate("document.body.dataset.vertices"))
+    (ax, ay), (bx, by) = page.evaluate("window.zeroseg.state.poly.rings[0].slice(0, 2)")
+    page.mouse.dblclick(*image_to_client(page, (ax + bx) / 2, (ay + by) / 2))
+    page.wait_for_function(f"Number(document.body.dataset.vertices) === {count + 1}")
+    assert page.locator("#vector .vertex.active").count() == 1
+    page.keyboard.press("Delete")
+    page.wait_for_function(f"Number(document.body.dataset.vertices) === {count}")
     vertex = page.locator("#vector .vertex").first
     vertex.click(button="right")
     page.wait_for_function(f"Number(document.body.dataset.vertices) === {count - 1}")
@@ -335,6 +342,11 @@ def test_merge_selected_masks(page, served):
     second = add_mask(store, image, box_mask(image, 150, 50, 200, 100))
     open_image(page, served, "e_merge.jpg")
     page.keyboard.press("Escape")
+    # Layers: the list shows the top layer first; ▲ brings a mask up.
+    order = page.evaluate("window.zeroseg.state.order")
+    bottom = order[0]
+    page.click(f"#annotations li[data-id='{bottom}'] .up")
+    assert page.evaluate("window.zeroseg.state.order")[1] == bottom
     for x, modifiers in ((75, ("Alt",)), (175, ("Alt", "Control"))):  # alt-click, then ctrl+alt-click adds
         cx, cy = image_to_client(page, x, 75)
         for key in modifiers:
@@ -352,6 +364,19 @@ def test_merge_selected_masks(page, served):
     live = [a for a in store.annotations_for(image.id) if a.status.value == "accepted"]
     assert len(live) == 1 and live[0].area == 2 * 50 * 50
     assert live[0].mask()[75, 75] and live[0].mask()[75, 175]
+
+    def accepted_ids() -> list[int]:
+        return sorted(a.id for a in store.annotations_for(image.id) if a.status.value == "accepted")
+
+    done = edits(page)
+    page.keyboard.press("Control+z")  # one undo takes the whole merge back
+    wait_edits(page, done)
+    assert accepted_ids() == [first, second]
+    done = edits(page)
+    page.keyboard.press("Control+Shift+z")  # and redo merges the two again
+    wait_edits(page, done)
+    (merged,) = [store.get_annotation(i) for i in accepted_ids()]
+    assert merged.area == 2 * 50 * 50
 
 
 def test_review_accept_and_reject_with_a_comment(page, served):
