@@ -481,10 +481,12 @@ def test_concept_prompt_proposals_and_threshold(page, served):
     page.keyboard.press("Escape")
     kitten = page.evaluate("window.zeroseg.state.activeClass")
     asked: list[dict] = []
+    exemplars: list[list[dict]] = []
 
     def concept(route) -> None:
         body = route.request.post_data_json
         if body.get("exemplars"):
+            exemplars.append(body["exemplars"])
             route.continue_()
             return
         asked.append(body)
@@ -516,6 +518,14 @@ def test_concept_prompt_proposals_and_threshold(page, served):
     drag_image(page, [(150, 60), (300, 200)])
     page.wait_for_selector("#message.error")
     assert "concept model" in page.inner_text("#message")
+    assert exemplars == [[{"box": [150, 60, 300, 200], "positive": True}]]
+    # From the prompt tool, shift-drag with an active class is an exemplar too (a fresh concept prompt).
+    page.keyboard.press("Escape")
+    page.wait_for_selector("body[data-mode='prompt']")
+    drag_image(page, [(20, 20), (80, 90)], modifiers=("Shift",))
+    page.wait_for_function("document.body.dataset.mode === 'concept'")
+    page.wait_for_function("document.getElementById('message').textContent.includes('concept model')")
+    assert exemplars[-1] == [{"box": [20, 20, 80, 90], "positive": True}]
 
     page.fill("#min-score", "0.6")
     page.dispatch_event("#min-score", "input")

@@ -1485,7 +1485,7 @@ function setMode(mode, { quiet = false } = {}) {
     brush: "brush: paint onto the selected mask · [ ] radius",
     erase: "eraser: erase from the selected mask · [ ] radius",
     split: "split: draw a stroke across the selected mask",
-    concept: "concept: T finds every instance of the active class · drag a box adds an exemplar, shift-drag a negative one",
+    concept: "concept: T finds every instance of the active class · drag a box adds an exemplar, right-drag a negative one",
   }[mode];
   say(hint);
 }
@@ -1619,6 +1619,7 @@ async function concept() {
   }
   edited();
   say(`${out.proposals.length} ${c.name} proposal(s) in ${(performance.now() - started).toFixed(0)} ms (model ${(out.seconds * 1000).toFixed(0)} ms) · Accept ≥ min takes them · drag a box adds an exemplar`);
+  hook({ concepts: (Number(document.body.dataset.concepts || 0) + 1) });
 }
 
 // --- review ---------------------------------------------------------------------------------
@@ -1767,8 +1768,10 @@ function onPointerDown(event) {
     if (hit) select(hit.id);
     return;
   }
-  if (mode === "concept") {
-    state.drag = { kind: "exemplar", start: at, client: [event.clientX, event.clientY], now: null, negative: event.button === 2 || event.shiftKey };
+  if (mode === "concept" || (event.shiftKey && event.button === 0 && activeClass())) {
+    // Concept mode: a drag is an exemplar box (right-drag: a negative one). Anywhere else, shift-drag
+    // with an active class is one too (a shift-click stays a background point).
+    state.drag = { kind: "exemplar", start: at, client: [event.clientX, event.clientY], now: null, negative: event.button === 2, shift: mode !== "concept" };
     return;
   }
   state.drag = { kind: "box", start: at, client: [event.clientX, event.clientY], now: null, negative: event.button === 2 || event.shiftKey };
@@ -1825,6 +1828,13 @@ function onPointerUp(event) {
   }
   if (drag.kind === "exemplar") {
     renderVector();
+    if (!drag.now && drag.shift) {
+      // A shift-click in the prompt tool: a background point after all.
+      state.session.points.push([...drag.start, 0]);
+      draw();
+      run(predict);
+      return;
+    }
     if (!drag.now) return; // a click in concept mode: nothing to add
     const box = boxOf(drag.start, toImage(event));
     if (box[2] - box[0] < 2 || box[3] - box[1] < 2) return;
