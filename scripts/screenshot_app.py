@@ -4,10 +4,10 @@ Runs the app on a temporary dataset (three COCO128 photos from ../shared/data/co
 they are there, and scikit-image's chelsea and coffee) with the embedded lite model, drives
 headless Chromium (Playwright, /usr/bin/chromium) through what a person does, and writes:
 
-- app.png: classes with keys, elephants labelled with the one-key flow (key, click, Enter), captions;
-- app-edit.png: zoomed in on the calf, its polygon's vertex handles;
-- app-classes.png: the class editor, masks coloured by class, proposals with their scores;
-- app-review.png: review mode, a mask accepted and one rejected with a comment.
+- app.jpg: classes with keys, elephants labelled with the one-key flow (key, click, Enter), captions;
+- app-edit.jpg: zoomed in on the calf, its polygon's vertex handles;
+- app-classes.jpg: the class editor, masks coloured by class, proposals with their scores;
+- app-review.jpg: review mode, a mask accepted and one rejected with a comment.
 
     python scripts/screenshot_app.py [--out docs/images]
 """
@@ -106,7 +106,7 @@ def main() -> None:
                     page.click("#class-form button[type='submit']")
                     page.wait_for_selector(f"#classes li[data-name='{name}']")
 
-                # app.png: elephants, the calf and the road labelled with the one-key flow.
+                # app.jpg: elephants, the calf and the road labelled with the one-key flow.
                 if coco:
                     for x, y in ELEPHANTS:
                         label(page, "1", x, y)
@@ -117,9 +117,9 @@ def main() -> None:
                 page.keyboard.press("Escape")
                 page.mouse.move(5, 5)
                 page.wait_for_timeout(800)  # class counts and progress follow a moment after an edit
-                page.screenshot(path=str(args.out / "app.png"))
+                page.screenshot(path=str(args.out / "app.jpg"), quality=85)
 
-                # app-edit.png: zoomed on the calf, its polygon's vertices.
+                # app-edit.jpg: zoomed on the calf, its polygon's vertices.
                 first = page.evaluate("window.zeroseg.state.annotations.at(-2).id")
                 page.click(f"#annotations li[data-id='{first}']")
                 page.keyboard.press("v")
@@ -133,11 +133,11 @@ def main() -> None:
                 )
                 page.wait_for_timeout(300)
                 page.wait_for_timeout(800)  # class counts and progress follow a moment after an edit
-                page.screenshot(path=str(args.out / "app-edit.png"))
+                page.screenshot(path=str(args.out / "app-edit.jpg"), quality=85)
                 page.keyboard.press("Escape")
                 page.keyboard.press("0")
 
-                # app-classes.png: the class editor open, proposals of a giraffe photo with scores.
+                # app-classes.jpg: the class editor open, proposals of a giraffe photo with scores.
                 if coco:
                     page.keyboard.press("PageDown")
                     page.wait_for_function("window.zeroseg.state.index === 1 && document.body.dataset.ready === '1'")
@@ -149,10 +149,10 @@ def main() -> None:
                 page.fill(".class-editor .description-input", "a young elephant, trunk and tail included")
                 page.mouse.move(5, 5)
                 page.wait_for_timeout(800)  # class counts and progress follow a moment after an edit
-                page.screenshot(path=str(args.out / "app-classes.png"))
+                page.screenshot(path=str(args.out / "app-classes.jpg"), quality=85)
                 page.keyboard.press("Escape")  # out of the description field
 
-                # app-review.png: the first image done, then reviewed: one accepted, one rejected.
+                # app-review.jpg: the first image done, then reviewed: one accepted, one rejected.
                 page.click("#classes li[data-name='calf'] .edit")  # the editor closes
                 page.keyboard.press("PageUp")
                 page.wait_for_function("window.zeroseg.state.index === 0 && document.body.dataset.ready === '1'")
@@ -170,9 +170,9 @@ def main() -> None:
                 stored(page, lambda: page.click("#review-reject"))
                 page.mouse.move(5, 5)
                 page.wait_for_timeout(800)  # class counts and progress follow a moment after an edit
-                page.screenshot(path=str(args.out / "app-review.png"))
+                page.screenshot(path=str(args.out / "app-review.jpg"), quality=85)
                 browser.close()
-    print(f"wrote app.png, app-edit.png, app-classes.png, app-review.png in {args.out}")
+    print(f"wrote app.jpg, app-edit.jpg, app-classes.jpg, app-review.jpg in {args.out}")
 
 
 if __name__ == "__main__":
