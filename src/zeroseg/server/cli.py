@@ -36,8 +36,9 @@ def serve(
     token: Annotated[
         list[str] | None,
         typer.Option(
-            help="Access token every API request must carry; NAME=TOKEN (repeatable) gives each person "
-            "their own, and their name is recorded on their changes.",
+            metavar="[NAME=]TOKEN",
+            help="Access token every API request must carry (or $ZEROSEG_TOKEN); NAME=TOKEN (repeatable, or "
+            '$ZEROSEG_TOKENS="a=t1,b=t2") gives each person their own, and their name is recorded on their changes.',
             show_default=False,
         ),
     ] = None,
