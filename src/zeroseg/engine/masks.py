@@ -71,17 +71,7 @@ def polygons_to_rle(polygons: Any, height: int, width: int) -> dict[str, Any]:
     Parts with fewer than three points cover no pixels and are ignored (pycocotools would read a
     4-number part as a box).
     """
-    if not isinstance(polygons, list) or not all(isinstance(p, list) for p in polygons):
-        raise DatasetError("polygons must be a list of [x0, y0, x1, y1, ...] lists")
-    parts = []
-    for part in polygons:
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part):
-            raise DatasetError("a polygon must be a flat list of x, y numbers")
-        coords = np.asarray(part, dtype=np.float64)
-        if coords.size % 2 or not np.isfinite(coords).all():
-            raise DatasetError("a polygon must be a flat list of finite x, y numbers")
-        if coords.size >= 6:
-            parts.append(coords.tolist())
+    parts = _checked_rings(polygons)
     if not parts:
         return _encode(np.zeros((height, width), dtype=bool))
     merged = mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
