@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the shipped zero-shot head of the lite model (src/zeroseg/weights/lite_text.*): train it on the
-# seen classes of ../shared/data (MSRC-21 + CamVid train splits, COCO128; every unseen class of
-# zeroseg.data.ZERO_SHOT_SPLITS held out), fit calibrated stacking on pseudo-unseen classes, measure
-# MSRC-21 val and COCO128 naming into the sidecar, then copy it into the package.
+# seen classes of ../shared/data (MSRC-21 + CamVid train splits, COCO128's train part: its val quarter,
+# every 4th labelled image, is never read; every unseen class of zeroseg.data.ZERO_SHOT_SPLITS held out),
+# fit calibrated stacking on pseudo-unseen classes, measure MSRC-21 val and COCO128 val naming into the
+# sidecar, then copy it into the package.
 # Usage: recipes/train_lite_text.sh [OUT_DIR]   (env: STEPS, SEED, THREADS, PYTHON)
 # Re-running with the same OUT_DIR resumes from its checkpoints and reuses the feature cache.
 set -euo pipefail

@@ -138,6 +138,7 @@ def test_cli_text_prompt_user_protocol(tmp_path: Path, fake_embedder: str, monke
     _, objects = naming_image()
     module = types.ModuleType("zeroseg.segment.text_prompt")
     module.text_to_masks = fake_text_to_masks({"cow": [objects[0][1]]})  # type: ignore[attr-defined]
+    module.DEFAULT_VERIFY = True  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "zeroseg.segment.text_prompt", module)
     out = tmp_path / "text.json"
     result = CliRunner().invoke(app, ["text-prompt", "--dataset", str(folder), "--model", fake_embedder,
@@ -145,4 +146,4 @@ def test_cli_text_prompt_user_protocol(tmp_path: Path, fake_embedder: str, monke
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert saved["protocol"] == "user" and saved["hit_rate"] == pytest.approx(100 / 3)
-    assert saved["n_instances"] == 3 and saved["vocabulary"] == "all"
+    assert saved["n_instances"] == 3 and saved["vocabulary"] == "all" and saved["verify"] is True

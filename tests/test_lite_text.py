@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -305,3 +306,26 @@ def test_training_and_the_namer_share_one_mask_pooling(backbone, tiny, monkeypat
                       torch.zeros(3, dtype=torch.bool))
     assert [where for where, _ in calls] == ["train", "namer", "train"]
     torch.testing.assert_close(calls[1][1], calls[2][1])
+
+
+def test_calibration_fit_searches_gammas_in_cosine_units(monkeypatch):
+    """The gamma grid (0..0.5) is in cosine units, as stored and as evaluate_set and Namer apply it; the
+    fit picks the gamma whose harmonic mean is best (here the one nearest 0.2)."""
+    passed: list[float] = []
+
+    def evaluate_set(embedder, eval_set, embeddings, calibration):
+        passed.append(calibration)
+        hm = -abs(calibration - 0.2)
+        return {"seen_miou": 1.0, "unseen_miou": 1.0, "hm": hm, "seen_top1": 1.0, "unseen_top1": 1.0}
+
+    monkeypatch.setattr(zs, "evaluate_set", evaluate_set)
+    monkeypatch.setattr(zs, "embed_set", lambda *a, **k: [])
+    monkeypatch.setattr(zs, "msrc_eval_set", lambda *a, **k: types.SimpleNamespace(paths=[]))
+    monkeypatch.setattr(zs, "coco_naming_set", lambda *a, **k: types.SimpleNamespace(paths=[]))
+    data = types.SimpleNamespace(sources=["msrc21", "coco128"], source=np.array([0, 0, 1, 1]),
+                                 held_out=np.array([True, False, True, False]),
+                                 vocabularies=[("grass",), ("person",)])
+    embedder = types.SimpleNamespace(temperature=0.05)
+    info = zs.fit_calibration(embedder, data, zs.TrainConfig(), None)
+    assert 0.0 <= min(passed) and max(passed) <= 0.5
+    assert info["pixels"]["gamma_cosine"] == pytest.approx(0.2) and info["masks"]["gamma_cosine"] == pytest.approx(0.2)

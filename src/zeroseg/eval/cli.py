@@ -319,6 +319,13 @@ def text_prompt(
         typer.Option(help="user protocol: 'all' (the phrase among every dataset name, as --names does) or "
                           "'phrase' (the phrase alone, as `segment --text` without --names)"),
     ] = "all",
+    verify: Annotated[
+        bool | None,
+        typer.Option("--verify/--no-verify",
+                     help="check each mask by naming it (text_to_masks' verify; default: on for the user "
+                          "protocol, as the product does, off for the zero-shot protocol)",
+                     show_default=False),
+    ] = None,
     limit: LimitOption = None,
     json_path: JsonOption = None,
 ) -> None:
@@ -335,10 +342,10 @@ def text_prompt(
         embedder = _embedder(model, checkpoint)
         if protocol == "user":
             results, data_size, info = _user_text_prompts(dataset, split, unseen, dropped, limit, absent,
-                                                          predictor, embedder, vocabulary)
+                                                          predictor, embedder, vocabulary, verify)
         else:
             results, data_size, info = _zero_shot_text_prompts(dataset, split or "val", unseen, dropped, limit,
-                                                               calibration, predictor, embedder)
+                                                               calibration, predictor, embedder, bool(verify))
         _write_json(json_path, {
             "dataset": dataset, "protocol": protocol, "model": model, "segmenter": segmenter,
             "n_images": data_size, **info, **results,
@@ -360,25 +367,37 @@ def text_prompt(
 
 def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, dropped: str | None,
                        limit: int | None, absent: int | None, predictor: Any, embedder: Any,
-                       vocabulary: str = "all") -> tuple[Any, int, dict]:
+                       vocabulary: str = "all", verify: bool | None = None) -> tuple[Any, int, dict]:
     from zeroseg.eval.naming import SemanticRegionNaming, evaluate_text_prompt_hits, load_naming_dataset
 
     data = load_naming_dataset(dataset, None, limit, split=split, dropped=_names(dropped))
     unseen_names = _unseen_or_none(dataset, data.classes, unseen, "user")
+    prompt = None
+    if verify is not None:
+        import functools
+
+        from zeroseg.segment.text_prompt import text_to_masks
+
+        prompt = functools.partial(text_to_masks, verify=verify)
     results = evaluate_text_prompt_hits(predictor, embedder, data, unseen_names, absent_per_image=absent,
-                                        vocabulary=vocabulary)
+                                        vocabulary=vocabulary, text_to_masks=prompt)
+    from zeroseg.segment.text_prompt import DEFAULT_VERIFY
+
     dropped_names = data.dropped if isinstance(data, SemanticRegionNaming) else []
-    return results, len(data), {"split": _split_of(data, split), "unseen": unseen_names, "dropped": dropped_names}
+    return results, len(data), {"split": _split_of(data, split), "unseen": unseen_names, "dropped": dropped_names,
+                                "verify": DEFAULT_VERIFY if verify is None else verify}
 
 
 def _zero_shot_text_prompts(dataset: str, split: str, unseen: str | None, dropped: str | None, limit: int | None,
-                            calibration: float | None, predictor: Any, embedder: Any) -> tuple[Any, int, dict]:
+                            calibration: float | None, predictor: Any, embedder: Any,
+                            verify: bool = False) -> tuple[Any, int, dict]:
     from zeroseg.eval.naming import evaluate_text_prompts
     from zeroseg.eval.zero_shot import open_semantic_dataset, zero_shot_split
 
     data = open_semantic_dataset(dataset, split, limit)
     unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
-    results = evaluate_text_prompts(predictor, embedder, data, unseen_names, calibration, dropped_names)
+    results = evaluate_text_prompts(predictor, embedder, data, unseen_names, calibration, dropped_names,
+                                    verify=verify)
     return results, len(data), {"split": split, "unseen": unseen_names, "dropped": dropped_names}
 
 

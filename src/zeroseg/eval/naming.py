@@ -369,8 +369,14 @@ def evaluate_text_prompts(
     calibration: float | None = None,
     dropped: Iterable[str] = (),
     progress: bool = True,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Mean IoU of text-prompted masks against the class regions, over every (image, class present) pair.
+
+    ``verify`` is :func:`~zeroseg.segment.text_prompt.text_to_masks`'s check of each mask by naming it;
+    off by default, so the protocol measures the prompted regions as it always has (the check is the
+    user's protocol's device against false positives, and on calibrated mask scores it rejects unseen
+    names' masks).
 
     The name of each class present is handed to :func:`~zeroseg.segment.text_prompt.text_to_masks` with a
     namer over all evaluated names (seen names calibrated by ``calibration``); the union of the returned
@@ -390,7 +396,8 @@ def evaluate_text_prompts(
         gt = lookup[sample.label]
         for class_index in np.unique(gt[gt >= 0]).tolist():
             name = names[class_index]
-            predicted = union_of_masks(text_to_masks(sample.image, name, predictor, namer), gt.shape)
+            found = text_to_masks(sample.image, name, predictor, namer, verify=verify)
+            predicted = union_of_masks(found, gt.shape)
             ious[name].append(mask_iou(predicted, gt == class_index, ignore=gt < 0))
     seen_miou, unseen_miou = _seen_unseen({name: (sum(v), len(v)) for name, v in ious.items()}, unseen)
     n_prompts = sum(len(v) for v in ious.values())
@@ -401,6 +408,7 @@ def evaluate_text_prompts(
         "hmean": _with_hmean(seen_miou, unseen_miou),
         "n_prompts": n_prompts,
         "calibration": gamma,
+        "verify": verify,
         "per_class": {
             name: {"miou": 100 * float(np.mean(v)) if v else None, "count": len(v), "seen": name not in unseen}
             for name, v in ious.items()

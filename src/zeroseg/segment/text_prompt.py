@@ -149,14 +149,14 @@ def text_to_masks(
 
 def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> list[float | None]:
     """For each mask [N, H, W]: the phrase's share of the mask's naming softmax among the phrase and the
-    namer's other names (:data:`CONTEXT_NAMES` when it has none) plus its background, if any; None when
-    another name (or the background) wins."""
+    namer's other names (:data:`CONTEXT_NAMES` when it has none); None when another name wins. The
+    background does not take part: :func:`phrase_map` already weighed it."""
     others = [name for name in namer.vocabulary if name != phrase]
     if not others:
         others = [name for name in CONTEXT_NAMES if name != phrase]
     judge = namer.with_vocabulary([phrase, *others])
     logits, present = judge.mask_logits(image, masks)
-    probs = logits.softmax(1)
+    probs = logits[:, : len(judge.vocabulary)].softmax(1)  # names only: the region finder had the background
     return [float(p[0]) if ok and int(p.argmax()) == 0 else None for p, ok in zip(probs, present.tolist())]
 
 

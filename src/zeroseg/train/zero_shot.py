@@ -720,7 +720,6 @@ def fit_calibration(
     pseudo-seen and pseudo-unseen scores on the held-out images: MSRC pixels (mIoU) for ``pixels``, COCO
     instance masks (top-1 naming) for ``masks``. Vocabularies hold trained and pseudo-unseen names only."""
     pseudo = tuple(clean_names(cfg.pseudo_unseen))
-    scale = 1.0 / embedder.temperature
     grid = np.round(np.arange(0.0, 0.5001, 0.01), 2)
     info: dict[str, Any] = {
         "method": "pseudo-unseen classes on held-out training images (every Nth of MSRC-21 train and COCO128)",
@@ -737,7 +736,7 @@ def fit_calibration(
         else:
             held_out = coco_naming_set(names=names, unseen=pseudo, images=images, split=COCO_TRAIN_SPLIT)
         embeddings = embed_set(embedder, held_out.paths, cache_dir)
-        curve = [evaluate_set(embedder, held_out, embeddings, float(g) * scale) for g in grid]
+        curve = [evaluate_set(embedder, held_out, embeddings, float(g)) for g in grid]  # cosine units, as stored
         best = int(np.argmax([c["hm"] for c in curve]))
         fields_ = ("seen_miou", "unseen_miou", "hm") if key == "pixels" else ("seen_top1", "unseen_top1", "hm")
         info[key] = {
