@@ -29,6 +29,10 @@ NMS_IOU = 0.7  # masks overlapping a better one by more than this mask IoU are d
 # Each drawn mask is named as a segment is (dense head + ImageNet classifier) among the phrase and the
 # namer's other names; it is kept only when the phrase wins, so a phrase that matches nothing finds nothing.
 DEFAULT_VERIFY = True
+# Besides its box, each region's strongest local peaks (one grid cell apart at least) prompt the model with a
+# point alone, so a region that merges several instances (a crowd, a shelf of books) can give each one.
+DEFAULT_POINTS_PER_REGION = 4
+DEFAULT_MAX_INSTANCES = 10  # regions, and masks returned
 # When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
 # (a phrase alone against the background matches something in almost every photo).
 CONTEXT_NAMES = (
@@ -71,6 +75,7 @@ def text_to_masks(
     model: Any = None,
     exemplars: Iterable[Exemplar] = (),
     verify: bool = DEFAULT_VERIFY,
+    points_per_region: int = DEFAULT_POINTS_PER_REGION,
 ) -> list[Segment]:
     """Segments of the instances of `phrase` in `image`, best first.
 
@@ -82,10 +87,12 @@ def text_to_masks(
     `namer` is needed.
 
     Otherwise (``predictor`` and ``namer``, or ``model`` with ``namer``, a Predictor then made for
-    it), at most ``max_instances`` (default 5): each connected region where :func:`phrase_map`
-    reaches `threshold` (default 0.5) becomes a prompt (its box and its peak pixel); of the model's
-    multimask outputs the one that ranks best is kept, the rank being predicted IoU x IoU of the
-    mask with the region; duplicates are removed by mask IoU.
+    it), at most ``max_instances`` (default :data:`DEFAULT_MAX_INSTANCES`): each connected region where
+    :func:`phrase_map` reaches `threshold` (default 0.5) becomes a prompt (its box and its peak pixel); of
+    the model's multimask outputs the one that ranks best is kept, the rank being predicted IoU x IoU of
+    the mask with the region. Its ``points_per_region`` strongest local peaks also prompt the model, a
+    point alone each (the output most inside the region kept; no ``box``), so that merged instances
+    come apart; duplicates are removed by mask IoU.
     With ``verify`` (the default), each mask is then named among the phrase and the namer's other names
     (:data:`CONTEXT_NAMES` when it has none) as :meth:`~zeroseg.segment.naming.Namer.mask_logits` names
     segments, and kept only when the phrase wins; each instance is a separate segment, best match first.
@@ -106,7 +113,7 @@ def text_to_masks(
         predictor = Predictor(model)
     if predictor is None or namer is None:
         raise PromptValueError("a text prompt needs a concept model, or a promptable model (or predictor) and a namer")
-    max_instances = 5 if max_instances is None else max_instances
+    max_instances = DEFAULT_MAX_INSTANCES if max_instances is None else max_instances
     image = load_image(image)
     share = phrase_map(image, phrase, namer)
     grid = namer.embed(image).features.shape[-2:]
@@ -120,11 +127,27 @@ def text_to_masks(
     masks, ious, _ = predictor.predict_batch(
         point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
     )
-    regions = np.stack(regions)[:, None]  # [B, 1, H, W] against the [B, C, H, W] candidates
-    overlap = (masks & regions).sum((-2, -1)) / np.maximum((masks | regions).sum((-2, -1)), 1)
+    stacked = np.stack(regions)[:, None]  # [B, 1, H, W] against the [B, C, H, W] candidates
+    overlap = (masks & stacked).sum((-2, -1)) / np.maximum((masks | stacked).sum((-2, -1)), 1)
     scores = ious * overlap
     rows, best = np.arange(len(masks)), scores.argmax(1)
     masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
+    if points_per_region > 0:
+        cell = max(share.shape[0] / grid[0], share.shape[1] / grid[1])
+        peaks = [(k, p) for k, r in enumerate(regions) for p in _peaks(r, share, points_per_region, cell)]
+        if peaks:
+            xy = np.array([p for _, p in peaks], dtype=np.float64)
+            extra, extra_ious, _ = predictor.predict_batch(
+                point_coords=xy[:, None], point_labels=np.ones((len(xy), 1)), multimask_output=True
+            )
+            inside = np.stack([regions[k] for k, _ in peaks])[:, None]
+            contained = (extra & inside).sum((-2, -1)) / np.maximum(extra.sum((-2, -1)), 1)
+            extra_scores = extra_ious * contained
+            rows, pick = np.arange(len(extra)), extra_scores.argmax(1)
+            masks = np.concatenate([masks, extra[rows, pick]])
+            ious = np.concatenate([ious, extra_ious[rows, pick]])
+            scores = np.concatenate([scores, extra_scores[rows, pick]])
+            points = np.concatenate([points, xy])
     label = clean_names([phrase])[0]
     model = predictor.model
     keep = _mask_nms(masks, scores, NMS_IOU)
@@ -132,11 +155,13 @@ def text_to_masks(
     if verify and keep:
         match = dict(zip(keep, match_scores(image, label, masks[keep], namer)))
         keep = sorted((k for k in keep if match[k] is not None), key=lambda k: -match[k])  # type: ignore[operator]
+    keep = keep[:max_instances]
     return [
         Segment(
             masks[k],
             predicted_iou=float(ious[k]),
-            prompt={"text": label, "box": boxes[k].tolist(), "points": [[*points[k].tolist(), 1.0]]},
+            prompt={"text": label, **({"box": boxes[k].tolist()} if k < len(boxes) else {}),
+                    "points": [[*points[k].tolist(), 1.0]]},
             label=label,
             label_score=match[k],
             source="assisted",
@@ -176,6 +201,24 @@ def _prompt(region: np.ndarray, share: np.ndarray) -> tuple[list[int], list[int]
     depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     y, x = np.unravel_index(np.argmax(share * depth), share.shape)
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], [int(x), int(y)]
+
+
+def _peaks(region: np.ndarray, share: np.ndarray, count: int, spacing: float) -> list[tuple[int, int]]:
+    """Up to ``count`` (x, y) local maxima of share x depth inside ``region``, ``spacing`` pixels apart."""
+    depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    value = (share * depth).astype(np.float32)
+    size = max(int(spacing) * 2 + 1, 3)
+    top = cv2.dilate(value, np.ones((size, size), np.uint8))
+    ys, xs = np.nonzero((value >= top) & region & (value > 0))
+    order = np.argsort(-value[ys, xs], kind="stable")
+    chosen: list[tuple[int, int]] = []
+    for i in order:
+        x, y = int(xs[i]), int(ys[i])
+        if all((x - a) ** 2 + (y - b) ** 2 >= spacing**2 for a, b in chosen):
+            chosen.append((x, y))
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def _mask_nms(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
