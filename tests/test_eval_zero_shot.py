@@ -457,7 +457,7 @@ def test_union_of_masks_accepts_arrays_and_records() -> None:
 def test_text_prompts_seen_and_unseen(msrc: SemanticDataset, monkeypatch) -> None:
     calls: list[str] = []
 
-    def text_to_masks(image, phrase, predictor, namer, verify=True):
+    def text_to_masks(image, phrase, predictor, namer, verify=True, points_per_region=0):
         """Fake segmenter: the pixels where `phrase` wins among the namer's names."""
         calls.append(phrase)
         return (namer.pixel_logits(image).argmax(0) == namer.vocabulary.index(phrase)).numpy()[None]

@@ -370,13 +370,15 @@ def evaluate_text_prompts(
     dropped: Iterable[str] = (),
     progress: bool = True,
     verify: bool = False,
+    points_per_region: int = 0,
 ) -> dict[str, Any]:
     """Mean IoU of text-prompted masks against the class regions, over every (image, class present) pair.
 
-    ``verify`` is :func:`~zeroseg.segment.text_prompt.text_to_masks`'s check of each mask by naming it;
-    off by default, so the protocol measures the prompted regions as it always has (the check is the
-    user's protocol's device against false positives, and on calibrated mask scores it rejects unseen
-    names' masks).
+    ``verify`` (the check of each mask by naming it) and ``points_per_region`` (point prompts at the
+    region's peaks) are :func:`~zeroseg.segment.text_prompt.text_to_masks`'s; off by default, so the
+    protocol measures the prompted regions as it always has: they are the user's protocol's devices
+    against false positives and merged instances, the check rejects unseen names' masks on calibrated
+    mask scores, and extra instance masks only add to a union.
 
     The name of each class present is handed to :func:`~zeroseg.segment.text_prompt.text_to_masks` with a
     namer over all evaluated names (seen names calibrated by ``calibration``); the union of the returned
@@ -396,7 +398,8 @@ def evaluate_text_prompts(
         gt = lookup[sample.label]
         for class_index in np.unique(gt[gt >= 0]).tolist():
             name = names[class_index]
-            found = text_to_masks(sample.image, name, predictor, namer, verify=verify)
+            found = text_to_masks(sample.image, name, predictor, namer, verify=verify,
+                                  points_per_region=points_per_region)
             predicted = union_of_masks(found, gt.shape)
             ious[name].append(mask_iou(predicted, gt == class_index, ignore=gt < 0))
     seen_miou, unseen_miou = _seen_unseen({name: (sum(v), len(v)) for name, v in ious.items()}, unseen)
@@ -409,6 +412,7 @@ def evaluate_text_prompts(
         "n_prompts": n_prompts,
         "calibration": gamma,
         "verify": verify,
+        "points_per_region": points_per_region,
         "per_class": {
             name: {"miou": 100 * float(np.mean(v)) if v else None, "count": len(v), "seen": name not in unseen}
             for name, v in ious.items()
