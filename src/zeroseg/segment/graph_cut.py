@@ -29,7 +29,9 @@ an under-segmented mask up to the box. Chosen on held-out objects (box mIoU 0.78
 are alike, an unfixed core lets GrabCut fill the box: 0.65)."""
 ITERATIONS = 1  # one colour-model fit and cut: as good as 3 or 5 on held-out objects, and 2-3x faster
 CLICK_RADIUS = 3  # pixels pinned around each click
-MAX_SIDE = 640  # the work region is downscaled to this longer side: about 0.5 s per mask at most on 2 cores
+MAX_SIDE = 320
+"""The work region is downscaled to this longer side: the cut's cost stops growing with the object, and
+on held-out objects 320 (and 256) clicks as well as 640 (docs/models/lite.md)."""
 
 
 class GraphCutRefiner:
