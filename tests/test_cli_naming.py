@@ -74,6 +74,25 @@ def test_label_pixels_writes_labels_legend_and_counts(picture, tmp_path):
     assert Image.open(out / "overlay.png").width > 128  # the legend panel
 
 
+class SeenRedEmbedder(ColourEmbedder):
+    """Trained on 'red' with a large pixel gamma: calibrated stacking moves red pixels to another name."""
+
+    seen, calibration = ("red",), 2.0
+
+
+def test_label_pixels_calibrates_pixels_unless_told(tmp_path, scratch_hub, picture):
+    scratch_hub("seen-red", lambda checkpoint=None: SeenRedEmbedder())
+    red_share = {}
+    for flag in ("--calibrate", "--no-calibrate"):
+        out = tmp_path / flag
+        run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", flag, "--out", out)
+        red_share[flag] = (np.asarray(Image.open(out / "labels.png"))[:40] == 1).mean()
+    default = tmp_path / "default"
+    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", "--out", default)
+    assert red_share["--no-calibrate"] > 0.95 and red_share["--calibrate"] < 0.05
+    assert (np.asarray(Image.open(default / "labels.png"))[:40] == 1).mean() < 0.05  # calibrated by default
+
+
 def test_everything_names_every_mask(picture, tmp_path):
     out = tmp_path / "out"
     run("everything", picture, "--names", "red, green, blue", "--embedder", "colour", "--points-per-side", "8",

@@ -599,9 +599,9 @@ def label_pixels(
     vocabulary = _vocabulary(names)
     ensure_dir(out)
     settings = hub.get(DEFAULT_MODEL).preset.override(
-        embedder=embedder, calibrate=calibrate, background=none, background_threshold=threshold
+        embedder=embedder, background=none, background_threshold=threshold
     )
-    namer = _namer(vocabulary, settings)
+    namer = _namer(vocabulary, settings, pixel_calibrate=calibrate)  # pixels are calibrated unless told
     labels = namer.label_pixels(rgb)
     ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
     save_png(out / "labels.png", ids)
