@@ -16,7 +16,8 @@
 #                                                                       (Movahedi & Elder 2010); toolbox MIT, masks
 #                                                                       research use.
 # ccp             bearpaw/clothing-co-parsing @ fe34fb7                 Clothing Co-Parsing (Yang et al. 2014): 1,004
-#                                                                       garment maps; repo Apache-2.0, photos research use.
+#                                                                       garment maps; repo Apache-2.0, photos
+#                                                                       research use.
 # weizmann_horse  shenshutao/image_segmentation @ 2653401               Weizmann horses (Borenstein & Ullman 2002):
 #                                                                       328 figure-ground masks; research use.
 # human_seg       VikramShenoy97/Human-Segmentation-Dataset @ fe4efc5   290 people; masks made with remove.bg and

@@ -122,7 +122,8 @@ def test_pets_trimaps_breeds_and_duplicates(tmp_path):
 
 def test_feral_cats_keep_one_copy_per_photo(tmp_path):
     base = tmp_path / "feral_cat" / "export"
-    for split, name in (("train", "group0001_png.rf.aa"), ("train", "group0001_png.rf.bb"), ("valid", "group0002_jpg.rf.cc")):
+    copies = (("train", "group0001_png.rf.aa"), ("train", "group0001_png.rf.bb"), ("valid", "group0002_jpg.rf.cc"))
+    for split, name in copies:
         _photo(base / split / "images" / f"{name}.jpg", (64, 64))
         (base / split / "labels").mkdir(parents=True, exist_ok=True)
         (base / split / "labels" / f"{name}.txt").write_text("0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n")

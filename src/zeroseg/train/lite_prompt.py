@@ -529,6 +529,24 @@ def _per_source_counts(dataset: PromptMaskDataset) -> dict[str, dict[str, int]]:
     return {name: {"images": len(c["images"]), "objects": c["objects"]} for name, c in counts.items()}
 
 
+def export_checkpoint(checkpoint: Path | str, weights: Path | str) -> Path:
+    """Write a training checkpoint's head as head weights + sidecar (to evaluate a run before it ends)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    lite = LiteConfig(**saved["lite_config"])
+    model = build_lite_model(lite)
+    model.load_state_dict(saved["head"], strict=False)
+    metadata = {
+        "recipe": "zeroseg.train.lite_prompt",
+        "train_config": saved["train_config"],
+        "steps": saved["step"],
+        "history": saved["history"],
+        "exported_from_checkpoint": True,
+        "git_commit": git_commit(),
+    }
+    save_head(model, weights, lite, metadata)
+    return Path(weights)
+
+
 def evaluate_checkpoint(checkpoint: Path | str, dataset: str = "grabcut", limit: int | None = None) -> dict[str, Any]:
     """NoC metrics of a training checkpoint (to watch a run learn) on an interactive dataset."""
     from zeroseg.eval.interactive import PredictorModel, evaluate, load_interactive_dataset
