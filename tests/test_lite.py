@@ -213,6 +213,11 @@ def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
+    exported = lite_prompt.export_checkpoint(tmp_path / "b" / lite_prompt.CHECKPOINT_NAME, tmp_path / "mid.safetensors")
+    assert read_sidecar(exported)["training"]["steps"] == 3
+    c = build_lite(exported).state_dict()
+    assert all(torch.equal(a[key], c[key]) for key in a)
+
 
 def test_cli_lists_the_recipe_options():
     result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
