@@ -126,7 +126,9 @@ def test_unmatched_phrases_are_reported_and_matches_say_how_well(picture, tmp_pa
     [mask] = data["masks"]
     assert mask["label"] == "blue" and 0.9 < mask["label_score"] <= 1.0  # the blue square wins clearly
     assert mask["prompt"] == 0 and mask["prompt_used"]["text"] == "blue" and mask["score"] == mask["predicted_iou"]
-    x0, y0, x1, y1 = mask["prompt_used"]["box"]
+    [[x, y, label]] = mask["prompt_used"]["points"]  # the region's peak; a box too unless a peak alone won
+    assert 64 <= x < 128 and 48 <= y < 96 and label == 1  # inside the blue square
+    x0, y0, x1, y1 = mask["prompt_used"].get("box", (64, 48, 128, 96))
     assert 64 <= x0 < x1 <= 128 and 48 <= y0 < y1 <= 96  # the blue square's region
     assert drawn["labels"] == [f"#0 score {mask['score']:.2f} blue (match {mask['label_score']:.2f})"]
     assert f"blue (match {mask['label_score']:.2f})" in result.stdout
