@@ -75,3 +75,4 @@ extract feral_cat pcashman21/feral-cat-segmentation-dataset-and-model c7cdfa43c0
 extract pets_sample Naveen-Dodda/Sample_Pets_dataset 9281626a62066c09f278b9b41ac4bad3683d7541 \
     images trimaps annotations/trimaps README.md
 extract pets_simon simonhansen1999/PetClassification 1b52994357192034951537a9e53372bcfe4def97 data README.md
+"${PYTHON:-.venv/bin/python}" "$(dirname "$0")/check_lite_data.py" "$OUT"  # no GrabCut/Berkeley photo among the BSDS ones

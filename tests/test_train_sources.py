@@ -1,18 +1,16 @@
 """Readers of the extra training sets (zeroseg.train.sources) on tiny hand-made folders of each layout."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io as scipy_io
 from PIL import Image
 
 from zeroseg.errors import DatasetError
 from zeroseg.train.datasets import PromptMaskDataset
 from zeroseg.train.sources import EXTRA_FOLDERS, benchmark_ids, open_extra_source, split_of
-
-scipy_io = pytest.importorskip("scipy.io")
 
 
 def _photo(path: Path, size: tuple[int, int]) -> None:
@@ -183,15 +181,3 @@ def test_prompt_mask_dataset_reads_extra_sources(tmp_path):
     with pytest.raises(DatasetError, match="none of"):
         open_extra_source("pets", tmp_path)
     assert set(EXTRA_FOLDERS) == {"bsds", "ccp", "horse", "human", "feral_cat", "pets"}
-
-
-def test_real_bsds_excludes_every_benchmark_photo(data_dir):
-    """With the real extra data (recipes/get_lite_data.sh; ZEROSEG_EXTRA_DATA names its folder), no GrabCut
-    or Berkeley photo is read."""
-    extra = Path(os.environ.get("ZEROSEG_EXTRA_DATA", "/nonexistent"))
-    if not (extra / "bsds500").is_dir():
-        pytest.skip("no extracted extra data (set ZEROSEG_EXTRA_DATA)")
-    ids = benchmark_ids(data_dir)
-    assert len(ids) >= 99
-    stems = {p.stem for p in open_extra_source("bsds", extra, split="all", data=data_dir).image_paths}
-    assert len(stems) == 500 - 99 and not stems & ids
