@@ -10,6 +10,7 @@ from PIL import Image
 
 from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
+from zeroseg.io import polygon_to_mask
 from zeroseg.train.datasets import (
     OBJECT_CLASSES,
     VOID,
@@ -17,7 +18,6 @@ from zeroseg.train.datasets import (
     PromptMaskDataset,
     SemanticDataset,
     object_masks_from_semantic,
-    polygon_to_mask,
     read_classes,
 )
 

@@ -28,6 +28,7 @@ from pycocotools import mask as mask_utils
 
 from zeroseg.errors import (
     ConfigError,
+    DatasetError,
     EmptyImageError,
     ImageReadError,
     ImageTooLargeError,
@@ -352,6 +353,19 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     elif isinstance(rle.get("counts"), str):
         rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
+
+
+def polygon_to_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Rasterise a polygon (Nx2 pixel xy, N >= 3) to a bool HxW mask exactly as COCO does (pycocotools).
+
+    COCO coordinates are continuous with pixel ``(i, j)`` covering ``[j, j+1) x [i, i+1)``, so the square
+    with corners (0, 0) and (10, 10) covers 100 pixels.
+    """
+    polygon = np.asarray(polygon, dtype=np.float64)
+    if polygon.ndim != 2 or polygon.shape[1] != 2 or len(polygon) < 3:
+        raise DatasetError(f"a polygon needs at least 3 xy vertices, got shape {polygon.shape}")
+    rles = mask_utils.frPyObjects([polygon.ravel().tolist()], height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
 def rle_area(rle: dict[str, Any]) -> int:

@@ -21,11 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from zeroseg.data import data_root
 from zeroseg.errors import DatasetError
-from zeroseg.io import mask_to_rle, rle_to_mask
+from zeroseg.io import mask_to_rle, polygon_to_mask, rle_to_mask
 from zeroseg.train.sources import EXTRA_FOLDERS, ExtraSource, open_extra_source
 
 VOID = 255
@@ -86,19 +85,6 @@ def read_classes(path: Path | str) -> dict[int, str]:
             raise DatasetError(f"{path}:{line_number}: empty name or repeated id {class_id}")
         classes[class_id] = name
     return classes
-
-
-def polygon_to_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Rasterise a polygon (Nx2 pixel xy, N >= 3) to a bool HxW mask exactly as COCO does (pycocotools).
-
-    COCO coordinates are continuous with pixel ``(i, j)`` covering ``[j, j+1) x [i, i+1)``, so the square
-    with corners (0, 0) and (10, 10) covers 100 pixels.
-    """
-    polygon = np.asarray(polygon, dtype=np.float64)
-    if polygon.ndim != 2 or polygon.shape[1] != 2 or len(polygon) < 3:
-        raise DatasetError(f"a polygon needs at least 3 xy vertices, got shape {polygon.shape}")
-    rles = mask_utils.frPyObjects([polygon.ravel().tolist()], height, width)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
 def object_masks_from_semantic(
@@ -204,7 +190,7 @@ class CocoYoloSegDataset:
 
     Each label line is ``class_idx x1 y1 x2 y2 ...`` with coordinates normalised to [0, 1] and
     ``class_idx`` a row of ``root/classes.tsv``. Images without a label file are skipped. Polygons are
-    rasterised the COCO way (:func:`polygon_to_mask`).
+    rasterised the COCO way (:func:`zeroseg.io.polygon_to_mask`).
 
     ``split`` picks a fixed part of the labelled images, in sorted order: ``"val"`` every
     :data:`COCO_VAL_EVERY`-th one (index 0, N, 2N, ...), ``"train"`` the rest, ``"all"`` both. No training

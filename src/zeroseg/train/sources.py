@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from zeroseg.errors import DatasetError
+from zeroseg.io import polygon_to_mask
 
 VAL_EVERY = 5
 """One image in :data:`VAL_EVERY` (by key hash) is the val split of every extra source."""
@@ -267,8 +268,6 @@ def _feral_cat(folders: list[Path]) -> tuple[list[ExtraItem], list[str]]:
     The export holds up to 3 augmented copies of each photo (exposure, noise) named
     ``groupNNNN_<ext>.rf.<hash>.jpg``; the first copy (sorted) of each group is kept, whatever its split.
     """
-    from zeroseg.train.datasets import polygon_to_mask
-
     items: dict[str, ExtraItem] = {}
     for image in sorted(folders[0].rglob("*.jpg"), key=lambda p: p.name):
         label = image.parent.parent / image.parent.name.replace("images", "labels", 1) / f"{image.stem}.txt"
