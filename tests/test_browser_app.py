@@ -342,11 +342,17 @@ def test_merge_selected_masks(page, served):
     second = add_mask(store, image, box_mask(image, 150, 50, 200, 100))
     open_image(page, served, "e_merge.jpg")
     page.keyboard.press("Escape")
-    # Layers: the list shows the top layer first; ▲ brings a mask up.
-    order = page.evaluate("window.zeroseg.state.order")
-    bottom = order[0]
+    # Layers: the list shows the top layer first; ▲ brings a mask up, and the order is stored.
+    bottom, top = page.evaluate("window.zeroseg.state.order")
+    done = edits(page)
     page.click(f"#annotations li[data-id='{bottom}'] .up")
-    assert page.evaluate("window.zeroseg.state.order")[1] == bottom
+    wait_edits(page, done)
+    assert page.evaluate("window.zeroseg.state.order") == [top, bottom]
+    assert {a.id: a.draw_order for a in store.annotations_for(image.id)} == {top: 0, bottom: 1}
+    page.reload()  # the same size masks: only the stored order puts `bottom` on top again
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.evaluate("window.zeroseg.state.order") == [top, bottom]
+    page.keyboard.press("Escape")
     for x, modifiers in ((75, ("Alt",)), (175, ("Alt", "Control"))):  # alt-click, then ctrl+alt-click adds
         cx, cy = image_to_client(page, x, 75)
         for key in modifiers:
@@ -386,6 +392,8 @@ def test_review_accept_and_reject_with_a_comment(page, served):
     bad = add_mask(store, image, box_mask(image, 200, 40, 260, 100), label="cat")
     store.set_image_status(image.id, ImageStatus.ANNOTATED)
     open_image(page, served, "f_review.jpg")
+    writes: list[str] = []  # the review request sets the image's status itself
+    page.on("request", lambda r: writes.append(f"{r.method} {r.url}") if r.method != "GET" else None)
 
     page.keyboard.press("Shift+R")
     page.wait_for_selector("body[data-reviewing='1']")
@@ -418,6 +426,7 @@ def test_review_accept_and_reject_with_a_comment(page, served):
     page.wait_for_selector(f"#annotations li[data-id='{bad}'][data-reviewer='web']")
     assert "not a cat" in page.inner_text(f"#annotations li[data-id='{bad}']")
     assert store.get_image(image.id).status is ImageStatus.REJECTED  # a mask rejected: back to its annotator
+    assert [w for w in writes if "/status" in w] == [] and sum("/review" in w for w in writes) == 2
 
 
 def test_export_polygons_and_import_again(page, served, tmp_path):

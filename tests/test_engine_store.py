@@ -87,7 +87,7 @@ def test_migrations_create_exactly_the_models(store):
     with store._engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert db.current_revision(connection) == "0003"
+        assert db.current_revision(connection) == "0004"
 
 
 def test_upgrade_from_0001_keeps_datasets_and_adds_a_vocabulary(db_url, root):

@@ -397,6 +397,7 @@ EXPECTED_ENDPOINTS = {
     ("post", "/api/annotations/{annotation_id}/paint"),
     ("post", "/api/annotations/{annotation_id}/split"),
     ("post", "/api/annotations/merge"),
+    ("put", "/api/images/{image_id}/order"),
     ("post", "/api/annotations/{annotation_id}/review"),
     ("get", "/api/progress"),
     ("post", "/api/images/{image_id}/proposals/accept"),

@@ -104,3 +104,23 @@ def test_editing_starts_the_image(client, store):
     assert client.get(f"/api/images/{image_id}").json()["status"] == "new"
     client.post(f"/api/images/{image_id}/annotations", json={"polygons": [[10, 10, 30, 10, 30, 30]]})
     assert client.get(f"/api/images/{image_id}").json()["status"] == "in_progress"
+
+
+def test_layer_order_is_stored_and_undone(client, store):
+    image_id = square_id(client)
+    a, b, c = (stored(store, client, box(10 * i, 10, 10 * i + 30, 40)) for i in range(3))
+    listed = lambda: {x["id"]: x["draw_order"] for x in client.get(f"/api/images/{image_id}/annotations").json()}
+    assert listed() == {a: None, b: None, c: None}
+    out = client.put(f"/api/images/{image_id}/order", json={"ids": [c, a]}, headers={"X-Author": "ann"})
+    assert out.status_code == 200, out.text
+    assert [(x["id"], x["draw_order"]) for x in out.json()] == [(c, 0), (a, 1), (b, None)]
+    assert listed() == {a: 1, b: None, c: 0}
+    assert {e.author for e in store.history(image_id=image_id) if e.action == "update"} == {"ann"}
+    client.put(f"/api/images/{image_id}/order", json={"ids": [a, b, c]})
+    assert listed() == {a: 0, b: 1, c: 2}
+    client.post(f"/api/images/{image_id}/undo")  # one undo reverts the whole reorder
+    assert listed() == {a: 1, b: None, c: 0}
+    assert client.put(f"/api/images/{image_id}/order", json={"ids": [a, a]}).status_code == 400
+    assert client.put(f"/api/images/{image_id}/order", json={"ids": [a, 10**6]}).status_code == 404
+    client.delete(f"/api/annotations/{b}")
+    assert client.put(f"/api/images/{image_id}/order", json={"ids": [b]}).status_code == 404

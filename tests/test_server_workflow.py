@@ -108,3 +108,17 @@ def test_serve_accepts_named_tokens_on_a_public_host(root, tmp_path, monkeypatch
     assert started["app"].state.zeroseg.tokens == {"t3": "cy"}
     result = CliRunner().invoke(app, args, env={"ZEROSEG_TOKEN": "s3cret"})
     assert result.exit_code == 0 and started["app"].state.zeroseg.token == "s3cret"
+
+
+def test_review_sets_the_image_status_once_every_mask_is_judged(client, store):
+    image_id = square_id(client)
+    first, second = (store.add_annotation(NewAnnotation(image_id, truth(), label=name)).id for name in ("a", "b"))
+    store.add_annotation(NewAnnotation(image_id, ~truth(), status=Status.PROPOSED))  # not a mask to review
+    store.set_image_status(image_id, "annotated")
+    review = lambda aid, verdict: client.post(f"/api/annotations/{aid}/review", json={"verdict": verdict}).json()
+    assert review(first, "accepted")["image_status"] == "annotated"  # one mask still to judge
+    done = review(second, "rejected")
+    assert (done["status"], done["image_status"]) == ("rejected", "rejected")
+    assert client.get(f"/api/images/{image_id}").json()["status"] == "rejected"
+    assert review(second, "accepted")["image_status"] == "reviewed"  # judged again: every mask accepted
+    assert client.get(f"/api/images/{image_id}").json()["status"] == "reviewed"

@@ -175,7 +175,8 @@ class Annotation(Base):
 
     ``rle`` is a compressed COCO RLE ``{"size": [h, w], "counts": str}`` (canonical, as pycocotools
     writes it); ``bbox`` is XYWH in pixels and ``area`` a pixel count, both taken from the mask
-    unless an import supplied its own values.
+    unless an import supplied its own values. ``draw_order`` is the mask's place in the image's
+    layer stack (0 at the bottom) once someone ordered the layers; None until then.
     """
 
     __tablename__ = "annotations"
@@ -198,6 +199,7 @@ class Annotation(Base):
     author: Mapped[str | None] = mapped_column(sa.String(200))
     reviewer: Mapped[str | None] = mapped_column(sa.String(200))
     comment: Mapped[str | None] = mapped_column(sa.Text())
+    draw_order: Mapped[int | None]
     deleted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -141,6 +141,7 @@ class AnnotationRecord:
     updated_at: datetime
     reviewer: str | None = None
     comment: str | None = None
+    draw_order: int | None = None  # place in the image's layer stack (0: bottom), once ordered
 
     def mask(self) -> np.ndarray:
         """The mask as a bool HxW array."""
@@ -187,7 +188,7 @@ class NewAnnotation:
 # Annotation fields an edit can change (and so records before/after).
 _EDITABLE = (
     "rle", "bbox", "area", "iscrowd", "label", "label_score", "predicted_iou", "stability_score",
-    "source", "status", "model_name", "model_version", "reviewer", "comment", "deleted",
+    "source", "status", "model_name", "model_version", "reviewer", "comment", "draw_order", "deleted",
 )  # fmt: skip
 _INVERSE = {
     EditAction.CREATE: EditAction.DELETE,
@@ -810,6 +811,49 @@ class Store:
             session.flush()
             return [_annotation_record(r) for r in rows]
 
+    def review_annotation(
+        self, annotation_id: int, status: Status, *, reviewer: str | None, comment: str | None = None
+    ) -> tuple[AnnotationRecord, ImageStatus]:
+        """A reviewer's verdict on a mask (an edit by ``reviewer``) and, in the same transaction, the
+        image's status: once every mask to review (accepted ones and those reviewed already) has a
+        reviewer, the image is rejected if one of them is, else reviewed. Returns both."""
+        changes = {"status": Status(status), "reviewer": reviewer, "comment": comment}
+        with self._write() as session:
+            row = _annotation(session, annotation_id, lock=True)
+            if row.deleted:
+                raise DatasetError(f"annotation {annotation_id} is deleted (undo restores it)")
+            _apply(session, row, EditAction.UPDATE, changes, reviewer)
+            image = _image(session, row.image_id)
+            live = session.scalars(_annotation_query([image.id], None, False))
+            judged = [a for a in live if a.status is Status.ACCEPTED or a.reviewer is not None]
+            if all(a.reviewer is not None for a in judged):
+                rejected = any(a.status is Status.REJECTED for a in judged)
+                image.status = ImageStatus.REJECTED if rejected else ImageStatus.REVIEWED
+            return _annotation_record(row), image.status
+
+    def set_draw_order(
+        self, image_id: int, annotation_ids: Sequence[int], *, author: str | None = None
+    ) -> list[AnnotationRecord]:
+        """Order the image's layers: the given live annotations get ``draw_order`` 0, 1, ... (bottom
+        first), the image's others none, in ONE transaction whose edits form one batch (one undo
+        reverts it). Returns the image's live annotations in draw order, unordered ones last."""
+        ids = list(annotation_ids)
+        if len(set(ids)) != len(ids):
+            raise DatasetError("each annotation appears once in a draw order")
+        place = {annotation_id: i for i, annotation_id in enumerate(ids)}
+        with self._write() as session:
+            _image(session, image_id)
+            rows = list(session.scalars(_annotation_query([image_id], None, False).with_for_update()))
+            missing = set(place) - {row.id for row in rows}
+            if missing:
+                raise NotFoundError(f"annotation {min(missing)} is not a live annotation of image {image_id}")
+            batch = _Batch()
+            for row in rows:
+                batch(_apply(session, row, EditAction.UPDATE, {"draw_order": place.get(row.id)}, author))
+            session.flush()
+            rows.sort(key=lambda row: (row.draw_order is None, row.draw_order or 0, row.id))
+            return [_annotation_record(row) for row in rows]
+
     def delete_annotation(self, annotation_id: int, *, author: str | None = None) -> AnnotationRecord:
         """Mark an annotation deleted (undo brings it back); deleting twice changes nothing."""
         with self._write() as session:
@@ -1237,6 +1281,7 @@ def _annotation_record(row: Annotation) -> AnnotationRecord:
         updated_at=row.updated_at,
         reviewer=row.reviewer,
         comment=row.comment,
+        draw_order=row.draw_order,
     )
 
 

@@ -173,7 +173,8 @@ def predict(state: State, image_id: ImageId, body: PredictIn) -> PredictOut:
 # --- annotations ----------------------------------------------------------------------------
 @router.get("/images/{image_id}/annotations", response_model=list[AnnotationOut], tags=["annotations"])
 def list_annotations(state: State, image_id: ImageId) -> list[AnnotationOut]:
-    """Live annotations of the image (proposals and rejected ones included), oldest first."""
+    """Live annotations of the image (proposals and rejected ones included), oldest first; each
+    has its ``draw_order`` once the layers were ordered (``PUT /images/{id}/order``)."""
     return [AnnotationOut.of(a) for a in state.store.annotations_for(state.image(image_id).id)]
 
 

@@ -1,4 +1,4 @@
-"""Editing masks by hand: polygon rings, brush and eraser strokes, merge and split.
+"""Editing masks by hand: polygon rings, brush and eraser strokes, merge and split, layer order.
 
 Every edit is a new version in the store's edit history with the request's author, so the image's
 undo reverts it; a merge or split changes several annotations in one transaction and one undo
@@ -12,8 +12,8 @@ from fastapi import APIRouter
 
 from zeroseg.engine import NewAnnotation, Source
 from zeroseg.engine.masks import components, mask_to_rings, stroke_mask
-from zeroseg.server.schemas import AnnotationOut, MergeIn, PaintIn, PolygonsOut, SplitIn
-from zeroseg.server.state import AnnotationId, AppState, Author, BadEditError, State
+from zeroseg.server.schemas import AnnotationOut, DrawOrderIn, MergeIn, PaintIn, PolygonsOut, SplitIn
+from zeroseg.server.state import AnnotationId, AppState, Author, BadEditError, ImageId, State
 
 router = APIRouter(prefix="/api", tags=["editing"])
 
@@ -90,3 +90,11 @@ def split(state: State, author: Author, annotation_id: AnnotationId, body: Split
     return [AnnotationOut.of(a) for a in (kept, *added)]
 
 
+@router.put("/images/{image_id}/order", response_model=list[AnnotationOut])
+def draw_order(state: State, author: Author, image_id: ImageId, body: DrawOrderIn) -> list[AnnotationOut]:
+    """Store the image's layer order: the given live annotations are drawn bottom first, the image's
+    others (unordered) above them; one transaction, one undo. Returns them in that order."""
+    image = state.image(image_id)
+    if len(set(body.ids)) != len(body.ids):
+        raise BadEditError("each annotation appears once in a layer order")
+    return [AnnotationOut.of(a) for a in state.store.set_draw_order(image.id, body.ids, author=author)]

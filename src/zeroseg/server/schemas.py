@@ -152,6 +152,7 @@ class AnnotationOut(BaseModel):
     author: str | None
     reviewer: str | None = Field(description="who accepted or rejected it in review")
     comment: str | None = Field(description="the reviewer's comment")
+    draw_order: int | None = Field(default=None, description="place in the image's layer stack (0: bottom), once ordered")
     created_at: datetime
     updated_at: datetime
 
@@ -173,9 +174,14 @@ class AnnotationOut(BaseModel):
             author=record.author,
             reviewer=record.reviewer,
             comment=record.comment,
+            draw_order=record.draw_order,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
+
+
+class ReviewOut(AnnotationOut):
+    image_status: ImageStatus = Field(description="the image's status after the verdict")
 
 
 Label = Annotated[str, Field(min_length=1, max_length=200)]
@@ -266,6 +272,12 @@ class SplitIn(BaseModel):
 
     points: Stroke
     radius: Radius
+
+
+class DrawOrderIn(BaseModel):
+    model_config = INPUT
+
+    ids: list[Id] = Field(max_length=10_000, description="the image's annotations, bottom layer first")
 
 
 class MergeIn(BaseModel):

@@ -880,11 +880,14 @@ async function loadAnnotations() {
   const annotations = await api(`/api/images/${image.id}/annotations`);
   if (state.image !== image) return;
   state.annotations = annotations;
-  // Layers keep their order; new masks go on top, the first load puts big masks at the bottom.
+  // Layers in their stored draw order, bottom first; unordered ones above them: those shown already
+  // keep their order, new masks go on top (big ones below small ones).
   const ids = new Set(annotations.map((a) => a.id));
-  const known = new Set(state.order);
-  const fresh = annotations.filter((a) => !known.has(a.id)).sort((p, q) => q.area - p.area);
-  state.order = state.order.filter((id) => ids.has(id)).concat(fresh.map((a) => a.id));
+  const placed = annotations.filter((a) => a.draw_order !== null && a.draw_order !== undefined).sort((p, q) => p.draw_order - q.draw_order);
+  const loose = new Set(annotations.filter((a) => !placed.includes(a)).map((a) => a.id));
+  const kept = state.order.filter((id) => loose.has(id));
+  const fresh = annotations.filter((a) => loose.has(a.id) && !kept.includes(a.id)).sort((p, q) => q.area - p.area);
+  state.order = placed.map((a) => a.id).concat(kept, fresh.map((a) => a.id));
   if (!ids.has(state.selected)) state.selected = null;
   for (const id of [...state.picked]) if (!ids.has(id)) state.picked.delete(id);
   image.counts = { proposed: 0, accepted: 0, rejected: 0 };
@@ -1135,7 +1138,8 @@ function toggleHidden(id) {
   draw();
 }
 
-function moveLayer(id, step) {
+async function moveLayer(id, step) {
+  // Move a layer up or down and store the image's new layer order (undo reverts it).
   const at = state.order.indexOf(id);
   const to = Math.min(Math.max(at + step, 0), state.order.length - 1);
   if (at < 0 || to === at) return;
@@ -1143,6 +1147,11 @@ function moveLayer(id, step) {
   state.order.splice(to, 0, id);
   renderAnnotations();
   draw();
+  const replay = { path: `/api/images/${state.image.id}/order`, method: "PUT", json: { ids: [...state.order] } };
+  await api(replay.path, { method: replay.method, json: replay.json });
+  remember(replay, `layer order of mask ${id}`);
+  await loadAnnotations();
+  edited();
 }
 
 async function accept() {
@@ -1663,22 +1672,15 @@ async function review(verdict) {
   const a = selectedAnnotation();
   if (!a) return say("select a mask to review", true);
   const comment = $("review-comment").value.trim();
+  // One request: the server also sets the image's status once every mask is judged (reviewed, or
+  // rejected, back to its annotator, if one mask is).
   const record = await api(`/api/annotations/${a.id}/review`, { method: "POST", json: { verdict, ...(comment ? { comment } : {}) } });
   $("review-comment").value = "";
   await loadAnnotations();
-  const targets = reviewTargets();
-  if (targets.every((t) => t.reviewer)) {
-    // Every mask judged: the image is reviewed, or rejected (back to its annotator) if one mask is.
-    const status = targets.some((t) => t.status === "rejected") ? "rejected" : "reviewed";
-    await api(`/api/images/${state.image.id}/status`, { method: "PUT", json: { status } });
-    await reloadImage();
-    selectNextUnreviewed();
-    say(`mask ${record.id} ${verdict} · image ${status} · PgDn next image`);
-  } else {
-    await reloadImage();
-    selectNextUnreviewed();
-    say(`mask ${record.id} ${verdict}${comment ? ` · “${comment}”` : ""}`);
-  }
+  await reloadImage();
+  selectNextUnreviewed();
+  if (reviewTargets().every((t) => t.reviewer)) say(`mask ${record.id} ${verdict} · image ${record.image_status} · PgDn next image`);
+  else say(`mask ${record.id} ${verdict}${comment ? ` · “${comment}”` : ""}`);
   edited();
 }
 
