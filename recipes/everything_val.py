@@ -7,7 +7,7 @@ Two sets of photos no training step saw, scored apart:
 * ``instances``: the coco128 val split (``CocoYoloSegDataset(split="val")``, 32 photos); ground truth:
   its instance masks of at least 32 x 32 pixels (COCO's medium and large objects).
 
-For each ``GRID,IOU,STABILITY[,NMS]`` setting it prints masks per photo, recall (share of ground-truth
+For each ``GRID,IOU,STABILITY[,NMS[,CROP_LAYERS[,CROP_DOWNSCALE]]]`` setting it prints masks per photo, recall (share of ground-truth
 masks some mask matches at IoU 0.5 / 0.75), the mean best IoU per ground-truth mask and the share of
 masks that match one. ``REFINE=0`` turns the lite preset's edge refinement off; ``CHECKPOINT=FILE``
 scores other lite weights (e.g. a training run's ``lite_prompt.safetensors``).
@@ -81,10 +81,12 @@ def main(settings: list[str]) -> None:
     model = hub.load_model("lite", checkpoint=checkpoint)
     predictor = Predictor(model, refine_edges=os.environ.get("REFINE", "1") == "1")
     for setting in settings:
-        grid, iou, stability, *nms = setting.split(",")
+        grid, iou, stability, *rest = setting.split(",")
+        nms, crops, downscale = (rest + ["0.7", "0", "1"][len(rest):])[:3]
         generator = MaskGenerator(
             predictor, points_per_side=int(grid), pred_iou_thresh=float(iou),
-            stability_score_thresh=float(stability), box_nms_thresh=float(nms[0]) if nms else 0.7,
+            stability_score_thresh=float(stability), box_nms_thresh=float(nms),
+            crop_n_layers=int(crops), crop_n_points_downscale_factor=int(downscale),
             min_mask_region_area=MIN_AREA, output_mode="coco_rle",
         )  # fmt: skip
         for name, items in sets.items():

@@ -312,3 +312,34 @@ def test_remove_small_regions() -> None:
     tiny[0, 0] = tiny[3:5, 3:5] = True  # every island small: the largest stays
     kept, changed = remove_small_regions(tiny, 10, mode="islands")
     assert changed and kept.sum() == 4 and kept[3:5, 3:5].all()
+
+
+def test_edge_refinement_runs_on_the_distinct_masks_only(
+    goldens_dir: Path, sam_goldens: dict, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With edge refinement on, only the masks left after the near-copy NMS are refined (one call per
+    crop), and every record is the thresholded refined mask of its prompt."""
+    image = load_rgb(amg_image_path(goldens_dir, sam_goldens))
+    refined_counts: list[int] = []
+    refine = Predictor.refine
+
+    def counting(self: Predictor, masks: torch.Tensor) -> torch.Tensor:
+        refined_counts.append(len(masks))
+        return refine(self, masks)
+
+    monkeypatch.setattr(Predictor, "refine", counting)
+    options = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    predictor.refine_edges = True
+    try:
+        records = MaskGenerator(predictor, **options).generate(image)
+        assert records and len(refined_counts) == 1
+        assert len(records) <= refined_counts[0] < 8 * 8 * 3  # near-copies never reach the refiner
+        for record in records[:3]:
+            predictor.set_image(image)
+            logits, iou, _ = predictor.predict(
+                np.array(record["point_coords"]), np.array([1]), multimask_output=True, return_logits=True
+            )
+            best = np.argmin(np.abs(iou - record["predicted_iou"]))
+            assert (logits[best] > 0).tolist() == record["segmentation"].tolist()  # predict refines too
+    finally:
+        predictor.refine_edges = False

@@ -72,6 +72,10 @@ def test_preset_overrides_and_checks():
         SAM.override(nope=1)
     with pytest.raises(PromptValueError, match="pred_iou_thresh"):
         Preset(pred_iou_thresh=1.5)
+    with pytest.raises(PromptValueError, match="crop_n_layers"):
+        Preset(crop_n_layers=-1)
+    options = SAM.override(crop_n_layers=1, crop_points_downscale=2).generator_options()
+    assert options["crop_n_layers"] == 1 and options["crop_n_points_downscale_factor"] == 2
 
 
 def test_load_model_stamps_name_version_and_preset():

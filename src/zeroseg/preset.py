@@ -24,6 +24,9 @@ class Preset:
       box_nms_thresh: box IoU above which the lower-scored of two masks is dropped.
       min_area: fill holes and remove islands smaller than this many pixels, then drop smaller masks.
       max_masks: keep at most this many masks per image, best first (None: all).
+      crop_n_layers: extra layers of overlapping zoomed-in crops (layer i: (2**i)**2 crops), which
+        find the smaller parts a whole-image pass misses.
+      crop_points_downscale: layer i uses points_per_side / crop_points_downscale**i points a side.
     Refinement (on the model, read by ``Predictor``):
       refine_edges: snap upscaled masks to image edges.
       graph_cut: GrabCut interactive masks around their boundaries.
@@ -42,6 +45,8 @@ class Preset:
     box_nms_thresh: float = 0.7
     min_area: int = 0
     max_masks: int | None = None
+    crop_n_layers: int = 0
+    crop_points_downscale: int = 1
     refine_edges: bool = False
     graph_cut: bool = False
     embedder: str = "lite"
@@ -52,6 +57,8 @@ class Preset:
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise PromptValueError("points_per_side and points_per_batch must be at least 1")
+        if self.crop_n_layers < 0 or self.crop_points_downscale < 1:
+            raise PromptValueError("crop_n_layers must not be negative and crop_points_downscale must be at least 1")
         if self.min_area < 0 or (self.max_masks is not None and self.max_masks < 0):
             raise PromptValueError("min_area and max_masks must not be negative")
         for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
@@ -79,6 +86,8 @@ class Preset:
             "stability_score_offset": self.stability_score_offset,
             "box_nms_thresh": self.box_nms_thresh,
             "min_mask_region_area": self.min_area,
+            "crop_n_layers": self.crop_n_layers,
+            "crop_n_points_downscale_factor": self.crop_points_downscale,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,6 +36,9 @@ from zeroseg.segment.amg import (
 from zeroseg.segment.predictor import Predictor
 
 OUTPUT_MODES = ("binary_mask", "coco_rle")
+PRE_REFINE_NMS = 0.9
+"""With edge refinement on, box NMS at this IoU removes a crop's near-copies before refinement, which
+then costs per distinct mask rather than per candidate; the crop's own NMS runs on the refined masks."""
 
 
 class MaskGenerator:
@@ -158,12 +161,12 @@ class MaskGenerator:
         for (points,) in batch_iterator(self.points_per_batch, points_for_crop):
             data.cat(self._process_batch(points, crop_size, crop_box, image.shape[:2]))
             bar.update()
-        self.predictor.reset_image()
 
-        keep = batched_nms(
-            data["boxes"].float(), data["iou_preds"], torch.zeros(len(data["boxes"])), self.box_nms_thresh
-        )
-        data.filter(keep)
+        if "low_res" in data:  # near-copies go first, then the rest are refined (and NMS'd as refined)
+            data.filter(self._nms(data, max(self.box_nms_thresh, PRE_REFINE_NMS)))
+            self._refine_kept(data, crop_box, image.shape[:2])
+        data.filter(self._nms(data, self.box_nms_thresh))
+        self.predictor.reset_image()
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
         data["crop_boxes"] = torch.tensor(crop_box).repeat(len(data["rles"]), 1)
@@ -173,7 +176,6 @@ class MaskGenerator:
         self, points: np.ndarray, crop_size: tuple[int, int], crop_box: list[int], orig_size: tuple[int, int]
     ) -> MaskData:
         predictor = self.predictor
-        orig_h, orig_w = orig_size
         # float64 points, like the reference (its prompt encoder normalises them before casting)
         in_points = torch.as_tensor(predictor.transform.apply_coords(points, crop_size), device=predictor.device)
         in_labels = torch.ones(len(in_points), dtype=torch.int, device=predictor.device)
@@ -187,8 +189,17 @@ class MaskGenerator:
 
         if self.pred_iou_thresh > 0.0:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
+        if predictor.refine_edges:  # edge refinement waits for the masks that survive NMS (_refine_kept)
+            data["low_res"] = data["masks"]
         # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
-        data["masks"] = predictor.refine(predictor.upscale_masks(data["masks"]))  # refine: the model's preset
+        data["masks"] = predictor.upscale_masks(data["masks"])
+        self._threshold(data, crop_box, orig_size)
+        return data
+
+    def _threshold(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int]) -> None:
+        """Upscaled logits in ``data["masks"]`` -> stability filter, boxes, crop-edge filter, RLEs."""
+        predictor = self.predictor
+        orig_h, orig_w = orig_size
         threshold = predictor.model.mask_threshold
         data["stability_score"] = calculate_stability_score(data["masks"], threshold, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:
@@ -201,7 +212,20 @@ class MaskGenerator:
         masks = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
         data["rles"] = masks_to_rles(masks.cpu().numpy()) if len(masks) else []
         del data["masks"]
-        return data
+
+    @staticmethod
+    def _nms(data: MaskData, threshold: float) -> torch.Tensor:
+        return batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros(len(data["boxes"])), threshold)
+
+    def _refine_kept(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int]) -> None:
+        """Snap the masks that survived the crop's NMS to the image's edges (the predictor's edge
+        refinement) and threshold them again: refining only the survivors, not every candidate,
+        is what keeps segment-everything affordable with refinement on."""
+        low_res = data["low_res"]
+        del data["low_res"]
+        if len(low_res):
+            data["masks"] = self.predictor.refine(self.predictor.upscale_masks(low_res))
+            self._threshold(data, crop_box, orig_size)
 
     def _remove_small_regions(self, data: MaskData, nms_thresh: float) -> MaskData:
         """Fill small holes and drop small islands of every mask, then remove the duplicates this
