@@ -114,11 +114,9 @@ def test_everything_names_every_mask(picture, tmp_path):
     assert checked
 
 
-@pytest.mark.parametrize("everything", [False, True])
-def test_segment_text_prompt_finds_the_region(picture, tmp_path, everything):
+def test_segment_text_prompt_finds_the_region(picture, tmp_path):
     out = tmp_path / "out"
-    run("segment", picture, "--text", "blue", "--names", "red, green", "--embedder", "colour", "--single",
-        *(["--everything"] if everything else []), "--out", out)
+    run("segment", picture, "--text", "blue", "--names", "red, green", "--embedder", "colour", "--single", "--out", out)
     result = json.loads((out / "result.json").read_text())
     assert result["prompts"]["text"] == ["blue"]
     [mask] = result["masks"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import masks_to_rles
 from zeroseg.models.vl import DenseEmbedder, DenseEmbedding
-from zeroseg.segment import Namer, Predictor, Segment, text_to_masks
+from zeroseg.segment import Namer, Predictor, text_to_masks
 from zeroseg.segment.naming import load_namer
 from zeroseg.segment.text_prompt import phrase_map
 
@@ -313,20 +313,3 @@ def test_text_to_masks_with_point_prompts_per_region(scene, predictor):
         truth[rows, cols] = True
         assert max((s.mask & truth).sum() / (s.mask | truth).sum() for s in segments) > 0.5
     assert any("box" not in s.prompt for s in segments) or len(segments) == 2
-
-
-def test_text_to_masks_names_segment_everything_candidates(scene, predictor):
-    """Candidates (segment-everything's masks) join the prompted ones: those the phrase wins come back as
-    its instances, even where the phrase map alone found no region; the others do not."""
-    image, embedder = scene
-    square, floor = np.zeros((2, *image.shape[:2]), bool)
-    rows, cols = SQUARES[1]
-    square[rows, cols] = True
-    floor[130:, :] = True
-    candidates = [Segment(square, predicted_iou=0.9), Segment(floor, predicted_iou=0.95)]
-    namer = Namer(embedder, ["floor", "square"])
-    found = text_to_masks(image, "square", predictor, namer, threshold=1.01, candidates=candidates)
-    assert [s.mask.tolist() for s in found] == [square.tolist()]
-    assert found[0].label == "square" and found[0].label_score > 0.5 and found[0].predicted_iou == 0.9
-    assert text_to_masks(image, "square", predictor, namer, threshold=1.01, candidates=candidates,
-                         verify=False) == []  # unchecked candidates would be guesses

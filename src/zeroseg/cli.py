@@ -158,11 +158,6 @@ def segment(
     ] = None,
     names: NamesOpt = None,
     single: Annotated[bool, typer.Option("--single", help="Keep only the best mask of each prompt.")] = False,
-    everything: Annotated[
-        bool,
-        typer.Option("--everything", help="Text prompts also name segment-everything's masks (finds more "
-                     "instances; adds a segment-everything pass, seconds on a CPU)."),
-    ] = False,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = None,
     config: ConfigOpt = None,
@@ -185,7 +180,6 @@ def segment(
     A text prompt finds the regions whose pixels match the phrase better than the other names
     (--names) and the background, and prompts the model with each region's box and peak; its
     masks are labelled with the phrase, and their label score is how well they match it (0-1).
-    --everything also names the masks of a segment-everything pass and keeps those the phrase wins.
     A phrase that matches nothing is reported on stderr and listed in the result's
     prompts.unmatched; if no prompt gave a mask at all, nothing is written and the exit code is
     24. With --names the other masks are named from that vocabulary (label and label score).
@@ -246,14 +240,9 @@ def segment(
         if phrases:
             from zeroseg.segment import text_to_masks
 
-            candidates = None
-            if everything:
-                from zeroseg.segment.pipeline import Everything
-
-                candidates = Everything(predictor, progress=True)(rgb)
             n_prompts = max(prompt_ids) + 1 if prompt_ids else 0
             for k, phrase in enumerate(phrases):
-                found = text_to_masks(rgb, phrase, predictor, namer, candidates=candidates)[: 1 if single else None]
+                found = text_to_masks(rgb, phrase, predictor, namer)[: 1 if single else None]
                 segments += found
                 prompt_ids += [n_prompts + k] * len(found)
                 if not found:

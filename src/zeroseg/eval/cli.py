@@ -326,10 +326,6 @@ def text_prompt(
                           "protocol, as the product does, off for the zero-shot protocol)",
                      show_default=False),
     ] = None,
-    everything: Annotated[
-        bool, typer.Option("--everything", help="user protocol: also name segment-everything's masks, as "
-                                                "`segment --text ... --everything` does")
-    ] = False,
     limit: LimitOption = None,
     json_path: JsonOption = None,
 ) -> None:
@@ -346,7 +342,7 @@ def text_prompt(
         embedder = _embedder(model, checkpoint)
         if protocol == "user":
             results, data_size, info = _user_text_prompts(dataset, split, unseen, dropped, limit, absent,
-                                                          predictor, embedder, vocabulary, verify, everything)
+                                                          predictor, embedder, vocabulary, verify)
         else:
             results, data_size, info = _zero_shot_text_prompts(dataset, split or "val", unseen, dropped, limit,
                                                                calibration, predictor, embedder, bool(verify))
@@ -371,8 +367,7 @@ def text_prompt(
 
 def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, dropped: str | None,
                        limit: int | None, absent: int | None, predictor: Any, embedder: Any,
-                       vocabulary: str = "all", verify: bool | None = None,
-                       everything: bool = False) -> tuple[Any, int, dict]:
+                       vocabulary: str = "all", verify: bool | None = None) -> tuple[Any, int, dict]:
     from zeroseg.eval.naming import SemanticRegionNaming, evaluate_text_prompt_hits, load_naming_dataset
 
     data = load_naming_dataset(dataset, None, limit, split=split, dropped=_names(dropped))
@@ -384,18 +379,13 @@ def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, drop
         from zeroseg.segment.text_prompt import text_to_masks
 
         prompt = functools.partial(text_to_masks, verify=verify)
-    candidates = None
-    if everything:
-        from zeroseg.segment.pipeline import Everything
-
-        candidates = Everything(predictor)
     results = evaluate_text_prompt_hits(predictor, embedder, data, unseen_names, absent_per_image=absent,
-                                        vocabulary=vocabulary, text_to_masks=prompt, everything=candidates)
+                                        vocabulary=vocabulary, text_to_masks=prompt)
     from zeroseg.segment.text_prompt import DEFAULT_VERIFY
 
     dropped_names = data.dropped if isinstance(data, SemanticRegionNaming) else []
     return results, len(data), {"split": _split_of(data, split), "unseen": unseen_names, "dropped": dropped_names,
-                                "verify": DEFAULT_VERIFY if verify is None else verify, "everything": everything}
+                                "verify": DEFAULT_VERIFY if verify is None else verify}
 
 
 def _zero_shot_text_prompts(dataset: str, split: str, unseen: str | None, dropped: str | None, limit: int | None,

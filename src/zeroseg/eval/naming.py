@@ -442,7 +442,6 @@ def evaluate_text_prompt_hits(
     absent_per_image: int | None = None,
     text_to_masks: Any = None,
     vocabulary: str = "all",
-    everything: Any = None,
 ) -> dict[str, Any]:
     """The user's protocol for text prompts, on images with named instance masks.
 
@@ -456,8 +455,6 @@ def evaluate_text_prompt_hits(
     (the first, best-ranked mask alone), ``empty_rate`` (prompts for present classes that return nothing),
     the hit rates of ``unseen`` and seen classes, ``n_instances``, ``n_absent_prompts`` and ``per_class``.
     Percentages. ``text_to_masks`` replaces :func:`~zeroseg.segment.text_prompt.text_to_masks` (tests).
-    ``everything`` (image -> segments, e.g. :class:`~zeroseg.segment.pipeline.Everything`) gives each
-    image's candidates once for all its prompts, as ``segment --text ... --everything`` does.
     """
     if text_to_masks is None:
         from zeroseg.segment.text_prompt import text_to_masks
@@ -480,10 +477,9 @@ def evaluate_text_prompt_hits(
         if absent_per_image is not None:
             order = np.random.default_rng([index, len(names)]).permutation(len(absent))
             absent = [absent[k] for k in sorted(order[:absent_per_image])]
-        extra = {} if everything is None else {"candidates": everything(sample.image)}
         for name in present + absent:
             namer = base if vocabulary == "all" else namers.setdefault(name, base.with_vocabulary([name]))
-            found = [np.asarray(s.mask, dtype=bool) for s in text_to_masks(sample.image, name, predictor, namer, **extra)]
+            found = [np.asarray(s.mask, dtype=bool) for s in text_to_masks(sample.image, name, predictor, namer)]
             counts = per_class[name]
             if name in absent:
                 counts["absent_prompts"] += 1

@@ -9,7 +9,7 @@ draws the exact outline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -76,7 +76,6 @@ def text_to_masks(
     exemplars: Iterable[Exemplar] = (),
     verify: bool = DEFAULT_VERIFY,
     points_per_region: int = DEFAULT_POINTS_PER_REGION,
-    candidates: Sequence[Segment] | None = None,
 ) -> list[Segment]:
     """Segments of the instances of `phrase` in `image`, best first.
 
@@ -93,9 +92,7 @@ def text_to_masks(
     the model's multimask outputs the one that ranks best is kept, the rank being predicted IoU x IoU of
     the mask with the region. Its ``points_per_region`` strongest local peaks also prompt the model, a
     point alone each (the output most inside the region kept; no ``box``), so that merged instances
-    come apart. ``candidates`` (segments of the image from segment-everything, e.g.
-    :class:`~zeroseg.segment.pipeline.Everything`'s) join them, ranked by predicted IoU x the mean of
-    :func:`phrase_map` over the mask, and are used only with ``verify``; duplicates are removed by mask IoU.
+    come apart; duplicates are removed by mask IoU.
     With ``verify`` (the default), each mask is then named among the phrase and the namer's other names
     (:data:`CONTEXT_NAMES` when it has none) as :meth:`~zeroseg.segment.naming.Namer.mask_logits` names
     segments, and kept only when the phrase wins; each instance is a separate segment, best match first.
@@ -122,25 +119,20 @@ def text_to_masks(
     grid = namer.embed(image).features.shape[-2:]
     min_area = share.size / (grid[0] * grid[1]) / 4  # a quarter grid cell: below the embedder's resolution
     regions = _regions(share, DEFAULT_THRESHOLD if threshold is None else threshold, min_area, max_instances)
-    candidates = [c for c in candidates or () if c.mask.shape == share.shape]
-    if not regions and not (candidates and verify):
+    if not regions:
         return []
 
     predictor.set_image(image)
-    masks = np.zeros((0, *share.shape), bool)
-    ious = scores = np.zeros(0)
-    boxes = points = np.zeros((0, 2))
-    if regions:
-        boxes, points = (np.array(p, dtype=np.float64) for p in zip(*(_prompt(r, share) for r in regions)))
-        masks, ious, _ = predictor.predict_batch(
-            point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
-        )
-        stacked = np.stack(regions)[:, None]  # [B, 1, H, W] against the [B, C, H, W] candidates
-        overlap = (masks & stacked).sum((-2, -1)) / np.maximum((masks | stacked).sum((-2, -1)), 1)
-        scores = ious * overlap
-        rows, best = np.arange(len(masks)), scores.argmax(1)
-        masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
-    if regions and points_per_region > 0:
+    boxes, points = (np.array(p, dtype=np.float64) for p in zip(*(_prompt(r, share) for r in regions)))
+    masks, ious, _ = predictor.predict_batch(
+        point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
+    )
+    stacked = np.stack(regions)[:, None]  # [B, 1, H, W] against the [B, C, H, W] candidates
+    overlap = (masks & stacked).sum((-2, -1)) / np.maximum((masks | stacked).sum((-2, -1)), 1)
+    scores = ious * overlap
+    rows, best = np.arange(len(masks)), scores.argmax(1)
+    masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
+    if points_per_region > 0:
         cell = max(share.shape[0] / grid[0], share.shape[1] / grid[1])
         peaks = [(k, p) for k, r in enumerate(regions) for p in _peaks(r, share, points_per_region, cell)]
         if peaks:
@@ -156,15 +148,6 @@ def text_to_masks(
             ious = np.concatenate([ious, extra_ious[rows, pick]])
             scores = np.concatenate([scores, extra_scores[rows, pick]])
             points = np.concatenate([points, xy])
-    if candidates and verify:  # segment-everything's masks, ranked by how much of the phrase they hold
-        cand = np.stack([c.mask for c in candidates])
-        cand_ious = np.array([c.predicted_iou or 0.0 for c in candidates])
-        held = np.array([float(share[m].mean()) if m.any() else 0.0 for m in cand])
-        masks = np.concatenate([masks, cand])
-        ious = np.concatenate([ious, cand_ious])
-        scores = np.concatenate([scores, cand_ious * held])
-        points = np.concatenate([points, [c.prompt["points"][0][:2] if c.prompt.get("points") else
-                                          [c.bbox[0] + c.bbox[2] / 2, c.bbox[1] + c.bbox[3] / 2] for c in candidates]])
     label = clean_names([phrase])[0]
     model = predictor.model
     keep = _mask_nms(masks, scores, NMS_IOU)
