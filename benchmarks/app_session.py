@@ -19,7 +19,7 @@ the default model, the way the page's one-key flow works:
 Actions are clicks + keys + strokes per object; model time is the server's embedding and
 prediction seconds per object (as the API reports them).
 
-    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--graph-cut]
+    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--no-graph-cut]
 """
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ def label_object(client: TestClient, image_id: int, gt: np.ndarray, label: str, 
 
 
 def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes: int = 20,
-                model: str = hub.DEFAULT_MODEL, graph_cut: bool = False) -> Session:  # fmt: skip
+                model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None) -> Session:  # fmt: skip
     """Label ``images`` val photos of coco128 through the API; the log of every object."""
     dataset = CocoYoloSegDataset(root, split="val", limit=images)
     session = Session()
@@ -288,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--max-strokes", type=int, default=20)
     parser.add_argument("--model", default=hub.DEFAULT_MODEL)
-    parser.add_argument("--graph-cut", action="store_true", help="serve with --graph-cut (sharper masks, slower clicks)")
+    parser.add_argument("--no-graph-cut", action="store_true", help="serve with --no-graph-cut (the model's own masks)")
     args = parser.parse_args(argv)
-    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, args.graph_cut)
+    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, False if args.no_graph_cut else None)
     print_table(session)
     return 0
 

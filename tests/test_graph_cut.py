@@ -124,12 +124,28 @@ def test_mask_to_input_follows_the_model_frame():
         predictor.mask_to_input(np.zeros((10, 10), bool))
 
 
-def test_the_app_cuts_only_when_asked():
+def test_the_app_cuts_as_the_model_preset_says_unless_told():
     from zeroseg.server.segmenter import Segmenter
 
-    model = build_lite()
-    assert not Segmenter(model).load().graph_cut  # the click loop keeps its latency budget
-    assert Segmenter(model, graph_cut=True).load().graph_cut
+    model = hub.load_model("lite")
+    assert model.graph_cut and Segmenter(model).load().graph_cut  # lite's preset: on
+    assert not Segmenter(model, graph_cut=False).load().graph_cut  # zeroseg serve --no-graph-cut
+    assert not Segmenter(build_lite()).load().graph_cut  # a bare model has no preset: no cut
+
+
+def test_candidates_are_cut_on_threads_as_one_by_one():
+    from zeroseg.segment.graph_cut import refine_all
+
+    image, disc = _disc_image()
+    masks = np.zeros((3, *disc.shape), bool)
+    masks[0, 32:88, 36:92] = True
+    masks[1, 40:80, 40:80] = True
+    masks[2] = disc
+    refiner = GraphCutRefiner(image)
+    points, labels = np.array([[60.0, 60.0]]), np.array([1])
+    expected = np.stack([refiner(m, points, labels) for m in masks])
+    assert (refine_all(refiner, masks, points, labels) == expected).all()
+    assert (refine_all(refiner, masks[:1], points, labels) == expected[:1]).all()
 
 
 def test_thin_and_featureless_objects_survive():

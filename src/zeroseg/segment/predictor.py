@@ -25,7 +25,7 @@ from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import load_image
-from zeroseg.segment.graph_cut import GraphCutRefiner
+from zeroseg.segment.graph_cut import GraphCutRefiner, refine_all
 from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
 
@@ -173,8 +173,7 @@ class Predictor:
         masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
         masks, low_res_masks = masks[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
         if self.graph_cut and not return_logits and self._image is not None:
-            refiner = GraphCutRefiner(self._image)
-            masks = np.stack([refiner(mask, point_coords, point_labels, box) for mask in masks])
+            masks = refine_all(GraphCutRefiner(self._image), masks, point_coords, point_labels, box)
             low_res_masks = np.concatenate([self.mask_to_input(mask) for mask in masks])
         return masks, iou_predictions[0].cpu().numpy(), low_res_masks
 

@@ -49,7 +49,7 @@ def create_app(
     *,
     embedder: str | DenseEmbedder | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    graph_cut: bool = False,
+    graph_cut: bool | None = None,
 ) -> FastAPI:
     """The web app for one dataset of ``store``.
 
@@ -64,7 +64,7 @@ def create_app(
       embedder: the dense embedder for names, by name (loaded on first use) or built; default the
         model's preset's.
       max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
-      graph_cut: GrabCut masks around their boundaries: sharper, but up to 0.5 s per mask (:class:`Segmenter`).
+      graph_cut: GrabCut masks around their boundaries (:class:`Segmenter`); None: the model's preset.
     """
     lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
     record = store.get_dataset(dataset)

@@ -67,8 +67,10 @@ def serve(
     ] = None,
     author: Annotated[str, typer.Option(help="Name recorded on the changes made through the app.")] = "web",
     graph_cut: Annotated[
-        bool, typer.Option(help="GrabCut masks around their boundaries: sharper edges, up to 0.5 s per mask.")
-    ] = False,
+        bool | None,
+        typer.Option("--graph-cut/--no-graph-cut", show_default="the model's preset (on for lite)",
+                     help="GrabCut the masks of clicks around their boundaries: sharper edges, slower clicks."),
+    ] = None,
 ) -> None:
     """Serve the annotation web app for a folder of images.
 
@@ -79,7 +81,7 @@ def serve(
     Examples:
       zeroseg serve photos/
       zeroseg serve photos/ --names "cat, dog, sofa"
-      zeroseg serve photos/ --graph-cut       # sharper masks, slower clicks
+      zeroseg serve photos/ --no-graph-cut    # the model's own masks, faster clicks
       ZEROSEG_TOKEN=s3cret zeroseg serve photos/ --host 0.0.0.0
       zeroseg serve photos/ --host 0.0.0.0 --token ann=t0k3n1 --token bob=t0k3n2
       ZEROSEG_TOKENS="ann=t0k3n1,bob=t0k3n2" zeroseg serve photos/ --host 0.0.0.0

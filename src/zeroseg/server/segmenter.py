@@ -84,8 +84,7 @@ class Segmenter:
       lock: the lock every torch call of the app takes (re-entrant: callers may hold it already).
       cache_size: image embeddings the Predictor keeps.
       graph_cut: GrabCut the candidates around their boundaries (:class:`~zeroseg.segment.Predictor`'s
-        ``graph_cut``). Off by default: it costs up to 0.5 s per candidate on a 640x480 photo, far over
-        the click loop's 150 ms budget, so the app shows the model's masks unless asked.
+        ``graph_cut``); None: the model's preset (on for lite, whose cut fits the click loop's budget).
     """
 
     def __init__(
@@ -93,7 +92,7 @@ class Segmenter:
         model: str | nn.Module = hub.DEFAULT_MODEL,
         lock: threading.RLock | None = None,
         cache_size: int = 8,
-        graph_cut: bool = False,
+        graph_cut: bool | None = None,
     ) -> None:
         if isinstance(model, str):
             self.model_name = hub.get(model).name
