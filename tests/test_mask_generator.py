@@ -315,7 +315,7 @@ def test_remove_small_regions() -> None:
 
 
 def test_edge_refinement_runs_on_the_distinct_masks_only(
-    goldens_dir: Path, sam_goldens: dict, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+    goldens_dir: Path, sam_goldens: dict, predictor: Predictor, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """With edge refinement on, only the masks left after the near-copy NMS are refined (one call per
     crop), and every record is the thresholded refined mask of its prompt."""
@@ -331,7 +331,8 @@ def test_edge_refinement_runs_on_the_distinct_masks_only(
     options = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     predictor.refine_edges = True
     try:
-        records = MaskGenerator(predictor, **options).generate(image)
+        records = MaskGenerator(predictor, progress=True, **options).generate(image)
+        assert "2/2" in capsys.readouterr().err  # one point batch, then the refinement
         assert records and len(refined_counts) == 1
         assert len(records) <= refined_counts[0] < 8 * 8 * 3  # near-copies never reach the refiner
         for record in records[:3]:

@@ -134,8 +134,10 @@ class MaskGenerator:
         orig_size = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
         n_batches = sum(-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layer_idxs)
+        if self.predictor.refine_edges:  # each crop's edge refinement is one more step (_process_crop)
+            n_batches += len(crop_boxes)
         data = MaskData()
-        with tqdm(total=n_batches, disable=not self.progress, desc="segment everything", unit="batch") as bar:
+        with tqdm(total=n_batches, disable=not self.progress, desc="segment everything", unit="step") as bar:
             for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
                 data.cat(self._process_crop(image, crop_box, layer_idx, bar))
 
@@ -165,6 +167,7 @@ class MaskGenerator:
         if "low_res" in data:  # near-copies go first, then the rest are refined (and NMS'd as refined)
             data.filter(self._nms(data, max(self.box_nms_thresh, PRE_REFINE_NMS)))
             self._refine_kept(data, crop_box, image.shape[:2])
+            bar.update()
         data.filter(self._nms(data, self.box_nms_thresh))
         self.predictor.reset_image()
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
