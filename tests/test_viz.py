@@ -56,3 +56,16 @@ def test_no_masks() -> None:
     image = np.zeros((8, 9, 3), np.uint8)
     out = viz.overlay(image, np.zeros((0, 8, 9), bool), points=[[4, 4]])
     assert out.size == (9, 8) and np.asarray(out)[4, 4].tolist() == list(viz.POSITIVE)
+
+
+def test_crowded_captions_do_not_cover_each_other() -> None:
+    image = np.full((120, 300, 3), 100, np.uint8)
+    left, right = np.zeros((2, 120, 300), bool)
+    left[10:110, 10:140] = True
+    right[10:110, 160:290] = True
+    twins = np.stack([left, left, right])  # the first two share an anchor
+    both = np.asarray(viz.overlay(image, twins, labels=["big", "twin", "other"]))
+    first_only = np.asarray(viz.overlay(image, twins, labels=["big", "", "other"]))
+    assert (both == first_only).all()  # the twin's caption would cover the first one's: left out
+    without = np.asarray(viz.overlay(image, twins, labels=["big", "", ""]))
+    assert (first_only != without).any()  # a caption elsewhere is still drawn

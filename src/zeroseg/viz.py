@@ -114,13 +114,21 @@ def _captions(n: int, labels: Sequence[str] | None, scores: Sequence[float] | No
 
 
 def _draw_captions(draw: ImageDraw.ImageDraw, stack: np.ndarray, captions: list[str], size: int) -> None:
+    """Each mask's caption at its anchor, larger masks first; a caption that would cover one already
+    drawn is left out, so crowded small masks do not bury each other's text."""
     font = ImageFont.load_default(size=max(10, size))
-    for mask, caption in zip(stack, captions):
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(stack)), key=lambda i: -int(stack[i].sum())):
+        mask, caption = stack[i], captions[i]
         if not caption or not mask.any():
             continue
         x, y = _anchor(mask)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
-        draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=(0, 0, 0))
+        box = (left - 2, top - 2, right + 2, bottom + 2)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            continue
+        placed.append(box)
+        draw.rectangle(list(box), fill=(0, 0, 0))
         draw.text((x, y), caption, fill=(255, 255, 255), font=font, anchor="mm")
 
 
