@@ -25,7 +25,6 @@ BAND = 0.1
 """Half-width of the free band as a fraction of the square root of the mask's area (10 pixels for
 a 100x100 object): wide enough to move a coarse boundary, narrow enough to keep the model's shape."""
 MIN_BAND = 3.0  # pixels
-_POOL: ThreadPoolExecutor | None = None  # cuts of one click's candidates run side by side (OpenCV frees the GIL)
 BOX_CORE = 0.5
 """With a box prompt only the mask's core, this fraction of the band deep, is fixed as foreground and
 the rest of the box is left to the cut (outside the box is background): the cut can then also grow
@@ -36,6 +35,7 @@ CLICK_RADIUS = 3  # pixels pinned around each click
 MAX_SIDE = 192
 """The work region is downscaled to this longer side: the cut's cost stops growing with the object, and
 on held-out objects 192 clicks as well as 256, 320 or 640 at a fraction of the cost (docs/models/lite.md)."""
+_POOL: ThreadPoolExecutor | None = None  # cuts of one click's candidates run side by side (OpenCV frees the GIL)
 
 
 class GraphCutRefiner:

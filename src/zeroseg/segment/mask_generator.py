@@ -196,11 +196,12 @@ class MaskGenerator:
             data["low_res"] = data["masks"]
         # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
         data["masks"] = predictor.upscale_masks(data["masks"])
-        self._threshold(data, crop_box, orig_size)
+        self._threshold(data, crop_box, orig_size, encode=not predictor.refine_edges)
         return data
 
-    def _threshold(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int]) -> None:
-        """Upscaled logits in ``data["masks"]`` -> stability filter, boxes, crop-edge filter, RLEs."""
+    def _threshold(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int], encode: bool = True) -> None:
+        """Upscaled logits in ``data["masks"]`` -> stability filter, boxes, crop-edge filter and, with
+        ``encode``, RLEs (masks still to be refined need only their boxes, for NMS)."""
         predictor = self.predictor
         orig_h, orig_w = orig_size
         threshold = predictor.model.mask_threshold
@@ -212,8 +213,9 @@ class MaskGenerator:
         data["boxes"] = batched_mask_to_box(data["masks"])
         data.filter(~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h]))
 
-        masks = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-        data["rles"] = masks_to_rles(masks.cpu().numpy()) if len(masks) else []
+        if encode:
+            masks = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
+            data["rles"] = masks_to_rles(masks.cpu().numpy()) if len(masks) else []
         del data["masks"]
 
     @staticmethod
@@ -226,9 +228,8 @@ class MaskGenerator:
         is what keeps segment-everything affordable with refinement on."""
         low_res = data["low_res"]
         del data["low_res"]
-        if len(low_res):
-            data["masks"] = self.predictor.refine(self.predictor.upscale_masks(low_res))
-            self._threshold(data, crop_box, orig_size)
+        data["masks"] = self.predictor.refine(self.predictor.upscale_masks(low_res))
+        self._threshold(data, crop_box, orig_size)
 
     def _remove_small_regions(self, data: MaskData, nms_thresh: float) -> MaskData:
         """Fill small holes and drop small islands of every mask, then remove the duplicates this
