@@ -146,6 +146,7 @@ def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob):
     loss, stats = lite_prompt.train_step(model, data, cfg, np.random.default_rng(0))
     assert torch.isfinite(loss) and loss.requires_grad
     assert 0.0 <= stats["iou_first"] <= 1.0
+    assert 0.0 <= stats["iou_picked"] <= stats["iou_first"]  # the mask the IoU head picks vs the best one
     optimizer = torch.optim.AdamW(lite_prompt.trainable_parameters(model), lr=1e-3)
     loss.backward()
     optimizer.step()

@@ -232,7 +232,9 @@ def prompt_loss(
     actual = mask_iou(logits.detach(), target, valid)
     iou_loss = F.mse_loss(iou_pred, actual)
     loss = best.mean() + cfg.iou_weight * iou_loss
-    stats = {"mask": best.mean().item(), "iou_mse": iou_loss.item(), "iou": actual.max(1).values.mean().item()}
+    picked = actual.gather(1, iou_pred.argmax(dim=1, keepdim=True))
+    stats = {"mask": best.mean().item(), "iou_mse": iou_loss.item(), "iou": actual.max(1).values.mean().item(),
+             "iou_picked": picked.mean().item()}
     return loss, stats
 
 
@@ -362,6 +364,7 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
             "iou_first": stats_first["iou"],
             "iou_last": stats_first["iou"],
             "iou_mse": stats_first["iou_mse"],
+            "iou_picked": stats_first["iou_picked"],
             "corrections": 0,
         }
     for round_ in range(corrections):
@@ -377,6 +380,7 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
         "iou_first": stats_first["iou"],
         "iou_last": stats_last["iou"],
         "iou_mse": stats_last["iou_mse"],
+        "iou_picked": stats_first["iou_picked"],
         "corrections": corrections,
     }
     return loss_first + loss_last, stats
