@@ -6,6 +6,8 @@ the default model, the way the page's one-key flow works:
 
 - classes are made with a key each; the person labels class by class (largest object first), and
   pressing a class's key (one key) is needed only when the class changes;
+- ``--first box``: the person first drags a box around the object (one action; the model gives one
+  mask), and every later click goes with that box, as with SAM's box-and-points prompts;
 - clicks: each at the error pixel farthest from the error's boundary (``zeroseg.eval.clicks``, the
   interactive evaluation's robot), the first one giving three candidates (the best-scored shown;
   the person cycles to the one that fits best, one Tab key per step), later ones refining the
@@ -16,10 +18,10 @@ the default model, the way the page's one-key flow works:
   each stroke drawn along the error's skeleton with a radius of its typical depth, up to
   ``--max-strokes``.
 
-Actions are clicks + keys + strokes per object; model time is the server's embedding and
+Actions are box drags + clicks + keys + strokes per object; model time is the server's embedding and
 prediction seconds per object (as the API reports them).
 
-    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--no-graph-cut]
+    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--no-graph-cut] [--first box]
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class ObjectLog:
     image: str
     label: str
     area: int
+    drags: int = 0  # a box dragged around the object
     clicks: int = 0
     keys: int = 0
     strokes: int = 0
@@ -65,7 +68,7 @@ class ObjectLog:
 
     @property
     def actions(self) -> int:
-        return self.clicks + self.keys + self.strokes
+        return self.drags + self.clicks + self.keys + self.strokes
 
     @property
     def reached(self) -> bool:
@@ -133,20 +136,34 @@ def _walk(pixels: np.ndarray) -> list[list[float]]:
     return path
 
 
+def tight_box(mask: np.ndarray) -> list[float]:
+    """The box a person drags around the object: its outermost pixels' edges (x0, y0, x1, y1)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
 def label_object(client: TestClient, image_id: int, gt: np.ndarray, label: str, log: ObjectLog,
-                 max_clicks: int, max_strokes: int) -> None:  # fmt: skip
-    """Clicks, accept, then strokes: one object to IoU 0.9 (or as far as the limits allow)."""
+                 max_clicks: int, max_strokes: int, first: str = "click") -> None:  # fmt: skip
+    """A box drag (``first="box"``) or none, clicks, accept, then strokes: one object to IoU 0.9
+    (or as far as the limits allow)."""
     pred = np.zeros_like(gt)
     clicks: list[Click] = []
     previous: str | None = None
     best = (-1.0, None, pred)  # iou, candidate id, mask
     misses = 0
+    box = tight_box(gt) if first == "box" else None
     while len(clicks) < max_clicks and best[0] < TARGET_IOU and misses < MAX_MISSES:
-        click = next_click(pred, gt, None, clicks)
-        if click is None:
-            break
-        clicks.append(click)
-        body = {"points": [[c.x + 0.5, c.y + 0.5, int(c.positive)] for c in clicks], "multimask": previous is None}
+        body: dict = {"multimask": previous is None and box is None}
+        if previous is None and box is not None:
+            log.drags = 1  # the box alone first
+        else:
+            click = next_click(pred, gt, None, clicks)
+            if click is None:
+                break
+            clicks.append(click)
+            body["points"] = [[c.x + 0.5, c.y + 0.5, int(c.positive)] for c in clicks]
+        if box is not None:
+            body["box"] = box
         if previous is not None:
             body["mask_input"] = previous
         out = client.post(f"/api/images/{image_id}/predict", json=body).json()
@@ -184,8 +201,9 @@ def label_object(client: TestClient, image_id: int, gt: np.ndarray, label: str, 
 
 
 def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes: int = 20,
-                model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None) -> Session:  # fmt: skip
-    """Label ``images`` val photos of coco128 through the API; the log of every object."""
+                model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None, first: str = "click") -> Session:  # fmt: skip
+    """Label ``images`` val photos of coco128 through the API (each object starting with a box drag
+    when ``first`` is "box", else with a click); the log of every object."""
     dataset = CocoYoloSegDataset(root, split="val", limit=images)
     session = Session()
     with tempfile.TemporaryDirectory(prefix="zeroseg-session-") as scratch:
@@ -212,7 +230,7 @@ def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes:
                     if inst.class_name != selected:
                         log.keys += 1  # the class's key
                         selected = inst.class_name
-                    label_object(client, image_id, inst.mask, inst.class_name, log, max_clicks, max_strokes)
+                    label_object(client, image_id, inst.mask, inst.class_name, log, max_clicks, max_strokes, first)
                     logs.append(log)
                 client.put(f"/api/images/{image_id}/status", json={"status": "annotated"}).raise_for_status()
                 session.done_keys += 1
@@ -228,6 +246,7 @@ def summary(session: Session) -> dict[str, float]:
         "objects": n,
         "reached": sum(o.reached for o in objects),
         "actions": sum(o.actions for o in objects) / n,
+        "drags": sum(o.drags for o in objects) / n,
         "clicks": sum(o.clicks for o in objects) / n,
         "keys": sum(o.keys for o in objects) / n,
         "strokes": sum(o.strokes for o in objects) / n,
@@ -249,7 +268,7 @@ def print_table(session: Session) -> None:
     print()
     print(f"{s['objects']} objects, {s['reached']} reached IoU {TARGET_IOU} (mean IoU {s['mean_iou']:.3f}); "
           f"{s['by_clicks']} with clicks alone (mean IoU after clicks {s['click_iou']:.3f})")  # fmt: skip
-    print(f"actions per object: {s['actions']:.2f} (clicks {s['clicks']:.2f}, keys {s['keys']:.2f}, "
+    print(f"actions per object: {s['actions']:.2f} (box drags {s['drags']:.2f}, clicks {s['clicks']:.2f}, keys {s['keys']:.2f}, "
           f"strokes {s['strokes']:.2f}; median {s['median_actions']:.0f}); target <= {TARGET_ACTIONS:g}")  # fmt: skip
     print(f"model seconds per object: {s['model_seconds']:.3f} (embedding {s['embed_seconds']:.2f} s in all)")
     by_size = {"small (< 32^2 px)": (0, 32**2), "medium": (32**2, 96**2), "large (>= 96^2 px)": (96**2, 10**12)}
@@ -266,16 +285,20 @@ def case(ctx) -> list[Row]:
     """The benchmark table's rows (``python -m benchmarks.run --only app_session``)."""
     if not (DATA / "classes.tsv").is_file():
         return [Row("app_session", "app session (coco128 val)", note=f"skipped: no data at {DATA}")]
-    session = run_session(DATA, images=5 if ctx.quick else 10)
-    s = summary(session)
-    note = (f"{s['objects']} objects on {session.done_keys} photos, {s['reached']} reached IoU {TARGET_IOU} "
-            f"({s['by_clicks']} by clicks alone); "
-            f"clicks {s['clicks']:.2f} + keys {s['keys']:.2f} + strokes {s['strokes']:.2f} per object")  # fmt: skip
-    return [
-        Row("app_session", "app session: model seconds per object", seconds=s["model_seconds"], note=note),
-        Row("app_session", "app session: actions per object", ratio=f"{s['actions']:.2f} actions",
-            target=Target(f"<= {TARGET_ACTIONS:g} actions", s["actions"] <= TARGET_ACTIONS)),  # fmt: skip
-    ]
+    rows = []
+    for first in ("click", "box"):
+        session = run_session(DATA, images=5 if ctx.quick else 10, first=first)
+        s = summary(session)
+        note = (f"{s['objects']} objects on {session.done_keys} photos, {s['reached']} reached IoU {TARGET_IOU} "
+                f"({s['by_clicks']} by prompts alone); box drags {s['drags']:.2f} + clicks {s['clicks']:.2f} + keys "
+                f"{s['keys']:.2f} + strokes {s['strokes']:.2f} per object")  # fmt: skip
+        what = f"app session, each object from a {first}"
+        rows += [
+            Row("app_session", f"{what}: model seconds per object", seconds=s["model_seconds"], note=note),
+            Row("app_session", f"{what}: actions per object", ratio=f"{s['actions']:.2f} actions",
+                target=Target(f"<= {TARGET_ACTIONS:g} actions", s["actions"] <= TARGET_ACTIONS)),  # fmt: skip
+        ]
+    return rows
 
 
 CASES = {"app_session": case}
@@ -289,8 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-strokes", type=int, default=20)
     parser.add_argument("--model", default=hub.DEFAULT_MODEL)
     parser.add_argument("--no-graph-cut", action="store_true", help="serve with --no-graph-cut (the model's own masks)")
+    parser.add_argument("--first", choices=("click", "box"), default="click",
+                        help="how the person starts each object: a click, or a box dragged around it")
     args = parser.parse_args(argv)
-    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, False if args.no_graph_cut else None)
+    graph_cut = False if args.no_graph_cut else None
+    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, graph_cut, args.first)
     print_table(session)
     return 0
 

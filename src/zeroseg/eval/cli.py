@@ -28,9 +28,11 @@ def build_interactive_model(
     device: str,
     refine_edges: bool | None = None,
     graph_cut: bool | None = None,
+    zoom_in: bool = False,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
-    (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default)."""
+    (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default;
+    ``zoom_in``: later clicks in a crop around the object, :class:`~zeroseg.segment.zoom.ZoomIn`)."""
     if name.lower() == "grabcut":
         from zeroseg.eval.grabcut import GrabCutModel
 
@@ -39,7 +41,7 @@ def build_interactive_model(
     from zeroseg.segment import Predictor
 
     model = load_model(name, checkpoint=checkpoint, config=config, device=device)
-    return PredictorModel(Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut))
+    return PredictorModel(Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut), zoom_in=zoom_in)
 
 
 def results_table(results: dict[str, Any], title: str) -> Table:
@@ -74,6 +76,9 @@ def interactive(
         bool | None,
         typer.Option("--graph-cut/--no-graph-cut", help="GrabCut around mask boundaries (default: the model's own)"),
     ] = None,
+    zoom_in: Annotated[
+        bool, typer.Option(help="answer clicks after the first (and boxes) in a crop around the object (RITM's Zoom-In)")
+    ] = False,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()
@@ -81,7 +86,7 @@ def interactive(
         objects = load_interactive_dataset(dataset)
         if limit is not None:
             objects = objects[:limit]
-        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges, graph_cut)
+        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges, graph_cut, zoom_in)
         results = evaluate(interactive_model, objects, max_clicks=max_clicks)
         if json_path is not None:
             atomic_write(json_path, json.dumps({"dataset": dataset, "model": model, **results}, indent=2))

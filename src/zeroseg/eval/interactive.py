@@ -22,6 +22,7 @@ from zeroseg.errors import DatasetError
 from zeroseg.eval.clicks import Click, next_click
 from zeroseg.io import load_image
 from zeroseg.data import data_root
+from zeroseg.segment.zoom import ZoomIn
 
 Box = tuple[float, float, float, float]
 
@@ -53,23 +54,27 @@ class PredictorModel:
 
     Follows the usual SAM click evaluation: a lone first click is ambiguous, so it asks for several
     masks and keeps the best-scored; later clicks ask for one mask, refining the previous low-res
-    logits passed as ``mask_input``. A box alone gives one mask.
+    logits passed as ``mask_input``. A box alone gives one mask. With ``zoom_in``, clicks after the
+    first (and a box) are answered in a crop around the object (:class:`~zeroseg.segment.zoom.ZoomIn`).
     """
 
     supports_box = True
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, zoom_in: bool = False) -> None:
         self.predictor = predictor
+        self.zoom = ZoomIn(predictor) if zoom_in else None
 
     def set_image(self, image: np.ndarray) -> None:
-        self.predictor.set_image(image)
+        (self.zoom or self.predictor).set_image(image)
 
     def predict(
         self, clicks: list[Click], prev_low_res: np.ndarray | None, box: Box | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         coords = np.array([[c.x, c.y] for c in clicks], dtype=np.float32) if clicks else None
         labels = np.array([int(c.positive) for c in clicks], dtype=np.int64) if clicks else None
-        masks, scores, low_res = self.predictor.predict(
+        if self.zoom is not None and prev_low_res is None:
+            self.zoom.start_object()
+        masks, scores, low_res = (self.zoom or self.predictor).predict(
             point_coords=coords,
             point_labels=labels,
             box=None if box is None else np.asarray(box, dtype=np.float32),

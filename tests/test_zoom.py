@@ -1,0 +1,65 @@
+"""Zoom-In: crops around the object for later clicks, masks pasted back at the photo's size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zeroseg.eval.clicks import Click
+from zeroseg.eval.interactive import PredictorModel
+from zeroseg.segment.zoom import ZoomIn, zoom_box
+
+
+def test_zoom_box_frames_mask_clicks_and_box_inside_the_photo():
+    mask = np.zeros((100, 200), bool)
+    mask[40:50, 90:110] = True  # 20 wide, 10 tall
+    x0, y0, x1, y1 = zoom_box(mask.shape, mask, None, expansion=2.0, min_side=0.0)
+    assert (x0, y0, x1, y1) == (80, 35, 120, 55)  # twice as wide and tall, same centre
+    assert zoom_box(mask.shape, mask, None, expansion=1.0, min_side=0.3) == (70, 15, 130, 75)  # >= 0.3 x 200
+    corner = zoom_box(mask.shape, None, np.array([[195.0, 2.0]]), expansion=2.0, min_side=0.3)
+    assert corner == (140, 0, 200, 60)  # shifted to stay inside
+    assert zoom_box(mask.shape, None, None, box=(0, 0, 200, 100)) == (0, 0, 200, 100)
+    assert zoom_box(mask.shape, np.zeros_like(mask), None) is None
+
+
+class FakePredictor:
+    """Records what it is asked; its mask is the box of the clicks (in whatever image it was given)."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[int, int]] = []
+        self.calls: list[dict] = []
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.images.append(image.shape[:2])
+        self.shape = image.shape[:2]
+
+    def mask_to_input(self, mask: np.ndarray) -> np.ndarray:
+        assert mask.shape == self.shape
+        return np.full((1, 8, 8), 7.0, np.float32)
+
+    def predict(self, point_coords, point_labels, box, mask_input, multimask_output):
+        self.calls.append({"points": point_coords, "mask_input": mask_input, "box": box})
+        mask = np.zeros(self.shape, bool)
+        xs, ys = point_coords[:, 0].astype(int), point_coords[:, 1].astype(int)
+        mask[ys.min() : ys.max() + 5, xs.min() : xs.max() + 5] = True
+        return mask[None], np.array([0.9]), np.zeros((1, 8, 8), np.float32)
+
+
+def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
+    fake = FakePredictor()
+    model = PredictorModel(fake, zoom_in=True)
+    model.set_image(np.zeros((200, 400, 3), np.uint8))
+    first = [Click(100, 50, True)]
+    mask, low_res = model.predict(first, None)
+    assert fake.images[-1] == (200, 400) and mask.shape == (200, 400)  # the first click: the whole photo
+    second = first + [Click(110, 60, True)]
+    mask, low_res = model.predict(second, low_res)
+    assert fake.images[-1] != (200, 400)  # now a crop
+    (x0, y0, *_), crop = model.zoom.crop, fake.calls[-1]
+    assert np.allclose(crop["points"], np.array([[100, 50], [110, 60]]) - [x0, y0])
+    assert crop["mask_input"][0, 0, 0] == 7.0  # a new crop starts from the previous mask
+    assert mask.shape == (200, 400) and mask[50:65, 100:115].all() and mask.sum() == 15 * 15
+    frame = model.zoom.crop
+    model.predict(second + [Click(104, 55, False)], low_res)
+    assert model.zoom.crop == frame and not fake.calls[-1]["mask_input"].any()  # same crop: the logits as given
+    model.predict([Click(300, 150, True)], None)  # a new object starts on the whole photo again
+    assert fake.images[-1] == (200, 400) and model.zoom.crop is None
