@@ -69,20 +69,87 @@ def _inside(inner: Box, outer: Box) -> bool:
     return inner[0] >= outer[0] and inner[1] >= outer[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
 
 
-@dataclass
-class ZoomIn:
-    """One object's click session on a :class:`Predictor` with Zoom-In.
+@dataclass(frozen=True)
+class ZoomSettings:
+    """When and how far to zoom (defaults chosen on validation objects, docs/models/lite.md)."""
 
-    Call :meth:`set_image` per photo and :meth:`start_object` per object, then :meth:`predict` with all
-    the clicks so far. The first ``skip_clicks`` clicks are answered on the whole photo (without a box);
-    from then on in a crop around the object, chosen anew only when the object's box leaves it.
-    """
-
-    predictor: Predictor
     expansion: float = DEFAULT_EXPANSION
     min_side: float = DEFAULT_MIN_SIDE
     max_share: float = DEFAULT_MAX_SHARE
-    skip_clicks: int = 1
+    skip_clicks: int = 1  # clicks answered on the whole photo (without a box) before zooming
+
+
+def choose_crop(
+    shape: Sequence[int],
+    mask: np.ndarray | None,
+    points: np.ndarray | None,
+    box: Sequence[float] | None,
+    current: Box | None,
+    settings: ZoomSettings = ZoomSettings(),
+) -> Box | None:
+    """The crop for the next prediction of an object (None: the whole photo).
+
+    The first ``skip_clicks`` clicks without a box stay on the whole photo; then the crop frames the
+    object's current ``mask``, the clicks and the box, and ``current`` is kept while they fit inside it
+    (one embedding per object). A crop covering over ``max_share`` of the photo is not worth it.
+    """
+    clicks = 0 if points is None else len(points)
+    if box is None and clicks <= settings.skip_clicks and current is None:
+        return None
+    wanted = zoom_box(shape, mask, points, box, settings.expansion, settings.min_side)
+    if wanted is None or (wanted[2] - wanted[0]) * (wanted[3] - wanted[1]) > settings.max_share * shape[0] * shape[1]:
+        return None
+    tight = zoom_box(shape, mask, points, box, 1.0, 0.0)
+    if current is not None and tight is not None and _inside(tight, current):
+        return current
+    return wanted
+
+
+def predict_in_crop(
+    predictor: Predictor,
+    image: np.ndarray,
+    crop: Box,
+    point_coords: np.ndarray | None,
+    point_labels: np.ndarray | None,
+    box: Sequence[float] | None,
+    mask_input: np.ndarray | None,
+    prior: np.ndarray | None,
+    multimask_output: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`Predictor.predict` on ``image``'s ``crop`` (the predictor is left holding it; the whole
+    photo's embedding is a cache hit), prompts
+    and masks in the photo's pixels: masks NxHxW at the photo's size, scores, low-res logits of the crop.
+
+    ``mask_input`` are logits of an earlier prediction in this same crop; else ``prior``, a bool mask
+    at the photo's size (an earlier prediction in another frame), guides the decoder.
+    """
+    x0, y0, x1, y1 = crop
+    predictor.set_image(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    if mask_input is None and prior is not None:
+        mask_input = predictor.mask_to_input(prior[y0:y1, x0:x1])
+    offset = np.array([x0, y0], dtype=np.float32)
+    masks, scores, low_res = predictor.predict(
+        point_coords=None if point_coords is None else np.asarray(point_coords, np.float32) - offset,
+        point_labels=point_labels,
+        box=None if box is None else np.asarray(box, np.float32) - np.tile(offset, 2),
+        mask_input=mask_input,
+        multimask_output=multimask_output,
+    )
+    full = np.zeros((len(masks), *image.shape[:2]), dtype=masks.dtype)
+    full[:, y0:y1, x0:x1] = masks
+    return full, scores, low_res
+
+
+@dataclass
+class ZoomIn:
+    """One object's click session on a :class:`Predictor` with Zoom-In (the evaluation's model).
+
+    Call :meth:`set_image` per photo and :meth:`start_object` per object, then :meth:`predict` with all
+    the clicks so far (:func:`choose_crop` says where).
+    """
+
+    predictor: Predictor
+    settings: ZoomSettings = ZoomSettings()
 
     def __post_init__(self) -> None:
         self._image: np.ndarray | None = None
@@ -110,38 +177,18 @@ class ZoomIn:
         """As :meth:`Predictor.predict` (masks at the photo's size), in the object's crop once zoomed.
 
         ``mask_input`` (low-resolution logits returned by the previous call) is used as it is while the
-        crop stays the same; in a new crop the previous mask takes its place (``Predictor.mask_to_input``).
+        crop stays the same; in a new crop the previous mask takes its place.
         """
         if self._image is None:
             raise RuntimeError("call set_image first")
-        height, width = self._image.shape[:2]
-        clicks = 0 if point_coords is None else len(point_coords)
-        crop = self.crop
-        if box is not None or clicks > self.skip_clicks:
-            wanted = zoom_box(self._image.shape, self.mask, point_coords, box, self.expansion, self.min_side)
-            if wanted is not None and (wanted[2] - wanted[0]) * (wanted[3] - wanted[1]) > self.max_share * height * width:
-                wanted = None
-            # keep the crop while the object (and clicks) fit inside it: one embedding per object
-            tight = zoom_box(self._image.shape, self.mask, point_coords, box, 1.0, 0.0)
-            if wanted is None:
-                crop = None
-            elif crop is None or tight is None or not _inside(tight, crop):
-                crop = wanted
+        crop = choose_crop(self._image.shape, self.mask, point_coords, box, self.crop, self.settings)
         same_frame = crop == self.crop
         self.crop = crop
-        x0, y0, x1, y1 = crop if crop is not None else (0, 0, width, height)
-        self.predictor.set_image(np.ascontiguousarray(self._image[y0:y1, x0:x1]))
-        if mask_input is not None and not same_frame and self.mask is not None:
-            mask_input = self.predictor.mask_to_input(self.mask[y0:y1, x0:x1])  # the previous mask, in the new crop
-        offset = np.array([x0, y0], dtype=np.float32)
-        masks, scores, low_res = self.predictor.predict(
-            point_coords=None if point_coords is None else np.asarray(point_coords, np.float32) - offset,
-            point_labels=point_labels,
-            box=None if box is None else np.asarray(box, np.float32) - np.tile(offset, 2),
-            mask_input=mask_input,
-            multimask_output=multimask_output,
-        )
-        full = np.zeros((len(masks), height, width), dtype=masks.dtype)
-        full[:, y0:y1, x0:x1] = masks
-        self.mask = full[int(np.argmax(scores))].astype(bool)
-        return full, scores, low_res
+        height, width = self._image.shape[:2]
+        prior = None if mask_input is None or same_frame else self.mask
+        masks, scores, low_res = predict_in_crop(
+            self.predictor, self._image, crop or (0, 0, width, height), point_coords, point_labels, box,
+            mask_input if same_frame else None, prior, multimask_output,
+        )  # fmt: skip
+        self.mask = masks[int(np.argmax(scores))].astype(bool)
+        return masks, scores, low_res
