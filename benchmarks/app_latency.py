@@ -7,7 +7,7 @@ between a first click (three candidates) and refinements (more points plus the p
 logits, one candidate), as in the page. With --browser it also drives the page in headless Chromium
 and reports click -> mask drawn on the canvas, and the page's own RLE decode + draw time.
 
-    python -m benchmarks.app_latency [--clicks 40] [--size 640x480 --size 1600x1200] [--no-graph-cut] [--browser]
+    python -m benchmarks.app_latency [--clicks 40] [--size 640x480 --size 1600x1200] [--no-graph-cut] [--no-zoom-in] [--browser]
 """
 from __future__ import annotations
 
@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", action="append", metavar="WxH", help=f"image size (default: {', '.join(DEFAULT_SIZES)})")
     parser.add_argument("--model", default="lite", help="registered model name")
     parser.add_argument("--no-graph-cut", action="store_true", help="serve with the graph cut off (the preset has it on for lite)")
+    parser.add_argument("--no-zoom-in", action="store_true", help="serve with --no-zoom-in (refinements on the whole photo)")
     parser.add_argument("--browser", action="store_true", help=f"also time the page in headless Chromium ({CHROMIUM})")
     args = parser.parse_args(argv)
     sizes = [parse_size(s) for s in args.size or DEFAULT_SIZES]
@@ -137,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         with Store.open(folder) as store:
             store.create_dataset("latency", folder)
             store.add_images("latency")
-            app = create_app(store, "latency", args.model, graph_cut=False if args.no_graph_cut else None)
+            app = create_app(
+                store, "latency", args.model, graph_cut=False if args.no_graph_cut else None, zoom_in=False if args.no_zoom_in else None
+            )
             app.state.zeroseg.segmenter.load()
             results: list[Stats] = []
             with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=120) as client:

@@ -21,7 +21,7 @@ the default model, the way the page's one-key flow works:
 Actions are box drags + clicks + keys + strokes per object; model time is the server's embedding and
 prediction seconds per object (as the API reports them).
 
-    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--no-graph-cut] [--first box]
+    python -m benchmarks.app_session [--images 10] [--max-clicks 10] [--max-strokes 20] [--no-graph-cut] [--no-zoom-in] [--first box]
 """
 from __future__ import annotations
 
@@ -201,7 +201,8 @@ def label_object(client: TestClient, image_id: int, gt: np.ndarray, label: str, 
 
 
 def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes: int = 20,
-                model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None, first: str = "click") -> Session:  # fmt: skip
+                model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None, first: str = "click",
+                zoom_in: bool | None = None) -> Session:  # fmt: skip
     """Label ``images`` val photos of coco128 through the API (each object starting with a box drag
     when ``first`` is "box", else with a click); the log of every object."""
     dataset = CocoYoloSegDataset(root, split="val", limit=images)
@@ -214,7 +215,7 @@ def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes:
         with Store.open(Path(scratch) / "db") as store:
             store.create_dataset("photos", folder)
             store.add_images("photos")
-            client = TestClient(create_app(store, "photos", model, graph_cut=graph_cut))
+            client = TestClient(create_app(store, "photos", model, graph_cut=graph_cut, zoom_in=zoom_in))
             instances = [dataset.read_instances(i) for i in range(len(dataset))]
             names = sorted({inst.class_name for found in instances for inst in found})
             for name, key in class_keys(names).items():
@@ -314,9 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-graph-cut", action="store_true", help="serve with --no-graph-cut (the model's own masks)")
     parser.add_argument("--first", choices=("click", "box"), default="click",
                         help="how the person starts each object: a click, or a box dragged around it")
+    parser.add_argument("--no-zoom-in", action="store_true", help="serve with --no-zoom-in (every click on the whole photo)")
     args = parser.parse_args(argv)
     graph_cut = False if args.no_graph_cut else None
-    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, graph_cut, args.first)
+    session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, graph_cut, args.first,
+                          False if args.no_zoom_in else None)
     print_table(session)
     return 0
 

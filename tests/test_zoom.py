@@ -63,3 +63,31 @@ def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
     assert model.zoom.crop == frame and not fake.calls[-1]["mask_input"].any()  # same crop: the logits as given
     model.predict([Click(300, 150, True)], None)  # a new object starts on the whole photo again
     assert fake.images[-1] == (200, 400) and model.zoom.crop is None
+
+
+def test_the_app_zooms_in_on_later_clicks_as_the_preset_says(tmp_path):
+    from PIL import Image
+
+    from zeroseg import hub
+    from zeroseg.io import rle_to_mask
+    from zeroseg.server.segmenter import Segmenter
+
+    image = np.full((240, 320, 3), 40, np.uint8)
+    image[100:130, 150:190] = (230, 200, 60)  # a small bright object
+    path = tmp_path / "small.png"
+    Image.fromarray(image).save(path)
+    model = hub.load_model("lite")
+    assert model.zoom_in  # lite's preset: on
+    app = Segmenter(model)
+    first = app.predict(1, path, [(170, 115, 1)])
+    assert first[0].crop is None  # the first click: the whole photo
+    second = app.predict(1, path, [(170, 115, 1), (152, 102, 1)], mask_input=first[0].id, multimask=False)
+    crop = second[0].crop
+    assert crop is not None and crop[0] <= 150 and crop[2] >= 190 and (crop[2] - crop[0]) < 320
+    assert rle_to_mask(second[0].rle).shape == (240, 320)  # pasted back at the photo's size
+    third = app.predict(1, path, [(170, 115, 1), (152, 102, 1), (186, 126, 1)], mask_input=second[0].id,
+                        multimask=False)  # fmt: skip
+    assert third[0].crop == crop  # the object still fits: the same crop, its logits reused
+    plain = Segmenter(model, zoom_in=False)  # zeroseg serve --no-zoom-in
+    again = plain.predict(1, path, [(170, 115, 1), (152, 102, 1)], mask_input=plain.predict(1, path, [(170, 115, 1)])[0].id)
+    assert again[0].crop is None

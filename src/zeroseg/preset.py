@@ -30,6 +30,8 @@ class Preset:
     Refinement (on the model, read by ``Predictor``):
       refine_edges: snap upscaled masks to image edges.
       graph_cut: GrabCut interactive masks around their boundaries.
+      zoom_in: answer an object's later clicks and boxes in a crop around it (``zeroseg.segment.zoom``;
+        read by the app and the interactive evaluation).
     Naming (as ``load_namer``):
       embedder: dense vision-language embedder that names masks and pixels.
       background: let the embedder's learned background leave a mask or pixel unnamed ("none of these").
@@ -49,6 +51,7 @@ class Preset:
     crop_points_downscale: int = 1
     refine_edges: bool = False
     graph_cut: bool = False
+    zoom_in: bool = False
     embedder: str = "lite"
     background: bool = False
     background_threshold: float | None = None

@@ -28,11 +28,12 @@ def build_interactive_model(
     device: str,
     refine_edges: bool | None = None,
     graph_cut: bool | None = None,
-    zoom_in: bool = False,
+    zoom_in: bool | None = None,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
     (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default;
-    ``zoom_in``: later clicks in a crop around the object, :class:`~zeroseg.segment.zoom.ZoomIn`)."""
+    ``zoom_in``: later clicks in a crop around the object, :class:`~zeroseg.segment.zoom.ZoomIn`; None: the
+    model's preset)."""
     if name.lower() == "grabcut":
         from zeroseg.eval.grabcut import GrabCutModel
 
@@ -41,6 +42,8 @@ def build_interactive_model(
     from zeroseg.segment import Predictor
 
     model = load_model(name, checkpoint=checkpoint, config=config, device=device)
+    if zoom_in is None:
+        zoom_in = getattr(model, "zoom_in", False)
     return PredictorModel(Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut), zoom_in=zoom_in)
 
 
@@ -77,8 +80,10 @@ def interactive(
         typer.Option("--graph-cut/--no-graph-cut", help="GrabCut around mask boundaries (default: the model's own)"),
     ] = None,
     zoom_in: Annotated[
-        bool, typer.Option(help="answer clicks after the first (and boxes) in a crop around the object (RITM's Zoom-In)")
-    ] = False,
+        bool | None,
+        typer.Option("--zoom-in/--no-zoom-in",
+                     help="answer clicks after the first (and boxes) in a crop around the object (default: the model's own)"),
+    ] = None,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()

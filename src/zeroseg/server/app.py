@@ -50,6 +50,7 @@ def create_app(
     embedder: str | DenseEmbedder | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     graph_cut: bool | None = None,
+    zoom_in: bool | None = None,
 ) -> FastAPI:
     """The web app for one dataset of ``store``.
 
@@ -65,6 +66,8 @@ def create_app(
         model's preset's.
       max_upload_bytes: largest accepted image upload (request bodies are limited to this too).
       graph_cut: GrabCut masks around their boundaries (:class:`Segmenter`); None: the model's preset.
+      zoom_in: later clicks on an object and boxes answered in a crop around it (:class:`Segmenter`);
+        None: the model's preset.
     """
     lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
     record = store.get_dataset(dataset)
@@ -75,7 +78,7 @@ def create_app(
     state = AppState(
         store=store,
         dataset=record,
-        segmenter=Segmenter(model, lock, graph_cut=graph_cut),
+        segmenter=Segmenter(model, lock, graph_cut=graph_cut, zoom_in=zoom_in),
         suggester=NameSuggester(record.vocabulary, embedder, lock, settings=_preset(model)),
         author=author,
         token=None if isinstance(token, Mapping) else token or None,

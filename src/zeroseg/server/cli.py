@@ -71,6 +71,11 @@ def serve(
         typer.Option("--graph-cut/--no-graph-cut", show_default="the model's preset (on for lite)",
                      help="GrabCut the masks of clicks around their boundaries: sharper edges, slower clicks."),
     ] = None,
+    zoom_in: Annotated[
+        bool | None,
+        typer.Option("--zoom-in/--no-zoom-in", show_default="the model's preset (on for lite)",
+                     help="Answer an object's later clicks and boxes in a crop around it (sharper small objects)."),
+    ] = None,
 ) -> None:
     """Serve the annotation web app for a folder of images.
 
@@ -102,7 +107,7 @@ def serve(
     vocabulary = clean_names(names) if names is not None else None
     with Store.open(db) as store:
         name = open_dataset(store, dataset)
-        app = create_app(store, name, model, tokens, vocabulary, author, graph_cut=graph_cut)
+        app = create_app(store, name, model, tokens, vocabulary, author, graph_cut=graph_cut, zoom_in=zoom_in)
         app.state.zeroseg.segmenter.model()  # a missing model fails now, not at the first click
         count = len(store.images(name))
         typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")

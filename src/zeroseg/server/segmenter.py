@@ -33,6 +33,7 @@ from zeroseg.segment import Namer, Predictor
 from zeroseg.segment.concept import is_concept_model
 from zeroseg.segment.pipeline import Everything
 from zeroseg.segment.record import Segment
+from zeroseg.segment.zoom import Box, ZoomSettings, choose_crop, predict_in_crop
 
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
@@ -58,6 +59,7 @@ class Candidate:
     image_id: int
     segment: Segment
     low_res: np.ndarray = field(repr=False)  # 1 x h x w logits, the Predictor's mask_input format
+    crop: Box | None = None  # the part of the photo the model saw (Zoom-In), None: the whole photo
 
     @property
     def rle(self) -> dict[str, Any]:
@@ -85,6 +87,9 @@ class Segmenter:
       cache_size: image embeddings the Predictor keeps.
       graph_cut: GrabCut the candidates around their boundaries (:class:`~zeroseg.segment.Predictor`'s
         ``graph_cut``); None: the model's preset (on for lite, whose cut fits the click loop's budget).
+      zoom_in: answer clicks after an object's first one, and boxes, in a crop around the object
+        (:mod:`zeroseg.segment.zoom`); a candidate remembers its crop for the clicks that refine it.
+        None: the model's preset (on for lite).
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Segmenter:
         lock: threading.RLock | None = None,
         cache_size: int = 8,
         graph_cut: bool | None = None,
+        zoom_in: bool | None = None,
     ) -> None:
         if isinstance(model, str):
             self.model_name = hub.get(model).name
@@ -103,6 +109,8 @@ class Segmenter:
         self.lock = lock or threading.RLock()
         self.cache_size = cache_size
         self.graph_cut = graph_cut
+        self.zoom_in = zoom_in
+        self.zoom: ZoomSettings | None = None  # set when the model loads
         self._predictor: Predictor | None = None
         self._current: int | None = None  # image id whose embedding the Predictor holds
         self._pixels: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -137,6 +145,8 @@ class Segmenter:
                         "(e.g. sam3_tracker) to click"
                     )
                 self._predictor = Predictor(model, cache_size=self.cache_size, graph_cut=self.graph_cut)
+                zoom_in = getattr(model, "zoom_in", False) if self.zoom_in is None else self.zoom_in
+                self.zoom = ZoomSettings() if zoom_in else None
             return self._predictor
 
     # --- images ---------------------------------------------------------------------------
@@ -182,15 +192,31 @@ class Segmenter:
         with self.lock:
             self.embed(image_id, file)
             predictor = self.predictor
-            logits = self.candidate(mask_input, image_id).low_res if mask_input else None
-            if logits is None and prior is not None:
-                logits = predictor.mask_to_input(prior)
+            earlier = self.candidate(mask_input, image_id) if mask_input else None
+            logits = earlier.low_res if earlier is not None else None
             coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
             labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
+            crop, shown = None, prior  # the mask that guides when no logits do
+            if self.zoom is not None:
+                shown = earlier.segment.mask if earlier is not None else prior
+                pixels = self.pixels(image_id, file)
+                current = earlier.crop if earlier is not None else None
+                crop = choose_crop(pixels.shape, shown, coords, box, current, self.zoom)
+                if crop != current:  # another frame: the earlier mask guides instead of its logits
+                    logits = None
             with torch_threads(DECODE_THREADS):
-                masks, scores, low_res = predictor.predict(
-                    coords, labels, None if box is None else np.asarray(box, dtype=np.float64), logits, multimask
-                )
+                if crop is None:
+                    if logits is None and shown is not None:
+                        logits = predictor.mask_to_input(shown)
+                    masks, scores, low_res = predictor.predict(
+                        coords, labels, None if box is None else np.asarray(box, dtype=np.float64), logits, multimask
+                    )
+                else:
+                    self._current = None  # the Predictor now holds the crop
+                    masks, scores, low_res = predict_in_crop(
+                        predictor, pixels, crop, coords, labels, box, logits, None if logits is not None else shown,
+                        multimask,
+                    )  # fmt: skip
             order = np.argsort(-scores, kind="stable")
             rles = masks_to_rles(masks[order])
             prompt: dict[str, Any] = {}
@@ -206,6 +232,7 @@ class Segmenter:
                     image_id,
                     Segment(rle, predicted_iou=float(scores[i]), prompt=dict(prompt), **made_by),
                     low_res[i : i + 1].copy(),
+                    crop,
                 )
                 for rle, i in zip(rles, order)
             ]
