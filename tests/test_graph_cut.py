@@ -188,3 +188,26 @@ def test_grabcut_wrapper_needs_both_kinds_and_is_deterministic():
     first, second = grabcut(image, labels.copy(), 2), grabcut(image, labels.copy(), 2)
     np.testing.assert_array_equal(first, second)
     assert _iou(first, disc) > 0.95
+
+
+def test_the_app_cuts_only_the_candidate_it_shows_first():
+    from zeroseg.server.segmenter import Segmenter
+
+    image, disc = _disc_image()
+    model = hub.load_model("lite")
+    every = Predictor(model)
+    every.set_image(image)
+    point = np.array([[disc.shape[1] / 2, disc.shape[0] / 2]])
+    cut_all, scores, _ = every.predict(point, np.array([1]))
+    shown = Segmenter(model).load()
+    assert not shown.cut_alternatives
+    shown.set_image(image)
+    masks, scores_shown, low_res = shown.predict(point, np.array([1]))
+    best = int(np.argmax(scores))
+    assert np.array_equal(scores, scores_shown) and np.array_equal(masks[best], cut_all[best])
+    raw = Predictor(model, graph_cut=False)
+    raw.set_image(image)
+    plain, _, plain_low_res = raw.predict(point, np.array([1]))
+    others = [i for i in range(3) if i != best]
+    assert all(np.array_equal(masks[i], plain[i]) for i in others)  # the alternatives: the model's own masks
+    assert all(np.array_equal(low_res[i], plain_low_res[i]) for i in others)

@@ -59,6 +59,8 @@ class Predictor:
         by default the model's ``graph_cut`` (its preset's: ``hub.load_model`` sets it). The returned
         low-resolution masks then encode the cut masks (:meth:`mask_to_input`); logits
         (``return_logits``) and :meth:`predict_batch` stay the model's own.
+      cut_alternatives: with several masks for one prompt, cut them all (True) or only the best-scored
+        one, the one a person sees first (False: the app's first click shows its mask sooner).
     """
 
     def __init__(
@@ -67,8 +69,10 @@ class Predictor:
         cache_size: int = 8,
         refine_edges: bool | None = None,
         graph_cut: bool | None = None,
+        cut_alternatives: bool = True,
     ) -> None:
         self.model = model
+        self.cut_alternatives = cut_alternatives
         self.refine_edges = getattr(model, "refine_edges", False) if refine_edges is None else refine_edges
         self.graph_cut = getattr(model, "graph_cut", False) if graph_cut is None else graph_cut
         if not callable(getattr(model, "decode_prompts", None)):
@@ -166,16 +170,20 @@ class Predictor:
 
         Returns masks CxHxW (bool, or float32 logits) at the original size, iou_predictions C
         (float32) and low_res_masks Cxhxw float32 logits (256x256 for SAM), with C = 3 or 1. With
-        :attr:`graph_cut`, the masks are refined and low_res_masks are their :meth:`mask_to_input`,
-        so that the next click refines the mask the user saw.
+        :attr:`graph_cut`, the masks (or only the best-scored one, see ``cut_alternatives``) are refined
+        and low_res_masks are their :meth:`mask_to_input`, so that the next click refines the mask the
+        user saw.
         """
         prompts = self._prompts_to_torch(point_coords, point_labels, box, mask_input, batched=False)
         masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
         masks, low_res_masks = masks[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
+        scores = iou_predictions[0].cpu().numpy()
         if self.graph_cut and not return_logits and self._image is not None:
-            masks = refine_all(GraphCutRefiner(self._image), masks, point_coords, point_labels, box)
-            low_res_masks = np.concatenate([self.mask_to_input(mask) for mask in masks])
-        return masks, iou_predictions[0].cpu().numpy(), low_res_masks
+            cut = range(len(masks)) if self.cut_alternatives else [int(np.argmax(scores))]
+            masks[cut] = refine_all(GraphCutRefiner(self._image), masks[cut], point_coords, point_labels, box)
+            for i in cut:
+                low_res_masks[i] = self.mask_to_input(masks[i])[0]
+        return masks, scores, low_res_masks
 
     def predict_batch(
         self,

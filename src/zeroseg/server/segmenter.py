@@ -144,7 +144,10 @@ class Segmenter:
                         "boxes (POST /api/images/{id}/concept), not masks for clicks; serve a promptable model "
                         "(e.g. sam3_tracker) to click"
                     )
-                self._predictor = Predictor(model, cache_size=self.cache_size, graph_cut=self.graph_cut)
+                # the page shows the best-scored candidate first: only that one is cut, so it shows sooner
+                self._predictor = Predictor(
+                    model, cache_size=self.cache_size, graph_cut=self.graph_cut, cut_alternatives=False
+                )
                 zoom_in = getattr(model, "zoom_in", False) if self.zoom_in is None else self.zoom_in
                 self.zoom = ZoomSettings() if zoom_in else None
             return self._predictor
