@@ -69,3 +69,16 @@ def test_crowded_captions_do_not_cover_each_other() -> None:
     assert (both == first_only).all()  # the twin's caption would cover the first one's: left out
     without = np.asarray(viz.overlay(image, twins, labels=["big", "", ""]))
     assert (first_only != without).any()  # a caption elsewhere is still drawn
+
+
+def test_a_caption_steps_aside_from_a_prompt_point() -> None:
+    image = np.full((120, 160, 3), 100, np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[20:100, 30:130] = True  # the caption's anchor is the centre, (79, 59)
+    bare = np.asarray(viz.overlay(image, mask, labels=["cat"]))
+    pointed = np.asarray(viz.overlay(image, mask, labels=["cat"], points=[[79, 59, 1]]))
+    black = (bare == 0).all(-1)
+    assert black[55:64, 70:90].any()  # without a point the caption sits on the anchor
+    np.testing.assert_array_equal(pointed[59, 79], viz.POSITIVE)
+    around = (pointed[50:69, 70:90] == 0).all(-1)
+    assert not around.any() and (pointed == 0).all(-1).any()  # the caption moved off the point, still drawn

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 of a drawn caption or a prompt point's surroundings
+
 POSITIVE = (40, 220, 60)
 NEGATIVE = (235, 40, 40)
 _GOLDEN = 0.618033988749895
@@ -62,10 +64,13 @@ def overlay(
     if boxes is not None:
         for i, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
             draw.rectangle(box.tolist(), outline=tuple(int(c) for c in colors[i]), width=round(2 * scale))
+    radius = 4 * scale
+    marks = [] if points is None else np.atleast_2d(np.asarray(points, dtype=np.float64))[:, :2].tolist()
     if labels is not None or scores is not None:
-        _draw_captions(draw, stack, _captions(len(stack), labels, scores), size=round(11 * scale))
+        keep_clear = [(x - 2 * radius, y - 2 * radius, x + 2 * radius, y + 2 * radius) for x, y in marks]
+        _draw_captions(draw, stack, _captions(len(stack), labels, scores), round(11 * scale), keep_clear)
     if points is not None:  # last: prompts stay visible
-        _draw_points(draw, np.asarray(points, dtype=np.float64), radius=4 * scale)
+        _draw_points(draw, np.asarray(points, dtype=np.float64), radius=radius)
     return canvas
 
 
@@ -113,23 +118,36 @@ def _captions(n: int, labels: Sequence[str] | None, scores: Sequence[float] | No
     return [" ".join(p) for p in parts]
 
 
-def _draw_captions(draw: ImageDraw.ImageDraw, stack: np.ndarray, captions: list[str], size: int) -> None:
+def _draw_captions(
+    draw: ImageDraw.ImageDraw, stack: np.ndarray, captions: list[str], size: int, keep_clear: Sequence[Box] = ()
+) -> None:
     """Each mask's caption at its anchor, larger masks first; a caption that would cover one already
-    drawn is left out, so crowded small masks do not bury each other's text."""
+    drawn is left out, so crowded small masks do not bury each other's text. A caption that would hide
+    a prompt point (``keep_clear``) moves just below or above it."""
     font = ImageFont.load_default(size=max(10, size))
-    placed: list[tuple[float, float, float, float]] = []
+    placed: list[Box] = []
     for i in sorted(range(len(stack)), key=lambda i: -int(stack[i].sum())):
         mask, caption = stack[i], captions[i]
         if not caption or not mask.any():
             continue
         x, y = _anchor(mask)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
-        box = (left - 2, top - 2, right + 2, bottom + 2)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+        step = bottom - top + 4 + max((b[3] - b[1] for b in keep_clear), default=0)
+        for dy in (0, step, -step):
+            box = (left - 2, top - 2 + dy, right + 2, bottom + 2 + dy)
+            if not any(_overlap(box, b) for b in keep_clear):
+                break
+        else:
+            box, dy = (left - 2, top - 2, right + 2, bottom + 2), 0
+        if any(_overlap(box, b) for b in placed):
             continue
         placed.append(box)
         draw.rectangle(list(box), fill=(0, 0, 0))
-        draw.text((x, y), caption, fill=(255, 255, 255), font=font, anchor="mm")
+        draw.text((x, y + dy), caption, fill=(255, 255, 255), font=font, anchor="mm")
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _anchor(mask: np.ndarray) -> tuple[int, int]:
