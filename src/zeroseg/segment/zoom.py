@@ -40,7 +40,12 @@ def zoom_box(
     """The crop (x0, y0, x1, y1) around ``mask``'s pixels, ``points`` (N x 2, x y) and ``box``, widened
     by ``expansion`` about its centre, at least ``min_side`` x the photo's longer side, inside the photo;
     None when there is nothing to frame."""
-    height, width = int(shape[0]), int(shape[1])
+    extent = _extent(mask, points, box)
+    return None if extent is None else _widen(extent, shape, expansion, min_side)
+
+
+def _extent(mask: np.ndarray | None, points: np.ndarray | None, box: Sequence[float] | None) -> Box | None:
+    """The tight box around ``mask``'s pixels, ``points`` and ``box`` (None: nothing given)."""
     xs: list[float] = []
     ys: list[float] = []
     if mask is not None and mask.any():
@@ -53,11 +58,14 @@ def zoom_box(
     if box is not None:
         xs += [float(box[0]), float(box[2])]
         ys += [float(box[1]), float(box[3])]
-    if not xs:
-        return None
+    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
+
+
+def _widen(extent: Box, shape: Sequence[int], expansion: float, min_side: float) -> Box:
+    height, width = int(shape[0]), int(shape[1])
     smallest = min_side * max(height, width)
     sides = []
-    for low, high, limit in ((min(xs), max(xs), width), (min(ys), max(ys), height)):
+    for low, high, limit in ((extent[0], extent[2], width), (extent[1], extent[3], height)):
         centre, side = (low + high) / 2, min(max((high - low) * expansion, smallest), limit)
         start = int(round(min(max(centre - side / 2, 0), limit - side)))
         sides.append((start, min(start + int(round(side)), limit)))
@@ -96,19 +104,21 @@ def choose_crop(
     clicks = 0 if points is None else len(points)
     if box is None and clicks <= settings.skip_clicks and current is None:
         return None
-    wanted = zoom_box(shape, mask, points, box, settings.expansion, settings.min_side)
-    if wanted is None or (wanted[2] - wanted[0]) * (wanted[3] - wanted[1]) > settings.max_share * shape[0] * shape[1]:
+    tight = _extent(mask, points, box)
+    if tight is None:
         return None
-    tight = zoom_box(shape, mask, points, box, 1.0, 0.0)
-    if current is not None and tight is not None and _inside(tight, current):
+    wanted = _widen(tight, shape, settings.expansion, settings.min_side)
+    if (wanted[2] - wanted[0]) * (wanted[3] - wanted[1]) > settings.max_share * shape[0] * shape[1]:
+        return None
+    if current is not None and _inside(tight, current):
         return current
     return wanted
 
 
 def predict_in_crop(
     predictor: Predictor,
-    image: np.ndarray,
-    crop: Box,
+    image: np.ndarray | None,
+    crop: Box | None,
     point_coords: np.ndarray | None,
     point_labels: np.ndarray | None,
     box: Sequence[float] | None,
@@ -116,13 +126,20 @@ def predict_in_crop(
     prior: np.ndarray | None,
     multimask_output: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:meth:`Predictor.predict` on ``image``'s ``crop`` (the predictor is left holding it; the whole
-    photo's embedding is a cache hit), prompts
-    and masks in the photo's pixels: masks NxHxW at the photo's size, scores, low-res logits of the crop.
+    """:meth:`Predictor.predict` on ``image``'s ``crop``, prompts and masks in the photo's pixels: masks
+    NxHxW at the photo's size, scores, low-res logits of the crop. The predictor is left holding the crop;
+    ``crop`` None is the whole photo, which the predictor must hold already (``image`` is then not needed).
 
-    ``mask_input`` are logits of an earlier prediction in this same crop; else ``prior``, a bool mask
-    at the photo's size (an earlier prediction in another frame), guides the decoder.
+    ``mask_input`` are logits of an earlier prediction in this same frame; else ``prior``, a bool mask at
+    the photo's size (e.g. an earlier prediction in another frame), guides the decoder.
     """
+    if crop is None:
+        if mask_input is None and prior is not None:
+            mask_input = predictor.mask_to_input(prior)
+        box = None if box is None else np.asarray(box, np.float64)
+        return predictor.predict(point_coords, point_labels, box, mask_input, multimask_output)
+    if image is None:
+        raise ValueError("a crop needs the photo")
     x0, y0, x1, y1 = crop
     predictor.set_image(np.ascontiguousarray(image[y0:y1, x0:x1]))
     if mask_input is None and prior is not None:
@@ -159,6 +176,7 @@ class ZoomIn:
         """The photo of the next objects (embedded whole at once, as the first clicks need it)."""
         self.predictor.set_image(image)
         self._image = np.asarray(image)
+        self._held: Box | None = None  # the crop the predictor holds (None: the whole photo)
         self.start_object()
 
     def start_object(self) -> None:
@@ -183,11 +201,12 @@ class ZoomIn:
             raise RuntimeError("call set_image first")
         crop = choose_crop(self._image.shape, self.mask, point_coords, box, self.crop, self.settings)
         same_frame = crop == self.crop
-        self.crop = crop
-        height, width = self._image.shape[:2]
+        if crop is None and self._held is not None:
+            self.predictor.set_image(self._image)  # back to the whole photo (a cache hit)
+        self.crop = self._held = crop
         prior = None if mask_input is None or same_frame else self.mask
         masks, scores, low_res = predict_in_crop(
-            self.predictor, self._image, crop or (0, 0, width, height), point_coords, point_labels, box,
+            self.predictor, self._image, crop, point_coords, point_labels, box,
             mask_input if same_frame else None, prior, multimask_output,
         )  # fmt: skip
         self.mask = masks[int(np.argmax(scores))].astype(bool)

@@ -199,7 +199,7 @@ class Segmenter:
             logits = earlier.low_res if earlier is not None else None
             coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
             labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
-            crop, shown = None, prior  # the mask that guides when no logits do
+            crop, shown, pixels = None, prior, None  # shown: the mask that guides when no logits do
             if self.zoom is not None:
                 shown = earlier.segment.mask if earlier is not None else prior
                 pixels = self.pixels(image_id, file)
@@ -207,19 +207,13 @@ class Segmenter:
                 crop = choose_crop(pixels.shape, shown, coords, box, current, self.zoom)
                 if crop != current:  # another frame: the earlier mask guides instead of its logits
                     logits = None
+            if crop is not None:
+                self._current = None  # the Predictor is about to hold the crop
             with torch_threads(DECODE_THREADS):
-                if crop is None:
-                    if logits is None and shown is not None:
-                        logits = predictor.mask_to_input(shown)
-                    masks, scores, low_res = predictor.predict(
-                        coords, labels, None if box is None else np.asarray(box, dtype=np.float64), logits, multimask
-                    )
-                else:
-                    self._current = None  # the Predictor now holds the crop
-                    masks, scores, low_res = predict_in_crop(
-                        predictor, pixels, crop, coords, labels, box, logits, None if logits is not None else shown,
-                        multimask,
-                    )  # fmt: skip
+                masks, scores, low_res = predict_in_crop(
+                    predictor, pixels, crop, coords, labels, box, logits, None if logits is not None else shown,
+                    multimask,
+                )  # fmt: skip
             order = np.argsort(-scores, kind="stable")
             rles = masks_to_rles(masks[order])
             prompt: dict[str, Any] = {}
