@@ -12,6 +12,7 @@ import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -495,6 +496,30 @@ def test_cli_zero_shot_on_an_msrc_folder(tmp_path: Path, fake_embedder: str) -> 
     assert saved["n_images"] == 1 and saved["dropped"] == ["horse", "mountain"]  # from the folder name
     assert set(saved["zsl"]) == SETTING_KEYS and set(saved["gzsl"]) == SETTING_KEYS | {"calibration"}
     assert saved["zsl"]["miou"] == 100.0 and saved["gzsl"]["hmean"] == pytest.approx(6000 / 110)
+
+
+def test_cli_zero_shot_protocols(tmp_path: Path, fake_embedder: str, monkeypatch) -> None:
+    """--protocol zero-shot (default) scores the dense head alone; user mixes in the ImageNet classifier."""
+    import zeroseg.eval.zero_shot as zero_shot_module
+
+    asked: list[bool] = []
+    real = zero_shot_module.build_namer
+
+    def spy(*args: Any, **options: Any) -> Any:
+        asked.append(options["classifier"])
+        return real(*args, **options)
+
+    monkeypatch.setattr(zero_shot_module, "build_namer", spy)
+    folder = write_msrc_folder(tmp_path / "msrc21", n_images=1)
+    base = ["zero-shot", "--dataset", str(folder), "--model", fake_embedder, "--unseen", "cow,sheep"]
+    for protocol in ([], ["--protocol", "user"]):
+        out = tmp_path / "results.json"
+        result = CliRunner().invoke(app, [*base, *protocol, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.read_text())["protocol"] == (protocol[-1] if protocol else "zero-shot")
+    assert asked == [False, True]
+    result = CliRunner().invoke(app, [*base, "--protocol", "mine"])
+    assert result.exit_code != 0 and "--protocol" in result.output
 
 
 def test_cli_zero_shot_default_split_and_errors(tmp_path: Path, fake_embedder: str) -> None:

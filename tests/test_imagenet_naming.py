@@ -128,8 +128,36 @@ def test_the_classifier_names_masks_the_dense_head_is_unsure_of():
     logits, present = mixed.mask_logits(image, masks)
     torch.testing.assert_close(logits[:2].softmax(1).sum(1), torch.ones(2))
     assert present.tolist() == [True, True, False]
-    # pixels are the dense head's alone
+    # this embedder gives no per-cell classifier opinion: pixels are the dense head's alone
     torch.testing.assert_close(mixed.pixel_logits(image), dense.pixel_logits(image))
+
+
+class CellEmbedder(Embedder):
+    """As Embedder, and the classifier's per-cell opinion: the left half of the grid is a tabby, the right
+    half an airliner (log-probabilities [1000, 4, 4] on the features' grid)."""
+
+    def embed(self, image: np.ndarray) -> DenseEmbedding:
+        cells = torch.full((1000, 4, 4), -30.0)
+        cells[TABBY, :, :2], cells[AIRLINER, :, 2:] = 0.0, 0.0
+        return DenseEmbedding(self.features, image.shape[:2], cells.log_softmax(0))
+
+
+def test_pixels_take_the_classifiers_opinion_of_their_cell():
+    image, _ = picture()
+    names = ["cat", "airplane", "grass"]
+    dense = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, classifier=False)
+    assert (dense.label_pixels(image) == 2).all()  # the dense head leans to grass everywhere
+    mixed = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, pixel_classifier_weight=1.0)
+    labels = mixed.label_pixels(image)
+    assert (labels[:, :20] == 0).all() and (labels[:, -20:] == 1).all()  # cat on the left, airplane on the right
+    # the mix is log_softmax(dense) + weight x log p(name) on the grid, then resized like any logits
+    embedding = mixed.embed(image)
+    grid = mixed.grid_logits(embedding, mixed._classes)
+    expected = F.log_softmax(dense.grid_logits(embedding, dense._classes), 0)
+    expected += imagenet.transfer(embedding.imagenet.flatten(1).T, mixed.transfer_text(), mixed._classes[0]).T.reshape(3, 4, 4)
+    torch.testing.assert_close(grid, expected)
+    off = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, pixel_classifier_weight=0.0)
+    torch.testing.assert_close(off.pixel_logits(image), dense.pixel_logits(image))
 
 
 def test_a_small_weight_leaves_a_sure_dense_head_alone():

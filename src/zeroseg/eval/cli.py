@@ -167,38 +167,6 @@ def _write_json(path: Path | None, results: dict[str, Any]) -> None:
         atomic_write(path, json.dumps(results, indent=2))
 
 
-@app.command("zero-shot")
-def zero_shot(
-    dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
-    split: Annotated[str, typer.Option(help="split folder; coco128 (YOLO-seg): train, val or all")] = "val",
-    unseen: UnseenOption = None,
-    dropped: DroppedOption = None,
-    model: EmbedderOption = "lite",
-    checkpoint: CheckpointOption = None,
-    calibration: CalibrationOption = None,
-    limit: LimitOption = None,
-    json_path: JsonOption = None,
-) -> None:
-    """Zero-shot semantic segmentation: mIoU of seen and unseen classes and their harmonic mean (zsl, gzsl)."""
-    from zeroseg.eval.zero_shot import evaluate_semantic, open_semantic_dataset, zero_shot_split
-
-    try:
-        data = open_semantic_dataset(dataset, split, limit)
-        unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
-        results = evaluate_semantic(_embedder(model, checkpoint), data, unseen_names, calibration, dropped_names)
-        _write_json(json_path, {
-            "dataset": dataset, "split": split, "model": model, "n_images": len(data),
-            "unseen": unseen_names, "dropped": dropped_names, **results,
-        })
-    except ZerosegError as err:
-        raise _fail(err) from None
-    console = Console()
-    columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
-    title = f"{model} on {dataset} {split} ({len(data)} images, gamma {results['gzsl']['calibration']:g})"
-    console.print(settings_table(results, columns, title))
-    console.print(per_class_table(results, unseen_names))
-
-
 ProtocolOption = Annotated[
     str,
     typer.Option(
@@ -213,6 +181,49 @@ def _protocol(value: str) -> str:
     if value not in ("user", "zero-shot"):
         raise typer.BadParameter(f"--protocol must be 'user' or 'zero-shot', not {value!r}")
     return value
+
+
+@app.command("zero-shot")
+def zero_shot(
+    dataset: Annotated[str, typer.Option(help="msrc21, camvid, coco128, or a folder laid out like them")],
+    split: Annotated[str, typer.Option(help="split folder; coco128 (YOLO-seg): train, val or all")] = "val",
+    unseen: UnseenOption = None,
+    dropped: DroppedOption = None,
+    model: EmbedderOption = "lite",
+    checkpoint: CheckpointOption = None,
+    calibration: CalibrationOption = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="zero-shot: the strict protocol (the dense head alone); user: what label-pixels does by "
+                 "default (the backbone's ImageNet classifier mixed in). Both calibrate pixels.",
+        ),
+    ] = "zero-shot",
+    limit: LimitOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Zero-shot semantic segmentation: mIoU of seen and unseen classes and their harmonic mean (zsl, gzsl)."""
+    from zeroseg.eval.zero_shot import evaluate_semantic, open_semantic_dataset, zero_shot_split
+
+    protocol = _protocol(protocol)
+    try:
+        data = open_semantic_dataset(dataset, split, limit)
+        unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
+        results = evaluate_semantic(
+            _embedder(model, checkpoint), data, unseen_names, calibration, dropped_names,
+            classifier=protocol == "user",
+        )
+        _write_json(json_path, {
+            "dataset": dataset, "split": split, "model": model, "protocol": protocol, "n_images": len(data),
+            "unseen": unseen_names, "dropped": dropped_names, **results,
+        })
+    except ZerosegError as err:
+        raise _fail(err) from None
+    console = Console()
+    columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
+    title = f"{model} on {dataset} {split} ({len(data)} images, gamma {results['gzsl']['calibration']:g})"
+    console.print(settings_table(results, columns, title))
+    console.print(per_class_table(results, unseen_names))
 
 
 def _unseen_or_none(dataset: str, classes: Any, unseen: str | None, protocol: str) -> list[str]:

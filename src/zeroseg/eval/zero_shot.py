@@ -251,8 +251,12 @@ def evaluate_semantic(
     calibration: float | None = None,
     dropped: Iterable[str] = (),
     progress: bool = True,
+    classifier: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Zero-shot semantic segmentation scores of ``model`` on ``dataset``: ``{"zsl": {...}, "gzsl": {...}}``.
+
+    ``classifier`` mixes the backbone's per-cell ImageNet classifier into the pixel scores, as the product
+    does by default (the user's protocol); the strict protocol leaves it off (the dense head alone).
 
     Each setting has ``miou``, ``seen_miou``, ``unseen_miou``, ``hmean`` (percent, None when undefined) and
     ``per_class_iou``; ``gzsl`` also reports the ``calibration`` gamma used. Each image is embedded once:
@@ -260,7 +264,7 @@ def evaluate_semantic(
     """
     names, lookup = vocabulary_of(dataset.classes, dropped)
     unseen = evaluated_unseen(names, unseen)
-    namer, gamma = build_namer(model, names, unseen, calibration, background=False)
+    namer, gamma = build_namer(model, names, unseen, calibration, background=False, classifier=classifier)
     unseen_rows = torch.tensor([names.index(name) for name in unseen], dtype=torch.long)
     to_zsl = np.full(len(names), -1, dtype=np.int64)
     to_zsl[unseen_rows.numpy()] = np.arange(len(unseen))

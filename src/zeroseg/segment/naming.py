@@ -13,10 +13,11 @@ unit embedding of the grid cells it covers. Two zero-shot devices can decide bet
   protocol (seen / unseen / harmonic mean) uses it for pixels and masks; :func:`load_namer` uses it for
   pixels only unless asked, since on masks it costs accuracy on a user's whole vocabulary.
 
-Masks (not pixels) also get the opinion of the backbone's ImageNet-1k classifier when the embedder has one
-(`classifier=True`, the default): each mask's crop is classified and its ImageNet probabilities are
-carried over to the vocabulary through the text space (ConSE; :mod:`zeroseg.models.lite.imagenet`). A
-mask's score is then ``log_softmax(dense logits) + classifier_weight * log p_classifier(name)``.
+Masks and pixels also get the opinion of the backbone's ImageNet-1k classifier when the embedder has one
+(`classifier=True`, the default): ImageNet probabilities are carried over to the vocabulary through the
+text space (ConSE; :mod:`zeroseg.models.lite.imagenet`). A mask's crop is classified, and its score is
+``log_softmax(dense logits) + classifier_weight * log p_classifier(name)``; a pixel takes the classifier's
+opinion of its grid cell (the classifier without its pooling), weighted by `pixel_classifier_weight`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ DEFAULT_BACKGROUND_THRESHOLD: float | None = None
 # against 1 on the dense head's; chosen on MSRC-21 val regions and a held-out COCO128 quarter.
 DEFAULT_CLASSIFIER = True
 DEFAULT_CLASSIFIER_WEIGHT = 1.5
+# Pixels: the classifier's per-cell opinion weighs less (its cells see far beyond themselves); chosen on
+# coco128 val and CamVid val pixels (docs/zero-shot.md).
+DEFAULT_PIXEL_CLASSIFIER_WEIGHT = 0.5
 MASK_BATCH = 16  # masks pooled per step: bounds memory at MASK_BATCH x H x W floats
 
 log = logging.getLogger(__name__)
@@ -69,9 +73,10 @@ class Namer:
       background_threshold: a pixel or mask whose best softmax score is below this stays unnamed.
       temperature: logit = cosine / temperature; default the embedder's `temperature`, else 0.01.
       cache_size: how many image embeddings to keep (least recently used are dropped).
-      classifier: name masks with the help of the embedder's ImageNet classifier (its `backbone` with a
-        `classify` method, as the lite embedder has); ignored for embedders without one.
-      classifier_weight: weight of the classifier's log-probabilities (the dense head's weighs 1).
+      classifier: name masks and pixels with the help of the embedder's ImageNet classifier (its
+        `backbone` with a `classify` method, as the lite embedder has); ignored for embedders without one.
+      classifier_weight: weight of the classifier's log-probabilities for masks (the dense head's weighs 1).
+      pixel_classifier_weight: the same for pixels (the per-cell classifier of ``DenseEmbedding.imagenet``).
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class Namer:
         cache_size: int = 8,
         classifier: bool = DEFAULT_CLASSIFIER,
         classifier_weight: float = DEFAULT_CLASSIFIER_WEIGHT,
+        pixel_classifier_weight: float = DEFAULT_PIXEL_CLASSIFIER_WEIGHT,
     ) -> None:
         self.embedder = embedder
         self.vocabulary = clean_names(vocabulary)
@@ -108,6 +114,7 @@ class Namer:
         backbone = getattr(embedder, "backbone", None)
         self.classifier = backbone if classifier and callable(getattr(backbone, "classify", None)) else None
         self.classifier_weight = float(classifier_weight)
+        self.pixel_classifier_weight = float(pixel_classifier_weight)
         self._transfer_text: torch.Tensor | None = None  # [1000, D] ImageNet class names, embedded lazily
 
     def with_vocabulary(self, vocabulary: Sequence[str] | str) -> "Namer":
@@ -131,7 +138,8 @@ class Namer:
             self._cache.move_to_end(key)
             return cached
         out = self.embedder.embed(image)
-        embedding = DenseEmbedding(out.features.detach().float().cpu(), tuple(out.image_size))
+        cells = None if out.imagenet is None else out.imagenet.detach().float().cpu()
+        embedding = DenseEmbedding(out.features.detach().float().cpu(), tuple(out.image_size), cells)
         if self.cache_size > 0:
             self._cache[key] = embedding
             while len(self._cache) > self.cache_size:
@@ -155,11 +163,22 @@ class Namer:
         cosine = torch.tensordot(text, embeddings, dims=([1], [0]))
         return (cosine + offsets.view(-1, *([1] * (cosine.dim() - 1)))) / self.temperature
 
+    def grid_logits(self, embedding: DenseEmbedding, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Logits [K(+1), h, w] of each grid cell against `classes` (:meth:`classes`). With the classifier
+        on and the embedding's per-cell ImageNet log-probabilities, the mix ``log_softmax(logits) +
+        pixel_classifier_weight * log p_classifier(name)`` (log-scores whose softmax is the mixed one)."""
+        logits = self.logits(embedding.features, classes)
+        if self.classifier is None or embedding.imagenet is None or self.pixel_classifier_weight == 0:
+            return logits
+        cells = embedding.imagenet.flatten(1).T  # [h * w, 1000]
+        names = self._classifier_names(cells, classes).T.reshape(logits.shape)
+        return F.log_softmax(logits, dim=0) + self.pixel_classifier_weight * names
+
     # --- pixels ---------------------------------------------------------------------------------
     def pixel_logits(self, image: Any) -> torch.Tensor:
-        """[K(+1 if background), H, W] calibrated logits at the original image size."""
+        """[K(+1 if background), H, W] calibrated logits at the original image size (:meth:`grid_logits`)."""
         embedding = self.embed(image)
-        return resize_grid(self.logits(embedding.features, self._classes), embedding.image_size)
+        return resize_grid(self.grid_logits(embedding, self._classes), embedding.image_size)
 
     def label_pixels(self, image: Any) -> np.ndarray:
         """[H, W] int64 index into `vocabulary`; -1 where the background wins or the best score is low."""
@@ -218,11 +237,18 @@ class Namer:
         if not keep.any():
             return mixed
         log_probs = imagenet.classify_masks(self.classifier, load_image(image), masks[keep.numpy()])
-        names = imagenet.transfer(log_probs, self.transfer_text(), self._mask_classes[0][: len(self.vocabulary)])
-        if logits.shape[1] > len(self.vocabulary):  # the background
-            names = torch.cat([names, names.new_full((len(names), 1), -float(np.log(len(self.vocabulary))))], 1)
-        mixed[keep] = mixed[keep] + self.classifier_weight * names
+        mixed[keep] = mixed[keep] + self.classifier_weight * self._classifier_names(log_probs, self._mask_classes)
         return mixed
+
+    def _classifier_names(self, log_probs: torch.Tensor, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """ImageNet log-probabilities [N, 1000] -> log-probabilities [N, K(+1)] over the names of `classes`
+        (:func:`~zeroseg.models.lite.imagenet.transfer`); the background, if any, gets the uniform share
+        (the classifier has no opinion on "none")."""
+        count = len(classes[0]) - (self.background is not None)
+        names = imagenet.transfer(log_probs, self.transfer_text(), classes[0][:count])
+        if self.background is not None:
+            names = torch.cat([names, names.new_full((len(names), 1), -float(np.log(count)))], 1)
+        return names
 
     def transfer_text(self) -> torch.Tensor:
         """[1000, D] unit embeddings of the ImageNet class names by the embedder's text encoder (once)."""

@@ -57,7 +57,7 @@ def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
     # instances, not pixels: the mask gamma (none unless the namer was asked to calibrate masks)
     classes = namer.classes(names + [n for n in namer.vocabulary if n != names[0]], namer.mask_calibration)
     if len(classes[0]) > 1:
-        share = namer.logits(embedding.features, classes).softmax(0)[:1]
+        share = namer.grid_logits(embedding, classes).softmax(0)[:1]
     else:
         cosine = torch.tensordot(classes[0], embedding.features, dims=([1], [0]))
         share = (cosine - cosine.min()) / (cosine.max() - cosine.min()).clamp_min(1e-6)

@@ -151,6 +151,7 @@ class EfficientNetLite(nn.Module):
         self._conv_head = SameConv2d(in_ch, head_channels, 1)
         self._bn1 = _bn(head_channels)
         self._fc = nn.Linear(head_channels, num_classes)
+        self.head_channels = head_channels
 
         self.feature_stages = feature_stages
         self.feature_channels = tuple(stages[s].out_channels for s in feature_stages)
@@ -178,9 +179,19 @@ class EfficientNetLite(nn.Module):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W) -> ImageNet logits (B, 1000)."""
-        x = self._trunk(x)[0]
-        x = relu6_(conv_bn(self._conv_head, self._bn1, x))
-        return self._fc(x.mean(dim=(2, 3)))
+        return self._fc(self.head_features(self._trunk(x)[0]).mean(dim=(2, 3)))
+
+    def classify_cells(self, last: torch.Tensor) -> torch.Tensor:
+        """The trunk's last features (B, C, h, w) -> ImageNet logits (B, 1000, h, w) of each cell: the
+        classifier without its global average pooling, whose mean over the cells is :meth:`classify`'s."""
+        if not self.feature_stages or self.feature_stages[-1] != len(self.stage_ends) - 1:
+            raise ValueError("classify_cells needs the trunk's last stage among the feature stages")
+        return F.conv2d(self.head_features(last), self._fc.weight[:, :, None, None], self._fc.bias)
+
+    def head_features(self, last: torch.Tensor) -> torch.Tensor:
+        """The classifier's 1x1 head (``head_channels``, ReLU6) on the trunk's last features: the per-cell
+        input of the ImageNet classifier, the most semantic features the backbone has."""
+        return relu6_(conv_bn(self._conv_head, self._bn1, last))
 
 
 def imagenet_weights_path() -> Path:

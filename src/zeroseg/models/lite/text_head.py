@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zeroseg.errors import ConfigError
-from zeroseg.models.lite.backbone import EfficientNetLite, conv_bn, relu6_
+from zeroseg.models.lite.backbone import EfficientNetLite
 from zeroseg.models.lite.image_encoder import SeparableFuse
 from zeroseg.models.sam.common import LayerNorm2d
 
@@ -53,20 +53,14 @@ class TextHeadConfig:
         return cls(**values)
 
 
-def imagenet_head_features(backbone: EfficientNetLite, coarsest: torch.Tensor) -> torch.Tensor:
-    """The backbone's frozen 1x1 head (1280 channels, ReLU6) on its coarsest features: the per-pixel input
-    of the ImageNet classifier, the most semantic features the backbone has."""
-    with torch.no_grad():
-        return relu6_(conv_bn(backbone._conv_head, backbone._bn1, coarsest))
-
-
 def head_inputs(
     backbone: EfficientNetLite, features: Sequence[torch.Tensor], config: TextHeadConfig
 ) -> list[torch.Tensor]:
     """The backbone's multi-scale features (finest first) plus, if configured, its ImageNet head features."""
     features = [f.float() for f in features]
     if config.imagenet_features:
-        features.append(imagenet_head_features(backbone, features[-1]))
+        with torch.no_grad():  # the backbone is frozen
+            features.append(backbone.head_features(features[-1]))
     return features
 
 
@@ -74,7 +68,7 @@ def input_channels(backbone: EfficientNetLite, config: TextHeadConfig) -> tuple[
     """(channels, strides) of :func:`head_inputs` for this backbone."""
     channels, strides = list(backbone.feature_channels), list(backbone.feature_strides)
     if config.imagenet_features:
-        channels.append(backbone._conv_head.out_channels)
+        channels.append(backbone.head_channels)
         strides.append(strides[-1])
     return channels, strides
 

@@ -21,11 +21,14 @@ class DenseEmbedding:
     """Per-pixel unit embeddings of one image in a text encoder's space.
 
     `features` is [D, h, w] (a coarse grid is fine: callers resize logits, not features);
-    `image_size` is the (H, W) of the original image the grid covers.
+    `image_size` is the (H, W) of the original image the grid covers; `imagenet`, for embedders whose
+    backbone is an ImageNet-1k classifier, its log-probabilities [1000, h, w] for each cell of the same
+    grid (the names' ConSE evidence, :mod:`zeroseg.models.lite.imagenet`).
     """
 
     features: torch.Tensor
     image_size: tuple[int, int]
+    imagenet: torch.Tensor | None = None
 
 
 @runtime_checkable

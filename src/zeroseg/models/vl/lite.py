@@ -91,7 +91,14 @@ class LiteEmbedder:
         embeddings = self.head(head_inputs(self.backbone, bf.features, self.head.config))[0]
         stride = self.head.config.out_stride
         h, w = (math.ceil(s / stride) for s in bf.input_size)
-        return DenseEmbedding(features=embeddings[:, :h, :w].contiguous(), image_size=bf.image_size)
+        # the backbone's ImageNet classifier on each cell of its last features, brought to the same grid
+        cells = self.backbone.classify_cells(bf.features[-1])
+        cells = F.interpolate(cells, size=embeddings.shape[-2:], mode="bilinear", align_corners=False)[0]
+        return DenseEmbedding(
+            features=embeddings[:, :h, :w].contiguous(),
+            image_size=bf.image_size,
+            imagenet=F.log_softmax(cells[:, :h, :w], dim=0).contiguous(),
+        )
 
     def embed(self, image: np.ndarray) -> DenseEmbedding:
         """`image` is RGB uint8 HxWx3 (see zeroseg.io.load_image); features cover the whole image."""
