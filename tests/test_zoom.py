@@ -6,19 +6,23 @@ import numpy as np
 
 from zeroseg.eval.clicks import Click
 from zeroseg.eval.interactive import PredictorModel
-from zeroseg.segment.zoom import ZoomIn, zoom_box
+from zeroseg.segment.zoom import ZoomIn, ZoomSettings, choose_crop
 
 
-def test_zoom_box_frames_mask_clicks_and_box_inside_the_photo():
+def test_choose_crop_frames_mask_clicks_and_box_inside_the_photo():
     mask = np.zeros((100, 200), bool)
     mask[40:50, 90:110] = True  # 20 wide, 10 tall
-    x0, y0, x1, y1 = zoom_box(mask.shape, mask, None, expansion=2.0, min_side=0.0)
-    assert (x0, y0, x1, y1) == (80, 35, 120, 55)  # twice as wide and tall, same centre
-    assert zoom_box(mask.shape, mask, None, expansion=1.0, min_side=0.3) == (70, 15, 130, 75)  # >= 0.3 x 200
-    corner = zoom_box(mask.shape, None, np.array([[195.0, 2.0]]), expansion=2.0, min_side=0.3)
-    assert corner == (140, 0, 200, 60)  # shifted to stay inside
-    assert zoom_box(mask.shape, None, None, box=(0, 0, 200, 100)) == (0, 0, 200, 100)
-    assert zoom_box(mask.shape, np.zeros_like(mask), None) is None
+
+    def crop(mask, points=None, box=None, expansion=2.0, min_side=0.3, max_share=1.0):
+        settings = ZoomSettings(expansion, min_side, max_share, skip_clicks=-1)  # zoom from the start
+        return choose_crop(mask.shape, mask, points, box, None, settings)
+
+    assert crop(mask, min_side=0.0) == (80, 35, 120, 55)  # twice as wide and tall, same centre
+    assert crop(mask, expansion=1.0) == (70, 15, 130, 75)  # >= 0.3 x 200
+    assert crop(np.zeros_like(mask), np.array([[195.0, 2.0]])) == (140, 0, 200, 60)  # inside
+    assert crop(mask, box=(0, 0, 200, 100)) == (0, 0, 200, 100)
+    assert crop(mask, box=(0, 0, 200, 100), max_share=0.7) is None  # most of the photo: not worth it
+    assert crop(np.zeros_like(mask)) is None
 
 
 class FakePredictor:

@@ -29,21 +29,6 @@ DEFAULT_MAX_SHARE = 0.7
 """A crop covering more than this share of the photo's area is not worth a second embedding: no zoom."""
 
 
-def zoom_box(
-    shape: Sequence[int],
-    mask: np.ndarray | None,
-    points: np.ndarray | None,
-    box: Sequence[float] | None = None,
-    expansion: float = DEFAULT_EXPANSION,
-    min_side: float = DEFAULT_MIN_SIDE,
-) -> Box | None:
-    """The crop (x0, y0, x1, y1) around ``mask``'s pixels, ``points`` (N x 2, x y) and ``box``, widened
-    by ``expansion`` about its centre, at least ``min_side`` x the photo's longer side, inside the photo;
-    None when there is nothing to frame."""
-    extent = _extent(mask, points, box)
-    return None if extent is None else _widen(extent, shape, expansion, min_side)
-
-
 def _extent(mask: np.ndarray | None, points: np.ndarray | None, box: Sequence[float] | None) -> Box | None:
     """The tight box around ``mask``'s pixels, ``points`` and ``box`` (None: nothing given)."""
     xs: list[float] = []

@@ -181,12 +181,10 @@ class EfficientNetLite(nn.Module):
         """Normalised images (B, 3, H, W) -> ImageNet logits (B, 1000)."""
         return self._fc(self.head_features(self._trunk(x)[0]).mean(dim=(2, 3)))
 
-    def classify_cells(self, last: torch.Tensor) -> torch.Tensor:
-        """The trunk's last features (B, C, h, w) -> ImageNet logits (B, 1000, h, w) of each cell: the
-        classifier without its global average pooling, whose mean over the cells is :meth:`classify`'s."""
-        if not self.feature_stages or self.feature_stages[-1] != len(self.stage_ends) - 1:
-            raise ValueError("classify_cells needs the trunk's last stage among the feature stages")
-        return F.conv2d(self.head_features(last), self._fc.weight[:, :, None, None], self._fc.bias)
+    def classify_cells(self, head: torch.Tensor) -> torch.Tensor:
+        """:meth:`head_features` (B, head_channels, h, w) -> ImageNet logits (B, 1000, h, w) of each cell:
+        the classifier without its global average pooling, whose mean over the cells is :meth:`classify`'s."""
+        return F.conv2d(head, self._fc.weight[:, :, None, None], self._fc.bias)
 
     def head_features(self, last: torch.Tensor) -> torch.Tensor:
         """The classifier's 1x1 head (``head_channels``, ReLU6) on the trunk's last features: the per-cell

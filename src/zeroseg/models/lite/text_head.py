@@ -54,13 +54,19 @@ class TextHeadConfig:
 
 
 def head_inputs(
-    backbone: EfficientNetLite, features: Sequence[torch.Tensor], config: TextHeadConfig
+    backbone: EfficientNetLite,
+    features: Sequence[torch.Tensor],
+    config: TextHeadConfig,
+    head: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """The backbone's multi-scale features (finest first) plus, if configured, its ImageNet head features."""
+    """The backbone's multi-scale features (finest first) plus, if configured, its ImageNet head features
+    (``head`` when the caller has them already, else computed from the coarsest features)."""
     features = [f.float() for f in features]
     if config.imagenet_features:
-        with torch.no_grad():  # the backbone is frozen
-            features.append(backbone.head_features(features[-1]))
+        if head is None:
+            with torch.no_grad():  # the backbone is frozen
+                head = backbone.head_features(features[-1])
+        features.append(head.float())
     return features
 
 

@@ -88,11 +88,12 @@ class LiteEmbedder:
     @torch.inference_mode()
     def embed_features(self, bf: BackboneFeatures) -> DenseEmbedding:
         """The head on precomputed backbone features (e.g. shared with the promptable model, or cached)."""
-        embeddings = self.head(head_inputs(self.backbone, bf.features, self.head.config))[0]
+        head = self.backbone.head_features(bf.features[-1].float())  # the classifier's input, computed once
+        embeddings = self.head(head_inputs(self.backbone, bf.features, self.head.config, head))[0]
         stride = self.head.config.out_stride
         h, w = (math.ceil(s / stride) for s in bf.input_size)
         # the backbone's ImageNet classifier on each cell of its last features, brought to the same grid
-        cells = self.backbone.classify_cells(bf.features[-1])
+        cells = self.backbone.classify_cells(head)
         cells = F.interpolate(cells, size=embeddings.shape[-2:], mode="bilinear", align_corners=False)[0]
         return DenseEmbedding(
             features=embeddings[:, :h, :w].contiguous(),
