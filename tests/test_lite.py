@@ -10,9 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite import LiteConfig, build_lite, build_lite_model
 from zeroseg.models.lite.mask_decoder import DetailMaskDecoder
+from zeroseg.models.lite import build as lite_build
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
 from zeroseg.segment.predictor import Predictor
 from zeroseg.train import lite_prompt
@@ -132,10 +133,10 @@ def test_shipped_head_weights_load():
     assert isinstance(model.image_encoder.img_size, int)
 
 
-@pytest.mark.parametrize("box_prob", [0.0, 1.0])
-def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob):
+@pytest.mark.parametrize("box_prob,tuned_blocks", [(0.0, 0), (1.0, 0), (0.0, 5)])
+def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob, tuned_blocks):
     torch.manual_seed(0)
-    model = build_lite_model(TINY)
+    model = build_lite_model(dataclasses.replace(TINY, tuned_blocks=tuned_blocks))
     data = lite_prompt.prepare_data(model, tiny_dataset, flips=True, cache_dir=None, progress=False)
     assert data.features[0].shape[0] == 2 * len(tiny_dataset.images)  # each photo and its mirror
     assert data.grid == 4 * TINY.img_size // TINY.embed_stride
@@ -147,15 +148,38 @@ def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob):
     assert torch.isfinite(loss) and loss.requires_grad
     assert 0.0 <= stats["iou_first"] <= 1.0
     assert 0.0 <= stats["iou_picked"] <= stats["iou_first"]  # the mask the IoU head picks vs the best one
-    optimizer = torch.optim.AdamW(lite_prompt.trainable_parameters(model), lr=1e-3)
+    optimizer = torch.optim.AdamW(lite_prompt.parameter_groups(model, cfg), lr=1e-3)
     loss.backward()
     optimizer.step()
 
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert not any(k.startswith("image_encoder.backbone.") for k in changed)
-    for part in ("image_encoder.neck.", "prompt_encoder.", "mask_decoder.transformer.", "mask_decoder.iou_"):
+    parts = ["image_encoder.neck.", "prompt_encoder.", "mask_decoder.transformer.", "mask_decoder.iou_"]
+    for part in parts + ["image_encoder.tuned."] * bool(tuned_blocks):
         assert any(k.startswith(part) for k in changed), part
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)  # BatchNorm stays frozen
+
+
+def test_tuned_blocks_start_as_the_imagenet_blocks_and_load_from_a_frozen_head(tmp_path):
+    """With tuned blocks not yet trained, the embedding is the frozen model's; a head trained without them loads."""
+    torch.manual_seed(0)
+    frozen = build_lite_model(TINY)
+    save_head(frozen, tmp_path / "head.safetensors", TINY, {})
+    tuned_config = dataclasses.replace(TINY, tuned_blocks=5)
+    tuned = build_lite_model(tuned_config)
+    with pytest.raises(CheckpointMismatchError):
+        lite_build.load_head(tuned, tmp_path / "head.safetensors")  # strict by default
+    lite_build.load_head(tuned, tmp_path / "head.safetensors", may_lack=lite_build.TUNED_PREFIX)
+    x = torch.randn(2, 3, TINY.img_size, TINY.img_size)
+    with torch.no_grad():
+        expected = frozen.image_encoder(x)
+        assert torch.allclose(tuned.image_encoder(x), expected, atol=1e-5)
+        cached = tuned.image_encoder.backbone_features(x)  # what training caches: the full frozen pass
+        assert torch.allclose(tuned.image_encoder.embed_features(cached), expected, atol=1e-5)
+    assert any(k.startswith(lite_build.TUNED_PREFIX) for k in head_state_dict(tuned))  # they ship with the head
+    with pytest.raises(ConfigError, match="tuned_blocks"):
+        build_lite_model(dataclasses.replace(TINY, tuned_blocks=3))  # not at a feature level
 
 
 def test_training_clicks_follow_the_errors():

@@ -58,6 +58,13 @@ def lite_prompt(
     flips: Annotated[
         bool, typer.Option(help="Also train on mirror images (doubles the feature cache and its time).")
     ] = True,
+    tuned_blocks: Annotated[
+        int | None,
+        typer.Option(min=0, help="Fine-tune the backbone's last N blocks too (default: as --init's head, else 0)."),
+    ] = None,
+    tuned_lr_scale: Annotated[
+        float, typer.Option(min=0.0, help="Learning rate of the tuned blocks, relative to --lr.")
+    ] = 0.1,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -65,6 +72,7 @@ def lite_prompt(
     OUT/lite_prompt.safetensors with its JSON sidecar (ship it as zeroseg/weights/lite_prompt.*)."""
     import torch
 
+    from zeroseg.models.lite.build import LiteConfig, read_sidecar
     from zeroseg.train.lite_prompt import TrainConfig, train
     from zeroseg.train.sources import EXTRA_FOLDERS
 
@@ -92,9 +100,13 @@ def lite_prompt(
         extra_data=None if extra_data is None else str(extra_data.resolve()),
         extra_limit=extra_limit,
         flips=flips,
+        tuned_lr_scale=tuned_lr_scale,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
-    weights = train(out, cfg, resume=resume, cache_dir=cache_dir, progress=progress)
+    lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()
+    if tuned_blocks is not None:
+        lite = dataclasses.replace(lite, tuned_blocks=tuned_blocks)
+    weights = train(out, cfg, lite, resume=resume, cache_dir=cache_dir, progress=progress)
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 

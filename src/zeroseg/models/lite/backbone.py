@@ -10,6 +10,7 @@ bottom/right for a strided convolution), which these weights were trained with.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,15 +164,29 @@ class EfficientNetLite(nn.Module):
                 self.feature_strides.append(stride)
 
     def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.run_blocks(self.stem(x), 0, self._blocks)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> the input of the first block."""
         x = x.contiguous(memory_format=torch.channels_last)  # faster depthwise convolutions on CPU
-        x = relu6_(conv_bn(self._conv_stem, self._bn0, x))
+        return relu6_(conv_bn(self._conv_stem, self._bn0, x))
+
+    def run_blocks(
+        self, x: torch.Tensor, start: int, blocks: Sequence[nn.Module]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run ``blocks`` in place of this trunk's blocks ``start, start + 1, ...`` on ``x`` (the input of block
+        ``start``): the last output and the features of the feature stages that end among them."""
         wanted = {self.stage_ends[s] for s in self.feature_stages}
         features = []
-        for i, block in enumerate(self._blocks):
+        for i, block in enumerate(blocks, start):
             x = block(x)
             if i in wanted:
                 features.append(x.contiguous())
         return x, features
+
+    def split_after(self, level: int) -> int:
+        """Index of the first block after feature level ``level`` (its stage's last block + 1)."""
+        return self.stage_ends[self.feature_stages[level]] + 1
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Normalised images (B, 3, H, W) -> features at ``feature_strides`` (finest first)."""

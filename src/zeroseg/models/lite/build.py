@@ -27,6 +27,7 @@ from zeroseg.models.weights import read_sidecar as weights_sidecar
 
 DEFAULT_HEAD_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "lite_prompt.safetensors"
 BACKBONE_PREFIX = "image_encoder.backbone."
+TUNED_PREFIX = "image_encoder.tuned."  # the fine-tuned copies of the backbone's last blocks
 SIDECAR_FORMAT = "zeroseg-lite-prompt"
 
 
@@ -46,6 +47,7 @@ class LiteConfig:
     iou_head_hidden_dim: int = 128
     num_multimask_outputs: int = 3
     detail_dim: int = 32  # stride-8 features fed to the mask upscaling (0: SAM's decoder as is)
+    tuned_blocks: int = 0  # the backbone's last blocks fine-tuned with the head (0: all frozen)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LiteConfig:
@@ -67,6 +69,7 @@ def build_lite_model(config: LiteConfig | None = None) -> Sam:
         config.neck_dim,
         config.embed_dim,
         detail_dim=config.detail_dim,
+        tuned_blocks=config.tuned_blocks,
     )
     grid = config.img_size // config.embed_stride
     prompt_encoder = PromptEncoder(
@@ -107,14 +110,19 @@ def read_sidecar(weights: str | Path) -> dict[str, Any]:
     return weights_sidecar(weights, SIDECAR_FORMAT, "lite head")
 
 
-def load_head(model: Sam, path: str | Path) -> Sam:
-    """Load head weights strictly: the file must hold exactly the non-backbone tensors, same shapes."""
+def load_head(model: Sam, path: str | Path, may_lack: str | None = None) -> Sam:
+    """Load head weights strictly: the file must hold exactly the non-backbone tensors, same shapes.
+
+    Tensors whose names start with ``may_lack`` may be missing and keep the model's values (fine-tuning a
+    head trained without tuned backbone blocks: those start as the ImageNet blocks).
+    """
     path = Path(path)
     state = read_checkpoint(path, "lite head weights")
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"lite head weights {path} hold a {type(state).__name__}, not tensors")
     expected = head_state_dict(model)
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    missing = sorted(k for k in set(expected) - set(state) if may_lack is None or not k.startswith(may_lack))
+    unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or wrong:
         raise CheckpointMismatchError(

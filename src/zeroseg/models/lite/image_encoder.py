@@ -1,4 +1,7 @@
-"""The lite image encoder: frozen EfficientNet-Lite0 features fused by a light neck.
+"""The lite image encoder: EfficientNet-Lite0 features fused by a light neck.
+
+The ImageNet backbone stays frozen; optionally its last blocks are replaced by fine-tuned copies
+(``tuned_blocks``), so the frozen features below them can still be cached for training.
 
 It plugs into :class:`~zeroseg.models.sam.Sam` like SAM's ViT: a padded square image of ``img_size``
 pixels goes in, one ``(B, embed_dim, img_size / stride, img_size / stride)`` embedding comes out, and
@@ -7,6 +10,7 @@ the mask decoder's 4x upscaling gives low-resolution logits at ``stride / 4`` in
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -87,7 +91,12 @@ class LiteNeck(nn.Module):
 
 class LiteImageEncoder(nn.Module):
     """Backbone (frozen, eval mode) + trainable neck; exposes ``img_size`` and the backbone's pixel
-    normalisation (``pixel_mean`` / ``pixel_std`` in 0-255 units) for :class:`Sam`."""
+    normalisation (``pixel_mean`` / ``pixel_std`` in 0-255 units) for :class:`Sam`.
+
+    With ``tuned_blocks`` N, the backbone's last N blocks run as trainable copies (``tuned``, started from
+    the ImageNet weights, BatchNorm statistics frozen) and the frozen backbone is run only up to them. They
+    must start right after a feature level, whose frozen features are their input.
+    """
 
     pixel_mean = PIXEL_MEAN
     pixel_std = PIXEL_STD
@@ -100,6 +109,7 @@ class LiteImageEncoder(nn.Module):
         neck_dim: int,
         embed_dim: int,
         detail_dim: int = 0,
+        tuned_blocks: int = 0,
     ) -> None:
         super().__init__()
         if stride not in backbone.feature_strides or img_size % stride:
@@ -113,17 +123,44 @@ class LiteImageEncoder(nn.Module):
         self.neck = LiteNeck(
             backbone.feature_channels, backbone.feature_strides, stride, neck_dim, embed_dim, detail_dim=detail_dim
         )
+        levels = len(backbone.feature_strides)
+        self.tuned: nn.ModuleList | None = None
+        self.tuned_start = len(backbone._blocks)
+        self.frozen_levels = levels
+        if tuned_blocks:
+            self.tuned_start -= tuned_blocks
+            splits = [level for level in range(levels - 1) if backbone.split_after(level) == self.tuned_start]
+            if not splits:
+                allowed = [len(backbone._blocks) - backbone.split_after(level) for level in range(levels - 1)]
+                raise ConfigError(f"tuned_blocks must start after a feature level: one of {allowed}, got {tuned_blocks}")
+            self.frozen_levels = splits[0] + 1
+            self.tuned = copy.deepcopy(backbone._blocks[self.tuned_start :]).requires_grad_(True).eval()
 
     def train(self, mode: bool = True) -> LiteImageEncoder:
-        """Train the neck only: the backbone's BatchNorm statistics stay frozen."""
+        """Train the neck (and the tuned blocks' weights): BatchNorm statistics stay frozen."""
         super().train(mode)
         self.backbone.eval()
+        if self.tuned is not None:
+            self.tuned.eval()
         return self
 
     def backbone_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The frozen multi-scale features (no gradient), cacheable for training the neck."""
+        """The frozen backbone's multi-scale features (no gradient), cacheable for training."""
         with torch.no_grad():
             return self.backbone(x)
 
+    def embed_features(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Frozen backbone features (at least the first ``frozen_levels``) -> the embedding."""
+        if self.tuned is not None:
+            start = features[self.frozen_levels - 1]
+            tuned = self.backbone.run_blocks(start, self.tuned_start, self.tuned)[1]
+            features = [*features[: self.frozen_levels], *tuned]
+        return self.neck(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.backbone_features(x))
+        if self.tuned is None:
+            return self.neck(self.backbone_features(x))
+        with torch.no_grad():
+            blocks = self.backbone._blocks[: self.tuned_start]
+            frozen = self.backbone.run_blocks(self.backbone.stem(x), 0, blocks)[1]
+        return self.embed_features(frozen)
