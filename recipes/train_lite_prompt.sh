@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
 # Reproduce the shipped lite head (src/zeroseg/weights/lite_prompt.*) on the CPU, then copy it into the package.
-# v2: fine-tune the v1 head (the plain 8,000-step run on ../shared/data, kept in git history) on ../shared/data train
-# splits plus the extra sets of recipes/get_lite_data.sh (their train splits; never GrabCut/Berkeley photos).
+# v3 (shipped): fine-tune the v2 head (kept in git history) together with the backbone's last 11 blocks, 2,000 steps,
+# on ../shared/data train splits plus the extra sets of recipes/get_lite_data.sh (their train splits; never
+# GrabCut/Berkeley photos). v2 was the v1 head (the plain 8,000-step run on ../shared/data) fine-tuned the same way with
+# the backbone frozen: INIT=runs/lite_prompt_v1.safetensors INIT_COMMIT=5011f2e TUNED_BLOCKS=0 THREADS=1.
 # Usage: recipes/train_lite_prompt.sh [OUT_DIR] [EXTRA_DATA_DIR]
-#   env: STEPS, SEED, THREADS (1 is fastest on a busy machine), EXTRA_LIMIT (images per extra set), INIT (head
-#   weights to start from; empty: a random head, as v1), LR, FLIPS (1: also mirror images), TUNED_BLOCKS (fine-tune
-#   the backbone's last N blocks too), TUNED_LR_SCALE (their learning rate relative to LR), CACHE (feature cache
-#   folder, default OUT/cache; the frozen backbone features do not depend on the head), PYTHON.
+#   env: STEPS (default 2000), SEED, THREADS (1 is fastest on a busy machine), EXTRA_LIMIT (images per extra set),
+#   INIT (head weights to start from; empty: a random head, as v1; taken from git at INIT_COMMIT when missing), LR,
+#   FLIPS (1: also mirror images), TUNED_BLOCKS (fine-tune the backbone's last N blocks too, default 11),
+#   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), CACHE (feature cache folder, default OUT/cache;
+#   the frozen backbone features do not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/lite_prompt}
 EXTRA=${2:-/work/data_extra}
 PYTHON=${PYTHON:-.venv/bin/python}
-INIT=${INIT-runs/lite_prompt_v1.safetensors}
-args=(--out "$OUT" --steps "${STEPS:-6000}" --seed "${SEED:-0}" --threads "${THREADS:-1}" --lr "${LR:-5e-4}")
+INIT=${INIT-runs/lite_prompt_v2.safetensors}
+INIT_COMMIT=${INIT_COMMIT:-e950bcf}  # the commit that shipped the v2 head
+args=(--out "$OUT" --steps "${STEPS:-2000}" --seed "${SEED:-0}" --threads "${THREADS:-2}" --lr "${LR:-5e-4}")
 [[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
 [[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
-[[ -n "${TUNED_BLOCKS:-}" ]] && args+=(--tuned-blocks "$TUNED_BLOCKS" --tuned-lr-scale "${TUNED_LR_SCALE:-0.1}")
+args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}")
 [[ -n "${CACHE:-}" ]] && args+=(--cache-dir "$CACHE")
 if [[ -n "$INIT" ]]; then
-    if [[ ! -f "$INIT" ]]; then  # the v1 head, from the commit that shipped it
+    if [[ ! -f "$INIT" ]]; then  # the earlier head, from the commit that shipped it
         mkdir -p "$(dirname "$INIT")"
-        git show 5011f2e:src/zeroseg/weights/lite_prompt.safetensors > "$INIT"
-        git show 5011f2e:src/zeroseg/weights/lite_prompt.json > "${INIT%.safetensors}.json"
+        git show "$INIT_COMMIT":src/zeroseg/weights/lite_prompt.safetensors > "$INIT"
+        git show "$INIT_COMMIT":src/zeroseg/weights/lite_prompt.json > "${INIT%.safetensors}.json"
     fi
     args+=(--init "$INIT")
 fi

@@ -95,7 +95,7 @@ def test_label_pixels_calibrates_pixels_unless_told(tmp_path, scratch_hub, pictu
 
 def test_everything_names_every_mask(picture, tmp_path):
     out = tmp_path / "out"
-    run("everything", picture, "--names", "red, green, blue", "--embedder", "colour", "--points-per-side", "8",
+    run("everything", picture, "--names", "red, green, blue", "--embedder", "colour", "--points-per-side", "16",
         "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--out", out)
     coco = json.loads((out / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}

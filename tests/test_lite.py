@@ -126,7 +126,7 @@ def test_head_weights_errors(tmp_path):
 
 def test_shipped_head_weights_load():
     assert DEFAULT_HEAD_WEIGHTS.is_file(), "the trained lite head must ship inside the package"
-    assert DEFAULT_HEAD_WEIGHTS.stat().st_size < 8 * 2**20
+    assert DEFAULT_HEAD_WEIGHTS.stat().st_size < 24 * 2**20  # a few tens of MB at most
     training = read_sidecar(DEFAULT_HEAD_WEIGHTS)["training"]
     assert "grabcut" not in training["data"]["sources"] and "berkeley" not in training["data"]["sources"]
     model = build_lite()
@@ -178,6 +178,12 @@ def test_tuned_blocks_start_as_the_imagenet_blocks_and_load_from_a_frozen_head(t
         cached = tuned.image_encoder.backbone_features(x)  # what training caches: the full frozen pass
         assert torch.allclose(tuned.image_encoder.embed_features(cached), expected, atol=1e-5)
     assert any(k.startswith(lite_build.TUNED_PREFIX) for k in head_state_dict(tuned))  # they ship with the head
+    with torch.no_grad():  # once trained, inference (frozen pass up to the tuned blocks) = training's cached path
+        for p in tuned.image_encoder.tuned.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        changed = tuned.image_encoder(x)
+        assert not torch.allclose(changed, expected, atol=1e-3)
+        assert torch.allclose(tuned.image_encoder.embed_features(cached), changed, atol=1e-5)
     with pytest.raises(ConfigError, match="tuned_blocks"):
         build_lite_model(dataclasses.replace(TINY, tuned_blocks=3))  # not at a feature level
 

@@ -152,7 +152,7 @@ class LiteImageEncoder(nn.Module):
     def embed_features(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Frozen backbone features (at least the first ``frozen_levels``) -> the embedding."""
         if self.tuned is not None:
-            start = features[self.frozen_levels - 1]
+            start = features[self.frozen_levels - 1].contiguous(memory_format=torch.channels_last)
             tuned = self.backbone.run_blocks(start, self.tuned_start, self.tuned)[1]
             features = [*features[: self.frozen_levels], *tuned]
         return self.neck(features)
