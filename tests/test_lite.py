@@ -253,5 +253,18 @@ def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
 def test_cli_lists_the_recipe_options():
     result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
     assert result.exit_code == 0
-    for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir", "--extra-data", "--sources", "--no-flips"):
+    for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir", "--extra-data", "--sources", "--no-flips",
+                   "--tuned-blocks", "--source-weight"):
         assert option in result.output
+
+
+def test_source_weights_scale_how_often_a_source_is_drawn(tiny_dataset):
+    model = build_lite_model(TINY)
+    plain = lite_prompt.prepare_data(model, tiny_dataset, flips=False, cache_dir=None, progress=False)
+    halved = lite_prompt.prepare_data(
+        model, tiny_dataset, flips=False, cache_dir=None, progress=False, source_weights={"msrc21": 0.5}
+    )
+    assert plain.weights.sum() > 0
+    assert np.allclose(halved.weights, 0.5 * plain.weights)
+    result = CliRunner().invoke(train_app, ["lite-prompt", "--out", "x", "--source-weight", "bsds=0"])
+    assert result.exit_code != 0 and "SOURCE=FACTOR" in result.output  # bsds is not a source of this run

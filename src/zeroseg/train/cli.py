@@ -65,6 +65,10 @@ def lite_prompt(
     tuned_lr_scale: Annotated[
         float, typer.Option(min=0.0, help="Learning rate of the tuned blocks, relative to --lr.")
     ] = 0.1,
+    source_weight: Annotated[
+        list[str] | None,
+        typer.Option(help="SOURCE=FACTOR: scale how often a source's objects are drawn (0: never); repeatable."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -101,6 +105,7 @@ def lite_prompt(
         extra_limit=extra_limit,
         flips=flips,
         tuned_lr_scale=tuned_lr_scale,
+        source_weights=tuple(_source_weight(item, chosen) for item in source_weight or ()),
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()
@@ -108,6 +113,18 @@ def lite_prompt(
         lite = dataclasses.replace(lite, tuned_blocks=tuned_blocks)
     weights = train(out, cfg, lite, resume=resume, cache_dir=cache_dir, progress=progress)
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
+
+
+def _source_weight(item: str, sources: tuple[str, ...]) -> tuple[str, float]:
+    """``SOURCE=FACTOR`` -> (source, factor), for a source the run trains on."""
+    name, _, factor = item.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = -1.0
+    if name not in sources or value < 0:
+        raise typer.BadParameter(f"--source-weight {item!r}: expected SOURCE=FACTOR >= 0 with SOURCE one of {list(sources)}")
+    return name, value
 
 
 @app.command("lite-text")

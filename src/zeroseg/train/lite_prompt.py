@@ -88,6 +88,7 @@ class TrainConfig:
     dice_weight: float = 5.0  # SAM uses 20:1; from scratch on little data 20:5 learns masks far sooner
     iou_weight: float = 1.0
     tuned_lr_scale: float = 0.1  # learning rate of the tuned backbone blocks, relative to ``lr``
+    source_weights: tuple[tuple[str, float], ...] = ()  # (source, factor) on its objects' sampling weight (default 1)
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -154,9 +155,16 @@ def compute_features(
 
 
 def prepare_data(
-    model: Sam, dataset: PromptMaskDataset, flips: bool, cache_dir: Path | None, progress: bool = True
+    model: Sam,
+    dataset: PromptMaskDataset,
+    flips: bool,
+    cache_dir: Path | None,
+    progress: bool = True,
+    source_weights: dict[str, float] | None = None,
 ) -> TrainingData:
-    """Cached backbone features (computed once, kept in ``cache_dir``) and per-object targets."""
+    """Cached backbone features (computed once, kept in ``cache_dir``) and per-object targets.
+
+    ``source_weights`` scales the sampling weight of each source's objects (0: never drawn, still cached)."""
     img_size = model.image_encoder.img_size
     n_flips = 2 if flips else 1
     cache = None
@@ -185,7 +193,7 @@ def prepare_data(
         targets.append(np.stack([np.packbits(t.ravel()) for t in per_flip]))
         # Objects are drawn in proportion to their area (as if a random labelled pixel were clicked),
         # so the thousands of street-scene specks do not crowd out whole objects.
-        weights.append(float(mask.mean()))
+        weights.append(float(mask.mean()) * (source_weights or {}).get(obj.source, 1.0))
         entries.append(entry)
     return TrainingData(
         features=features,
@@ -459,7 +467,9 @@ def train(
             extra_root=cfg.extra_data,
             extra_limit=cfg.extra_limit,
         )
-    data = prepare_data(model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress)
+    data = prepare_data(
+        model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress, dict(cfg.source_weights)
+    )
 
     groups = parameter_groups(model, cfg)
     params = [p for g in groups for p in g["params"]]
