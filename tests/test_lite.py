@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite import LiteConfig, build_lite, build_lite_model
 from zeroseg.models.lite.mask_decoder import DetailMaskDecoder
+from zeroseg.models.weights import read_checkpoint
 from zeroseg.models.lite import build as lite_build
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
 from zeroseg.segment.predictor import Predictor
@@ -94,6 +95,9 @@ def test_head_weights_round_trip(tmp_path):
     model = build_lite_model(TINY)
     path = tmp_path / "head.safetensors"
     save_head(model, path, TINY, {"steps": 0})
+    stored = read_checkpoint(path, "head")
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())  # half the size on disk
+    model.load_state_dict({k: v.half().float() for k, v in head_state_dict(model).items()}, strict=False)
     assert read_sidecar(path)["config"] == dataclasses.asdict(TINY)
     assert not any(k.startswith("image_encoder.backbone.") for k in head_state_dict(model))
 
@@ -126,7 +130,7 @@ def test_head_weights_errors(tmp_path):
 
 def test_shipped_head_weights_load():
     assert DEFAULT_HEAD_WEIGHTS.is_file(), "the trained lite head must ship inside the package"
-    assert DEFAULT_HEAD_WEIGHTS.stat().st_size < 24 * 2**20  # a few tens of MB at most
+    assert DEFAULT_HEAD_WEIGHTS.stat().st_size < 8 * 2**20
     training = read_sidecar(DEFAULT_HEAD_WEIGHTS)["training"]
     assert "grabcut" not in training["data"]["sources"] and "berkeley" not in training["data"]["sources"]
     model = build_lite()
@@ -166,6 +170,7 @@ def test_tuned_blocks_start_as_the_imagenet_blocks_and_load_from_a_frozen_head(t
     torch.manual_seed(0)
     frozen = build_lite_model(TINY)
     save_head(frozen, tmp_path / "head.safetensors", TINY, {})
+    lite_build.load_head(frozen, tmp_path / "head.safetensors")  # as stored (float16-rounded)
     tuned_config = dataclasses.replace(TINY, tuned_blocks=5)
     tuned = build_lite_model(tuned_config)
     with pytest.raises(CheckpointMismatchError):

@@ -101,8 +101,12 @@ def head_state_dict(model: Sam) -> dict[str, torch.Tensor]:
 
 
 def save_head(model: Sam, path: str | Path, config: LiteConfig, metadata: dict[str, Any]) -> None:
-    """Write the head weights (safetensors) and the JSON sidecar (config + ``metadata``), each atomically."""
-    save_weights(path, head_state_dict(model), SIDECAR_FORMAT, {"config": asdict(config), "training": metadata})
+    """Write the head weights (safetensors) and the JSON sidecar (config + ``metadata``), each atomically.
+
+    Floating-point tensors are stored in float16 (half the size of a shipped head; loading casts them back to the
+    model's float32). Training checkpoints keep float32."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in head_state_dict(model).items()}
+    save_weights(path, state, SIDECAR_FORMAT, {"config": asdict(config), "training": metadata})
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
