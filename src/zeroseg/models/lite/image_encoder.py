@@ -158,9 +158,7 @@ class LiteImageEncoder(nn.Module):
         return self.neck(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tuned is None:
-            return self.neck(self.backbone_features(x))
-        with torch.no_grad():
+        with torch.no_grad():  # the frozen backbone up to the tuned blocks (all of it without them)
             blocks = self.backbone._blocks[: self.tuned_start]
             frozen = self.backbone.run_blocks(self.backbone.stem(x), 0, blocks)[1]
         return self.embed_features(frozen)
