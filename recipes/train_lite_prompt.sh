@@ -8,7 +8,8 @@
 #   env: STEPS (default 2000), SEED, THREADS (1 is fastest on a busy machine), EXTRA_LIMIT (images per extra set),
 #   INIT (head weights to start from; empty: a random head, as v1; taken from git at INIT_COMMIT when missing), LR,
 #   FLIPS (1: also mirror images), TUNED_BLOCKS (fine-tune the backbone's last N blocks too, default 11),
-#   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), CACHE (feature cache folder, default OUT/cache;
+#   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), PART_WEIGHT (machine-made part targets per
+#   object, default 0), INSTALL (0: do not copy the result into the package), CACHE (feature cache folder, default OUT/cache;
 #   the frozen backbone features do not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
@@ -21,7 +22,7 @@ INIT_COMMIT=${INIT_COMMIT:-e950bcf}  # the commit that shipped the v2 head
 args=(--out "$OUT" --steps "${STEPS:-2000}" --seed "${SEED:-0}" --threads "${THREADS:-2}" --lr "${LR:-5e-4}")
 [[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
 [[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
-args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}")
+args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}" --part-weight "${PART_WEIGHT:-0}")
 [[ -n "${CACHE:-}" ]] && args+=(--cache-dir "$CACHE")
 if [[ -n "$INIT" ]]; then
     if [[ ! -f "$INIT" ]]; then  # the earlier head, from the commit that shipped it
@@ -33,4 +34,6 @@ if [[ -n "$INIT" ]]; then
 fi
 [[ -f "$OUT/checkpoint.pt" ]] && args+=(--resume)
 "$PYTHON" -m zeroseg.train.cli lite-prompt "${args[@]}"
-cp "$OUT/lite_prompt.safetensors" "$OUT/lite_prompt.json" src/zeroseg/weights/
+if [[ "${INSTALL:-1}" == 1 ]]; then  # INSTALL=0: an experiment, leave the shipped head alone
+    cp "$OUT/lite_prompt.safetensors" "$OUT/lite_prompt.json" src/zeroseg/weights/
+fi

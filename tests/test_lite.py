@@ -18,6 +18,7 @@ from zeroseg.models.lite import build as lite_build
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
 from zeroseg.segment.predictor import Predictor
 from zeroseg.train import lite_prompt
+from zeroseg.train.parts import ImageParts
 from zeroseg.train.cli import app as train_app
 from zeroseg.train.datasets import PromptMaskDataset
 
@@ -259,8 +260,37 @@ def test_cli_lists_the_recipe_options():
     result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
     assert result.exit_code == 0
     for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir", "--extra-data", "--sources", "--no-flips",
-                   "--tuned-blocks", "--source-weight"):
+                   "--tuned-blocks", "--source-weight", "--part-weight"):
         assert option in result.output
+
+
+def test_object_parts_are_the_pieces_that_stand_out_in_colour():
+    """A grey object with a red patch (a tenth of it) and a faint shading: the patch is the part."""
+    image = np.full((120, 160, 3), 30, np.uint8)
+    image[20:100, 20:140] = 128  # the object
+    image[40:60, 40:88] = (200, 30, 30)  # its red part: 960 of 9600 pixels
+    image[80:100, 20:140] += 4  # shading, no part
+    object_mask = np.zeros((120, 160), bool)
+    object_mask[20:100, 20:140] = True
+    found = ImageParts(image).of(object_mask)
+    assert len(found) == 1
+    expected = np.zeros_like(object_mask)
+    expected[40:60, 40:88] = True
+    assert (found[0] & expected).sum() / (found[0] | expected).sum() > 0.6  # its blurred rim may go elsewhere
+    assert ImageParts(image).of(np.pad(np.ones((8, 8), bool), ((40, 72), (40, 112)))) == []  # too small for parts
+
+
+def test_part_targets_join_their_object_at_part_weight(tiny_dataset):
+    model = build_lite_model(TINY)
+    plain = lite_prompt.prepare_data(model, tiny_dataset, flips=False, cache_dir=None, progress=False)
+    with_parts = lite_prompt.prepare_data(model, tiny_dataset, flips=False, cache_dir=None, progress=False,
+                                          part_weight=0.5)
+    n = len(plain.weights)
+    assert len(with_parts.weights) > n  # MSRC's photo has objects with parts
+    assert np.array_equal(with_parts.targets[:1], plain.targets[:1])
+    objects = sorted(plain.weights.tolist())
+    assert sorted(w for w in with_parts.weights.tolist() if w in objects) == objects
+    assert with_parts.weights.sum() <= 1.5 * plain.weights.sum() + 1e-9  # parts: at most half their objects' mass
 
 
 def test_source_weights_scale_how_often_a_source_is_drawn(tiny_dataset):

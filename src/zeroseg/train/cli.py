@@ -69,6 +69,10 @@ def lite_prompt(
         list[str] | None,
         typer.Option(help="SOURCE=FACTOR: scale how often a source's objects are drawn (0: never); repeatable."),
     ] = None,
+    part_weight: Annotated[
+        float,
+        typer.Option(min=0.0, help="Add machine-made part targets, drawn this many times as often as their object (0: none)."),
+    ] = 0.0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -106,6 +110,7 @@ def lite_prompt(
         flips=flips,
         tuned_lr_scale=tuned_lr_scale,
         source_weights=tuple(_source_weight(item, chosen) for item in source_weight or ()),
+        part_weight=part_weight,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()

@@ -264,6 +264,10 @@ class LazyImages(Sequence[np.ndarray]):
             self._cache[index] = image
         return self._cache[index]
 
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` decoded without keeping it (one pass over every image)."""
+        return self._cache[index] if index in self._cache else _read_rgb(self.paths[index])
+
 
 @dataclass(frozen=True)
 class PromptObject:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import subprocess
@@ -55,6 +56,7 @@ from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.train.datasets import PromptMaskDataset
+from zeroseg.train.parts import ImageParts
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MIN_TARGET_CELLS = 4
@@ -89,6 +91,7 @@ class TrainConfig:
     iou_weight: float = 1.0
     tuned_lr_scale: float = 0.1  # learning rate of the tuned backbone blocks, relative to ``lr``
     source_weights: tuple[tuple[str, float], ...] = ()  # (source, factor) on its objects' sampling weight (default 1)
+    part_weight: float = 0.0  # machine-made part targets (zeroseg.train.parts), drawn this often per object
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -161,10 +164,13 @@ def prepare_data(
     cache_dir: Path | None,
     progress: bool = True,
     source_weights: dict[str, float] | None = None,
+    part_weight: float = 0.0,
 ) -> TrainingData:
     """Cached backbone features (computed once, kept in ``cache_dir``) and per-object targets.
 
-    ``source_weights`` scales the sampling weight of each source's objects (0: never drawn, still cached)."""
+    ``source_weights`` scales the sampling weight of each source's objects (0: never drawn, still cached).
+    ``part_weight`` > 0 adds each object's machine-made parts (:mod:`zeroseg.train.parts`) as targets,
+    drawn together that many times as often as the object."""
     img_size = model.image_encoder.img_size
     n_flips = 2 if flips else 1
     cache = None
@@ -183,18 +189,36 @@ def prepare_data(
     factor = img_size // grid
     valid = (sizes + factor - 1) // factor
     targets, weights, entries = [], [], []
-    for obj in tqdm(dataset.objects, desc="targets", disable=not progress):
-        entry = obj.image_index * n_flips
-        mask = mask_utils.decode(obj.rle).astype(bool)
-        size = tuple(int(s) for s in sizes[entry])
+
+    def add(mask: np.ndarray, size: tuple[int, int], entry: int, weight: float) -> bool:
         per_flip = [_low_res_target(mask, size, img_size, grid, bool(f)) for f in range(n_flips)]
         if min(t.sum() for t in per_flip) < MIN_TARGET_CELLS:
-            continue
+            return False
         targets.append(np.stack([np.packbits(t.ravel()) for t in per_flip]))
-        # Objects are drawn in proportion to their area (as if a random labelled pixel were clicked),
-        # so the thousands of street-scene specks do not crowd out whole objects.
-        weights.append(float(mask.mean()) * (source_weights or {}).get(obj.source, 1.0))
+        weights.append(weight)
         entries.append(entry)
+        return True
+
+    by_image = itertools.groupby(dataset.objects, key=lambda o: o.image_index)
+    n_images = len({o.image_index for o in dataset.objects})
+    for image_index, objects in tqdm(by_image, total=n_images, desc="targets", disable=not progress):
+        entry = image_index * n_flips
+        size = tuple(int(s) for s in sizes[entry])
+        parts = None
+        if part_weight > 0:
+            image = cv2.resize(dataset.images.read(image_index), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            parts = ImageParts(image)
+        for obj in objects:
+            mask = mask_utils.decode(obj.rle).astype(bool)
+            # Objects are drawn in proportion to their area (as if a random labelled pixel were clicked),
+            # so the thousands of street-scene specks do not crowd out whole objects.
+            weight = float(mask.mean()) * (source_weights or {}).get(obj.source, 1.0)
+            if not add(mask, size, entry, weight) or parts is None:
+                continue
+            small = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
+            found = parts.of(small)
+            for part in found:  # together drawn part_weight times as often as their object
+                add(part, size, entry, weight * part_weight / len(found))
     return TrainingData(
         features=features,
         valid=valid,
@@ -468,7 +492,8 @@ def train(
             extra_limit=cfg.extra_limit,
         )
     data = prepare_data(
-        model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress, dict(cfg.source_weights)
+        model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress, dict(cfg.source_weights),
+        cfg.part_weight,
     )
 
     groups = parameter_groups(model, cfg)
