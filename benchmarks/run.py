@@ -17,12 +17,13 @@ import torch
 from benchmarks.app_session import CASES as APP_SESSION_CASES
 from benchmarks.cases import CASES as SAM_CASES
 from benchmarks.cases import Context
+from benchmarks.everything_counts import CASES as EVERYTHING_CASES
 from benchmarks.hf_models import CASES as HF_CASES
 from benchmarks.sam3 import CASES as SAM3_CASES
 from benchmarks.report import Machine, Row, print_table, update_docs, wide_console
 from zeroseg.runtime import reuse_freed_memory
 
-CASES = {**SAM_CASES, **HF_CASES, **SAM3_CASES, **APP_SESSION_CASES}
+CASES = {**SAM_CASES, **HF_CASES, **SAM3_CASES, **APP_SESSION_CASES, **EVERYTHING_CASES}
 DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

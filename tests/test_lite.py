@@ -291,6 +291,9 @@ def test_part_targets_join_their_object_at_part_weight(tiny_dataset):
     objects = sorted(plain.weights.tolist())
     assert sorted(w for w in with_parts.weights.tolist() if w in objects) == objects
     assert with_parts.weights.sum() <= 1.5 * plain.weights.sum() + 1e-9  # parts: at most half their objects' mass
+    other_source = lite_prompt.prepare_data(model, tiny_dataset, flips=False, cache_dir=None, progress=False,
+                                            part_weight=0.5, part_sources=("coco128",))
+    assert np.array_equal(other_source.weights, plain.weights)  # only the named sources' objects get parts
 
 
 def test_source_weights_scale_how_often_a_source_is_drawn(tiny_dataset):

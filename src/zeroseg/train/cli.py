@@ -73,6 +73,9 @@ def lite_prompt(
         float,
         typer.Option(min=0.0, help="Add machine-made part targets, drawn this many times as often as their object (0: none)."),
     ] = 0.0,
+    part_sources: Annotated[
+        str | None, typer.Option(help="Comma-separated sources whose objects get part targets (default: every source).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -111,6 +114,7 @@ def lite_prompt(
         tuned_lr_scale=tuned_lr_scale,
         source_weights=tuple(_source_weight(item, chosen) for item in source_weight or ()),
         part_weight=part_weight,
+        part_sources=_part_sources(part_sources, chosen),
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()
@@ -118,6 +122,15 @@ def lite_prompt(
         lite = dataclasses.replace(lite, tuned_blocks=tuned_blocks)
     weights = train(out, cfg, lite, resume=resume, cache_dir=cache_dir, progress=progress)
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
+
+
+def _part_sources(value: str | None, sources: tuple[str, ...]) -> tuple[str, ...]:
+    """``a,b`` -> ("a", "b"), each a source the run trains on (None: every source)."""
+    names = tuple(s.strip() for s in (value or "").split(",") if s.strip())
+    unknown = [name for name in names if name not in sources]
+    if unknown:
+        raise typer.BadParameter(f"--part-sources {unknown}: not sources of this run {list(sources)}")
+    return names
 
 
 def _source_weight(item: str, sources: tuple[str, ...]) -> tuple[str, float]:

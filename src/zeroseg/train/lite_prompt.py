@@ -92,6 +92,7 @@ class TrainConfig:
     tuned_lr_scale: float = 0.1  # learning rate of the tuned backbone blocks, relative to ``lr``
     source_weights: tuple[tuple[str, float], ...] = ()  # (source, factor) on its objects' sampling weight (default 1)
     part_weight: float = 0.0  # machine-made part targets (zeroseg.train.parts), drawn this often per object
+    part_sources: tuple[str, ...] = ()  # sources whose objects get part targets (empty: every source)
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -165,12 +166,14 @@ def prepare_data(
     progress: bool = True,
     source_weights: dict[str, float] | None = None,
     part_weight: float = 0.0,
+    part_sources: Sequence[str] = (),
 ) -> TrainingData:
     """Cached backbone features (computed once, kept in ``cache_dir``) and per-object targets.
 
     ``source_weights`` scales the sampling weight of each source's objects (0: never drawn, still cached).
     ``part_weight`` > 0 adds each object's machine-made parts (:mod:`zeroseg.train.parts`) as targets,
-    drawn together that many times as often as the object."""
+    drawn together that many times as often as the object; ``part_sources`` limits them to those sources'
+    objects (empty: every source)."""
     img_size = model.image_encoder.img_size
     n_flips = 2 if flips else 1
     cache = None
@@ -201,11 +204,12 @@ def prepare_data(
 
     by_image = itertools.groupby(dataset.objects, key=lambda o: o.image_index)
     n_images = len({o.image_index for o in dataset.objects})
-    for image_index, objects in tqdm(by_image, total=n_images, desc="targets", disable=not progress):
+    for image_index, group in tqdm(by_image, total=n_images, desc="targets", disable=not progress):
+        objects = list(group)
         entry = image_index * n_flips
         size = tuple(int(s) for s in sizes[entry])
         parts = None
-        if part_weight > 0:
+        if part_weight > 0 and any(not part_sources or o.source in part_sources for o in objects):
             image = cv2.resize(dataset.images.read(image_index), (size[1], size[0]), interpolation=cv2.INTER_AREA)
             parts = ImageParts(image)
         for obj in objects:
@@ -214,6 +218,8 @@ def prepare_data(
             # so the thousands of street-scene specks do not crowd out whole objects.
             weight = float(mask.mean()) * (source_weights or {}).get(obj.source, 1.0)
             if not add(mask, size, entry, weight) or parts is None:
+                continue
+            if part_sources and obj.source not in part_sources:
                 continue
             small = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
             found = parts.of(small)
@@ -493,7 +499,7 @@ def train(
         )
     data = prepare_data(
         model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress, dict(cfg.source_weights),
-        cfg.part_weight,
+        cfg.part_weight, cfg.part_sources,
     )
 
     groups = parameter_groups(model, cfg)
