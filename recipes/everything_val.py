@@ -10,7 +10,7 @@ Two sets of photos no training step saw, scored apart:
 For each ``GRID,IOU,STABILITY[,NMS[,CROP_LAYERS[,CROP_DOWNSCALE]]]`` setting it prints masks per photo, recall (share of ground-truth
 masks some mask matches at IoU 0.5 / 0.75), the mean best IoU per ground-truth mask and the share of
 masks that match one. ``REFINE=0`` turns the lite preset's edge refinement off; ``CHECKPOINT=FILE``
-scores other lite weights (e.g. a training run's ``lite_prompt.safetensors``).
+scores other lite weights (e.g. a training run's ``lite_prompt.safetensors``); ``SETS=regions`` scores one set.
 
     python recipes/everything_val.py 32,0.4,0.1 32,0.5,0.2 32,0.4,0.1,0.8
 """
@@ -75,7 +75,8 @@ def instance_photos() -> list[Photo]:
 
 
 def main(settings: list[str]) -> None:
-    sets = {"regions": region_photos(), "instances": instance_photos()}
+    wanted = os.environ.get("SETS", "regions,instances").split(",")
+    sets = {name: read() for name, read in (("regions", region_photos), ("instances", instance_photos)) if name in wanted}
     for name, items in sets.items():
         print(f"{name}: {len(items)} photos, {sum(len(r) for _, r in items)} masks", flush=True)
     checkpoint = os.environ.get("CHECKPOINT")
