@@ -13,7 +13,8 @@ simulates an interactive session per object, as RITM and SAM train:
 
 Loss per mask: 20 x focal + 5 x dice on the 4x-upscaled low-resolution logits (SAM's ratio is 20:1;
 a head trained from scratch on little data first collapses to empty masks with it), plus the MSE
-between the predicted and the actual IoU. Every step draws its randomness from ``(seed, step)``,
+between the predicted and the actual IoU. With ``part_weight`` > 0, machine-made parts of the objects
+(:mod:`zeroseg.train.parts`) are targets too. Every step draws its randomness from ``(seed, step)``,
 so a run resumed from a checkpoint continues exactly as the uninterrupted one.
 """
 
