@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from skimage import data as skimage_data
 
 from benchmarks.cases import Context
 from benchmarks.report import Machine, Row, Target, print_table, wide_console
 from zeroseg import hub
+from zeroseg.demo import sample_photos
 from zeroseg.io import load_image, save_png
 from zeroseg.segment.pipeline import Everything
 from zeroseg.viz import overlay
@@ -29,7 +29,7 @@ MIN_MASKS = 10  # issue 14
 
 def photos() -> dict[str, np.ndarray]:
     """The demo photos (scikit-image's coffee, chelsea, astronaut) and the five coco128 photos."""
-    found = {"coffee": skimage_data.coffee(), "chelsea": skimage_data.chelsea(), "astronaut": skimage_data.astronaut()}
+    found = sample_photos()
     for path in sorted(COCO.glob("*.jpg"))[COCO_PHOTOS]:
         found[path.stem] = load_image(path)
     return found

@@ -9,8 +9,9 @@
 #   INIT (head weights to start from; empty: a random head, as v1; taken from git at INIT_COMMIT when missing), LR,
 #   FLIPS (1: also mirror images), TUNED_BLOCKS (fine-tune the backbone's last N blocks too, default 11),
 #   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), PART_WEIGHT (machine-made part targets per
-#   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), INSTALL (0: do not copy the result into the package), CACHE (feature cache folder, default OUT/cache;
-#   the frozen backbone features do not depend on the head), PYTHON.
+#   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), INSTALL (0: do not copy
+#   the result into the package), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
+#   not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -92,7 +92,7 @@ def lite_prompt(
 
     defaults = TrainConfig()
     if sources is not None:
-        chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
+        chosen = _names(sources)
     elif extra_data is not None:
         chosen = defaults.sources + tuple(EXTRA_FOLDERS)
     else:
@@ -124,9 +124,14 @@ def lite_prompt(
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 
+def _names(value: str | None) -> tuple[str, ...]:
+    """``a, b`` -> ("a", "b") (None: none)."""
+    return tuple(s.strip() for s in (value or "").split(",") if s.strip())
+
+
 def _part_sources(value: str | None, sources: tuple[str, ...]) -> tuple[str, ...]:
     """``a,b`` -> ("a", "b"), each a source the run trains on (None: every source)."""
-    names = tuple(s.strip() for s in (value or "").split(",") if s.strip())
+    names = _names(value)
     unknown = [name for name in names if name not in sources]
     if unknown:
         raise typer.BadParameter(f"--part-sources {unknown}: not sources of this run {list(sources)}")

@@ -56,7 +56,7 @@ from zeroseg.models.lite.build import (
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.transforms import ResizeLongestSide
-from zeroseg.train.datasets import PromptMaskDataset
+from zeroseg.train.datasets import PromptMaskDataset, PromptObject
 from zeroseg.train.parts import ImageParts
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -203,6 +203,9 @@ def prepare_data(
         entries.append(entry)
         return True
 
+    def gets_parts(obj: PromptObject) -> bool:
+        return part_weight > 0 and (not part_sources or obj.source in part_sources)
+
     by_image = itertools.groupby(dataset.objects, key=lambda o: o.image_index)
     n_images = len({o.image_index for o in dataset.objects})
     for image_index, group in tqdm(by_image, total=n_images, desc="targets", disable=not progress):
@@ -210,7 +213,7 @@ def prepare_data(
         entry = image_index * n_flips
         size = tuple(int(s) for s in sizes[entry])
         parts = None
-        if part_weight > 0 and any(not part_sources or o.source in part_sources for o in objects):
+        if any(gets_parts(o) for o in objects):
             image = cv2.resize(dataset.images.read(image_index), (size[1], size[0]), interpolation=cv2.INTER_AREA)
             parts = ImageParts(image)
         for obj in objects:
@@ -218,9 +221,7 @@ def prepare_data(
             # Objects are drawn in proportion to their area (as if a random labelled pixel were clicked),
             # so the thousands of street-scene specks do not crowd out whole objects.
             weight = float(mask.mean()) * (source_weights or {}).get(obj.source, 1.0)
-            if not add(mask, size, entry, weight) or parts is None:
-                continue
-            if part_sources and obj.source not in part_sources:
+            if not add(mask, size, entry, weight) or not gets_parts(obj):
                 continue
             small = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
             found = parts.of(small)

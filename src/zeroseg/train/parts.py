@@ -5,7 +5,7 @@ wheel), so a model trained on them answers a click on an eye with the whole head
 finds no parts. Like SAM's data engine and UnSAM (Wang et al., 2024), training can add unsupervised
 targets: the image is over-segmented once (Felzenszwalb and Huttenlocher's graph segmentation), each
 segment is cut by the object's mask, and the pieces that are a modest share of the object and differ clearly
-in colour from the rest of it become extra targets. The labelled objects stay the main signal; a click in a
+in colour from the object around them become extra targets. The labelled objects stay the main signal; a click in a
 part is ambiguous, which the decoder's three masks are for.
 """
 from __future__ import annotations
@@ -35,7 +35,6 @@ class ImageParts:
 
     def __init__(self, image: np.ndarray, scale: float = SCALE) -> None:
         self.segments = felzenszwalb(image, scale=scale, sigma=0.8, min_size=MIN_PIXELS // 4)
-        self.count = int(self.segments.max()) + 1
         self.lab = rgb2lab(image)
 
     def of(self, mask: np.ndarray, max_parts: int = MAX_PARTS) -> list[np.ndarray]:
@@ -46,7 +45,7 @@ class ImageParts:
         ys, xs = np.nonzero(mask)
         window = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         inside, segments, lab = mask[window], self.segments[window], self.lab[window]
-        counts = np.bincount(segments[inside], minlength=self.count)
+        counts = np.bincount(segments[inside])
         share = counts / area
         candidates = np.flatnonzero((share >= MIN_SHARE) & (share <= MAX_SHARE) & (counts >= MIN_PIXELS))
         scored = []
@@ -57,9 +56,9 @@ class ImageParts:
                 continue
             contrast = float(np.linalg.norm(lab[part].mean(0) - lab[ring].mean(0)))
             if contrast >= MIN_CONTRAST:
-                scored.append((contrast, int(label), part))
+                scored.append((contrast, part))
         parts = []
-        for _, _, part in sorted(scored, key=lambda t: -t[0])[:max_parts]:
+        for _, part in sorted(scored, key=lambda t: -t[0])[:max_parts]:
             full = np.zeros_like(mask)
             full[window] = part
             parts.append(full)
