@@ -9,7 +9,8 @@
 #   INIT (head weights to start from; empty: a random head, as v1; taken from git at INIT_COMMIT when missing), LR,
 #   FLIPS (1: also mirror images), TUNED_BLOCKS (fine-tune the backbone's last N blocks too, default 11),
 #   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), PART_WEIGHT (machine-made part targets per
-#   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), INSTALL (0: do not copy
+#   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), PASTE_PROB (share of
+#   sampled photos that get a copy of an object pasted beside it, default 0), INSTALL (0: do not copy
 #   the result into the package), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
 #   not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
@@ -23,7 +24,8 @@ INIT_COMMIT=${INIT_COMMIT:-e950bcf}  # the commit that shipped the v2 head
 args=(--out "$OUT" --steps "${STEPS:-2000}" --seed "${SEED:-0}" --threads "${THREADS:-2}" --lr "${LR:-5e-4}")
 [[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
 [[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
-args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}" --part-weight "${PART_WEIGHT:-0}")
+args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}" --part-weight "${PART_WEIGHT:-0}"
+      --paste-prob "${PASTE_PROB:-0}")
 [[ -n "${PART_SOURCES:-}" ]] && args+=(--part-sources "$PART_SOURCES")
 [[ -n "${CACHE:-}" ]] && args+=(--cache-dir "$CACHE")
 if [[ -n "$INIT" ]]; then

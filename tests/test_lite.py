@@ -19,6 +19,7 @@ from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, rea
 from zeroseg.segment.predictor import Predictor
 from zeroseg.train import lite_prompt
 from zeroseg.train.parts import ImageParts
+from zeroseg.train.paste import paste_copies as paste
 from zeroseg.train.cli import app as train_app
 from zeroseg.train.datasets import PromptMaskDataset
 
@@ -138,8 +139,8 @@ def test_shipped_head_weights_load():
     assert isinstance(model.image_encoder.img_size, int)
 
 
-@pytest.mark.parametrize("box_prob,tuned_blocks", [(0.0, 0), (1.0, 0), (0.0, 5)])
-def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob, tuned_blocks):
+@pytest.mark.parametrize("box_prob,tuned_blocks,paste_prob", [(0.0, 0, 0.0), (1.0, 0, 0.0), (0.0, 5, 1.0)])
+def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob, tuned_blocks, paste_prob):
     torch.manual_seed(0)
     model = build_lite_model(dataclasses.replace(TINY, tuned_blocks=tuned_blocks))
     data = lite_prompt.prepare_data(model, tiny_dataset, flips=True, cache_dir=None, progress=False)
@@ -148,7 +149,7 @@ def test_one_training_step_changes_the_head_only(tiny_dataset, box_prob, tuned_b
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
     model.train()
-    cfg = dataclasses.replace(TINY_TRAIN, box_prob=box_prob)
+    cfg = dataclasses.replace(TINY_TRAIN, box_prob=box_prob, paste_prob=paste_prob)
     loss, stats = lite_prompt.train_step(model, data, cfg, np.random.default_rng(0))
     assert torch.isfinite(loss) and loss.requires_grad
     assert 0.0 <= stats["iou_first"] <= 1.0
@@ -294,6 +295,40 @@ def test_part_targets_join_their_object_at_part_weight(tiny_dataset):
     other_source = lite_prompt.prepare_data(model, tiny_dataset, flips=False, cache_dir=None, progress=False,
                                             part_weight=0.5, part_sources=("coco128",))
     assert np.array_equal(other_source.weights, plain.weights)  # only the named sources' objects get parts
+
+
+def test_pasted_copy_sits_beside_its_object_and_hides_what_it_covers():
+    grid = 32  # targets on a 32 x 32 grid; features at 16 x 16 and 8 x 8 (4 grid cells per coarse cell)
+    fine = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(1, 2, 16, 16)
+    coarse = 1000 + torch.arange(3 * 8 * 8, dtype=torch.float32).reshape(1, 3, 8, 8)
+    obj = np.zeros((grid, grid), bool)
+    obj[8:16, 8:16] = True  # coarse cells 2..3 x 2..3
+    other = np.zeros((grid, grid), bool)
+    other[:, 20:] = True  # a big neighbour on the right
+    valid = np.zeros((2, grid, grid), bool)
+    valid[:, :24] = True  # the photo's lower quarter is padding
+    pasted = 0
+    for seed in range(8):
+        features = [fine.clone(), coarse.clone()]
+        targets = paste(features, 2, np.stack([obj, other]), valid, np.array([2]), 1.0, np.random.default_rng(seed))
+        dest = (features[1] != coarse)[0].any(0).numpy()
+        if not dest.any():  # this draw would have hidden too much of a target
+            assert np.array_equal(targets, np.stack([obj, other]))
+            continue
+        ys, xs = np.nonzero(dest)
+        y, x = ys.min(), xs.min()
+        assert dest.sum() == 4 and (y, x) != (2, 2) and ys.max() < 6  # a whole copy, moved, not in the padding
+        assert abs(y - 2) <= 2 and abs(x - 2) <= 2  # beside its object (touching or overlapping)
+        assert torch.equal(features[1][0, :, y : y + 2, x : x + 2], coarse[0, :, 2:4, 2:4])
+        assert torch.equal(features[0][0, :, 2 * y : 2 * y + 4, 2 * x : 2 * x + 4], fine[0, :, 4:8, 4:8])
+        covered = np.kron(dest, np.ones((4, 4), bool))
+        assert np.array_equal(targets, np.stack([obj & ~covered, other & ~covered]))
+        assert targets[0].sum() >= obj.sum() / 2 and targets[1].sum() >= other.sum() / 2
+        pasted += 1
+    assert pasted >= 3  # the big neighbour has no room for its copy
+    kept = paste([fine.clone(), coarse.clone()], 2, np.stack([obj, other]), valid, np.array([2]), 0.0,
+                 np.random.default_rng(0))
+    assert np.array_equal(kept, np.stack([obj, other]))
 
 
 def test_source_weights_scale_how_often_a_source_is_drawn(tiny_dataset):

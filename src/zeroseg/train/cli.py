@@ -76,6 +76,10 @@ def lite_prompt(
     part_sources: Annotated[
         str | None, typer.Option(help="Comma-separated sources whose objects get part targets (default: every source).")
     ] = None,
+    paste_prob: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of sampled photos that get a copy of an object pasted beside it."),
+    ] = 0.0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -115,6 +119,7 @@ def lite_prompt(
         source_weights=tuple(_source_weight(item, chosen) for item in source_weight or ()),
         part_weight=part_weight,
         part_sources=_part_sources(part_sources, chosen),
+        paste_prob=paste_prob,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()

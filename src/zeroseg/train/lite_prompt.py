@@ -14,7 +14,8 @@ simulates an interactive session per object, as RITM and SAM train:
 Loss per mask: 20 x focal + 5 x dice on the 4x-upscaled low-resolution logits (SAM's ratio is 20:1;
 a head trained from scratch on little data first collapses to empty masks with it), plus the MSE
 between the predicted and the actual IoU. With ``part_weight`` > 0, machine-made parts of the objects
-(:mod:`zeroseg.train.parts`) are targets too. Every step draws its randomness from ``(seed, step)``,
+(:mod:`zeroseg.train.parts`) are targets too; with ``paste_prob`` > 0, copies of objects pasted beside them in
+the cached features (:mod:`zeroseg.train.paste`) teach the head to keep alike neighbours apart. Every step draws its randomness from ``(seed, step)``,
 so a run resumed from a checkpoint continues exactly as the uninterrupted one.
 """
 
@@ -58,6 +59,7 @@ from zeroseg.models.sam.sam import Sam
 from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.train.datasets import PromptMaskDataset, PromptObject
 from zeroseg.train.parts import ImageParts
+from zeroseg.train.paste import paste_copies
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MIN_TARGET_CELLS = 4
@@ -94,6 +96,7 @@ class TrainConfig:
     source_weights: tuple[tuple[str, float], ...] = ()  # (source, factor) on its objects' sampling weight (default 1)
     part_weight: float = 0.0  # machine-made part targets (zeroseg.train.parts), drawn this often per object
     part_sources: tuple[str, ...] = ()  # sources whose objects get part targets (empty: every source)
+    paste_prob: float = 0.0  # share of sampled photos that get a copy of an object beside it (zeroseg.train.paste)
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -386,6 +389,11 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
     """The loss of one simulated interactive session per sampled object (see the module docstring)."""
     batch = sample_batch(data, cfg, rng)
     features = [f[torch.from_numpy(batch.entries)].float() for f in data.features]
+    if cfg.paste_prob > 0:
+        encoder = model.image_encoder
+        batch.targets = paste_copies(
+            features, encoder.frozen_levels, batch.targets, batch.valid, batch.counts, cfg.paste_prob, rng
+        )
     embeddings = model.image_encoder.embed_features(features)
     embeddings = embeddings.repeat_interleave(torch.from_numpy(batch.counts), dim=0)
     target = torch.from_numpy(batch.targets).float().unsqueeze(1)
