@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 LITE_PRESET = Preset(
     points_per_side=32,
     pred_iou_thresh=0.3,
-    stability_score_thresh=0.1,
+    stability_score_thresh=0.05,
     min_area=100,
     max_masks=100,
     crop_n_layers=1,
