@@ -19,7 +19,7 @@ GAP = (0.6, 1.0)
 """The copy's offset, as a share of the object's extent along the offset: overlapping (< 1) to touching (1)."""
 
 
-def _block_any(mask: np.ndarray, factor: int) -> np.ndarray:
+def _cells(mask: np.ndarray, factor: int) -> np.ndarray:
     """A bool mask -> cells of ``factor`` x ``factor`` that are at least half covered."""
     h, w = (s // factor * factor for s in mask.shape)
     blocks = mask[:h, :w].reshape(h // factor, factor, w // factor, factor)
@@ -62,36 +62,35 @@ def paste_copies(
     ``features``: per level (photos, C, h, w), changed in place on the first ``levels`` (the frozen ones,
     finest first; the coarsest of them sets the paste's cells). ``targets``: (prompts, G, G) bool on the
     low-resolution grid, ``valid`` the same grid's cells of real image (not padding), ``counts[i]`` prompts
-    per photo in order. Returns the targets with the copies'
-    cells removed.
+    per photo in order. Returns the targets with the copies' cells removed.
     """
     targets = targets.copy()
     grid = targets.shape[-1]
     coarse = features[levels - 1].shape[-1]
     if grid % coarse:
         raise ValueError(f"target grid {grid} is not a multiple of the feature grid {coarse}")
+    factor = grid // coarse
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for photo, (start, count) in enumerate(zip(starts, counts)):
         if rng.random() >= prob:
             continue
         own = targets[start : start + count]
-        cells = _block_any(own[int(rng.integers(count))], grid // coarse)
+        cells = _cells(own[int(rng.integers(count))], factor)
         if cells.sum() == 0:
             continue
-        image = _block_any(valid[start], grid // coarse)
+        image = _cells(valid[start], factor)
         offset = _offset(cells, (int(image.any(1).sum()), int(image.any(0).sum())), rng)
         if offset is None:
             continue
-        covered = np.kron(_shift(cells, *offset), np.ones((grid // coarse,) * 2, bool))
+        copy = _shift(cells, *offset)
+        covered = np.kron(copy, np.ones((factor, factor), bool))
         kept = (own & ~covered).sum(axis=(1, 2)) / own.sum(axis=(1, 2))
         if kept.min() < MIN_KEPT:
             continue
-        for level in range(levels):
-            f = features[level]
+        for f in features[:levels]:
             r = f.shape[-1] // coarse
             source = torch.from_numpy(np.kron(cells, np.ones((r, r), bool)))
-            dest = torch.from_numpy(np.kron(_shift(cells, *offset), np.ones((r, r), bool)))
+            dest = torch.from_numpy(np.kron(copy, np.ones((r, r), bool)))
             f[photo][:, dest] = f[photo][:, source]
         targets[start : start + count] = own & ~covered
     return targets
-
