@@ -11,9 +11,13 @@ feral cats and Oxford-IIIT pets. Objects are drawn with a fixed seed among those
 
     python recipes/interactive_val.py runs/interactive_val [EXTRA_DATA_DIR]
     zeroseg eval interactive --dataset runs/interactive_val --model lite
+
+``SOURCES=a,b`` keeps those sources only and ``MOST=N`` replaces every cap (e.g. ``SOURCES=coco128 MOST=1000``:
+every COCO128 val instance of at least 1% of its photo, a larger COCO-style set to judge small changes on).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -41,10 +45,12 @@ def main(out: Path, extra: Path | None = None) -> None:
     (out / "masks").mkdir(exist_ok=True)
     rows = []
     sources = list(SHARED) + (list(EXTRA) if extra is not None else [])
+    if os.environ.get("SOURCES"):
+        sources = [s for s in sources if s in os.environ["SOURCES"].split(",")]
     for source in sources:
         objects = PromptMaskDataset(sources=(source,), split="val", extra_root=extra)
         large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() >= MIN_SHARE[source]]
-        size = min(PER_SOURCE[source], len(large))
+        size = min(int(os.environ.get("MOST", PER_SOURCE[source])), len(large))
         chosen = sorted(np.random.default_rng(0).choice(large, size=size, replace=False))
         for i in chosen:
             sample, name = objects[i], f"{source}_{i}"
