@@ -15,8 +15,9 @@ Loss per mask: 20 x focal + 5 x dice on the 4x-upscaled low-resolution logits (S
 a head trained from scratch on little data first collapses to empty masks with it), plus the MSE
 between the predicted and the actual IoU. With ``part_weight`` > 0, machine-made parts of the objects
 (:mod:`zeroseg.train.parts`) are targets too; with ``paste_prob`` > 0, copies of objects pasted beside them in
-the cached features (:mod:`zeroseg.train.paste`) teach the head to keep alike neighbours apart. Every step draws its randomness from ``(seed, step)``,
-so a run resumed from a checkpoint continues exactly as the uninterrupted one.
+the cached features (:mod:`zeroseg.train.paste`) are there to teach the head to keep alike neighbours apart.
+Every step draws its randomness from ``(seed, step)``, so a run resumed from a checkpoint continues exactly as
+the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -390,10 +391,8 @@ def train_step(model: Sam, data: TrainingData, cfg: TrainConfig, rng: np.random.
     batch = sample_batch(data, cfg, rng)
     features = [f[torch.from_numpy(batch.entries)].float() for f in data.features]
     if cfg.paste_prob > 0:
-        encoder = model.image_encoder
-        batch.targets = paste_copies(
-            features, encoder.frozen_levels, batch.targets, batch.valid, batch.counts, cfg.paste_prob, rng
-        )
+        levels = model.image_encoder.frozen_levels
+        batch.targets = paste_copies(features, levels, batch.targets, batch.valid, batch.counts, cfg.paste_prob, rng)
     embeddings = model.image_encoder.embed_features(features)
     embeddings = embeddings.repeat_interleave(torch.from_numpy(batch.counts), dim=0)
     target = torch.from_numpy(batch.targets).float().unsqueeze(1)
