@@ -17,12 +17,13 @@ import numpy as np
 from benchmarks.cases import Context
 from benchmarks.report import Machine, Row, Target, print_table, wide_console
 from zeroseg import hub
+from zeroseg.data import data_root
 from zeroseg.demo import sample_photos
 from zeroseg.io import load_image, save_png
 from zeroseg.segment.pipeline import Everything
 from zeroseg.viz import overlay
 
-COCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128_seg" / "images" / "train2017"
+COCO = ("coco128_seg", "images", "train2017")  # under the shared data folder (zeroseg.data.data_root)
 COCO_PHOTOS = slice(100, 105)  # five photos of the sorted folder, fixed so runs compare
 MIN_MASKS = 10  # issue 14
 
@@ -30,7 +31,7 @@ MIN_MASKS = 10  # issue 14
 def photos() -> dict[str, np.ndarray]:
     """The demo photos (scikit-image's coffee, chelsea, astronaut) and the five coco128 photos."""
     found = sample_photos()
-    for path in sorted(COCO.glob("*.jpg"))[COCO_PHOTOS]:
+    for path in sorted(data_root().joinpath(*COCO).glob("*.jpg"))[COCO_PHOTOS]:
         found[path.stem] = load_image(path)
     return found
 

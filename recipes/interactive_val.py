@@ -45,8 +45,9 @@ def main(out: Path, extra: Path | None = None) -> None:
     (out / "masks").mkdir(exist_ok=True)
     rows = []
     sources = list(SHARED) + (list(EXTRA) if extra is not None else [])
-    if os.environ.get("SOURCES"):
-        sources = [s for s in sources if s in os.environ["SOURCES"].split(",")]
+    wanted = os.environ.get("SOURCES")
+    if wanted:
+        sources = [s for s in sources if s in wanted.split(",")]
     for source in sources:
         objects = PromptMaskDataset(sources=(source,), split="val", extra_root=extra)
         large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() >= MIN_SHARE[source]]
