@@ -45,6 +45,7 @@ from zeroseg.eval.zero_shot import (
 )
 from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding
 from zeroseg.train.datasets import VOID, Instance, SemanticDataset
+from zeroseg.segment.naming import DEFAULT_MASK_CALIBRATION
 
 MSRC_CLASSES = (
     "building grass tree cow horse sheep sky mountain aeroplane water face car bicycle flower sign bird book "
@@ -432,11 +433,12 @@ def test_class_maps_cut_into_named_regions(tmp_path: Path) -> None:
         load_naming_dataset(write_mask_folder(tmp_path / "folder"), dropped=["cow"])
 
 
-def test_naming_is_uncalibrated_unless_asked(tmp_path: Path) -> None:
+def test_naming_takes_the_products_namer_unless_calibration_is_asked(tmp_path: Path) -> None:
     data = MaskFolderNaming(write_mask_folder(tmp_path / "folder"))
     embedder = FakeEmbedder(calibration=0.3)
     plain = evaluate_naming(embedder, data, ["cow", "sheep"], progress=False)
-    assert plain["calibrated"] is False and plain["calibration"] == 0.0
+    # the product's small mask gamma, which only lowers names the embedder was trained on (none here)
+    assert plain["calibrated"] is False and plain["calibration"] == DEFAULT_MASK_CALIBRATION
     assert plain["accuracy"] == pytest.approx(200 / 3) and plain["unseen_acc"] == 50.0  # the sheep reads grass
     calibrated = evaluate_naming(embedder, data, ["cow", "sheep"], calibrate=True, progress=False)
     assert calibrated["calibrated"] is True and calibrated["calibration"] == 0.3  # the embedder's own gamma
@@ -542,7 +544,7 @@ def test_cli_naming_json_keys(tmp_path: Path, fake_embedder: str) -> None:
     saved = json.loads(out.read_text())
     assert {"accuracy", "seen_acc", "unseen_acc", "hmean", "calibrated", "calibration"} <= set(saved)
     assert saved["seen_acc"] == 100.0 and saved["unseen_acc"] == 50.0 and saved["accuracy"] == pytest.approx(200 / 3)
-    assert saved["calibrated"] is False and saved["calibration"] == 0.0
+    assert saved["calibrated"] is False and saved["calibration"] == DEFAULT_MASK_CALIBRATION
     result = CliRunner().invoke(app, [*args, "--calibrate", "--calibration", "0.3"])
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())

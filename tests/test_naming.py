@@ -10,7 +10,7 @@ from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import masks_to_rles
 from zeroseg.models.vl import DenseEmbedder, DenseEmbedding
 from zeroseg.segment import Namer, Predictor, text_to_masks
-from zeroseg.segment.naming import load_namer
+from zeroseg.segment.naming import DEFAULT_MASK_CALIBRATION, DEFAULT_TEXT_MASK_CALIBRATION, load_namer
 from zeroseg.segment.text_prompt import phrase_map
 
 AXES = {"sky": 0, "grass": 1, "cow": 2, "square": 0, "floor": 1}
@@ -136,25 +136,32 @@ def test_mask_pooling_is_the_coverage_weighted_mean():
     assert present.tolist() == [True]
 
 
-def test_default_namer_calibrates_pixels_only_and_calibrate_asks_for_masks_too():
+def test_default_namer_calibrates_pixels_with_the_fitted_gamma_masks_with_the_small_one():
     embedder = FakeEmbedder(HALVES, seen=("sky", "cow"), calibration=0.2, mask_calibration=0.3,
                             background=unit(0.0, 0.0, 0.0, 1.0))
     mask = np.zeros((1, 40, 40), bool)
     mask[0, :, :20] = True
+    small = DEFAULT_MASK_CALIBRATION
     default = load_namer("sky, grass", embedder)
-    assert default.calibration == 0.2 and default.mask_calibration == 0.0 and default.seen == {"sky"}
+    assert default.calibration == 0.2 and default.mask_calibration == small and default.seen == {"sky"}
     assert default.background is None and default.background_threshold is None
     torch.testing.assert_close(default.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([80.0, 0.0]))  # pixels: gamma
-    torch.testing.assert_close(default.mask_logits(IMAGE, mask)[0][0], torch.tensor([100.0, 0.0]))  # masks: none
+    # masks: the small gamma, on trained names only ("grass" was never trained)
+    torch.testing.assert_close(default.mask_logits(IMAGE, mask)[0][0], torch.tensor([100.0 - 100 * small, 0.0]))
     plain = load_namer("sky, grass", embedder, pixel_calibrate=False)
-    assert plain.calibration == 0.0 and plain.mask_calibration == 0.0 and plain.seen == set()
+    assert plain.calibration == 0.0 and plain.mask_calibration == small and plain.seen == {"sky"}
     torch.testing.assert_close(plain.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([100.0, 0.0]))
+    none = load_namer("sky, grass", embedder, pixel_calibrate=False, mask_calibration=0.0)
+    torch.testing.assert_close(none.mask_logits(IMAGE, mask)[0][0], torch.tensor([100.0, 0.0]))
     calibrated = load_namer("sky, grass", embedder, calibrate=True)
     assert calibrated.seen == {"sky"} and calibrated.calibration == 0.2 and calibrated.mask_calibration == 0.3
     torch.testing.assert_close(calibrated.pixel_logits(IMAGE)[:, 5, 5], torch.tensor([80.0, 0.0]))
     torch.testing.assert_close(calibrated.mask_logits(IMAGE, mask)[0][0], torch.tensor([70.0, 0.0]))
     asked = load_namer("sky, grass", embedder, calibrate=True, calibration=0.1, background=True)
     assert asked.calibration == 0.1 and asked.background is not None
+    text = load_namer("sky, grass", embedder, text=True)  # text prompts: "none of these", masks as they are
+    assert text.background is not None and text.mask_calibration == DEFAULT_TEXT_MASK_CALIBRATION == 0.0
+    torch.testing.assert_close(text.mask_logits(IMAGE, mask)[0][0, :2], torch.tensor([100.0, 0.0]))
 
 
 def test_name_records_reads_rles_and_arrays():

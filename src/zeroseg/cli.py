@@ -235,8 +235,8 @@ def segment(
         if points is not None or boxes is not None:
             segments, prompt_ids, multimask = _predict(predictor, points, boxes, single)
         settings = hub.preset_of(loaded).override(embedder=embedder, calibrate=calibrate)
-        # a text prompt needs "none of these" (the learned background) to find nothing where nothing matches
-        namer = _namer(vocabulary + phrases, settings, background=True if phrases else None) if (phrases or vocabulary) else None
+        # a text prompt's namer: "none of these" (the learned background) to find nothing where nothing matches
+        namer = _namer(vocabulary + phrases, settings, text=bool(phrases)) if (phrases or vocabulary) else None
         if phrases:
             from zeroseg.segment import text_to_masks
 

@@ -47,7 +47,7 @@ def run(
     settings = hub.preset_of(model).override(**overrides)  # the model's defaults, as `zeroseg everything`
     predictor = Predictor(model)
     namer = namer_for(VOCABULARY, settings)  # every segment gets its best name, as `everything --names` does
-    text_namer = namer_for(VOCABULARY, settings, embedder=namer.embedder, background=True)  # text may match nothing
+    text_namer = namer_for(VOCABULARY, settings, embedder=namer.embedder, text=True)  # text may match nothing
     everything = Everything(predictor, settings, namer, progress=True)
     ensure_dir(out)
     written = []

@@ -262,8 +262,8 @@ def evaluate_naming(
 ) -> dict[str, Any]:
     """Top-1 accuracy of naming each ground-truth mask among all ``dataset.classes``.
 
-    By default the namer is what the product uses (:func:`~zeroseg.segment.naming.load_namer`'s defaults:
-    plain scores, every mask named). ``calibrate`` applies calibrated stacking as the zero-shot protocol
+    By default the namer is what the product uses (:func:`~zeroseg.segment.naming.load_namer`'s defaults,
+    every mask named; a namer factory is called with no calibration). ``calibrate`` applies calibrated stacking as the zero-shot protocol
     does: ``calibration`` (default the model's ``mask_calibration``, else its ``calibration``) is
     subtracted from every name but the ``unseen`` ones; giving ``calibration`` implies ``calibrate``.
     ``classifier`` mixes in the backbone's ImageNet classifier (the product's default); None leaves it
@@ -277,6 +277,7 @@ def evaluate_naming(
         DEFAULT_BACKGROUND_THRESHOLD,
         DEFAULT_CALIBRATE,
         DEFAULT_CLASSIFIER,
+        load_namer,
     )
 
     names = clean_names(dataset.classes)
@@ -289,14 +290,18 @@ def evaluate_naming(
         calibration = getattr(model, "mask_calibration", None)
     if classifier is None:
         classifier = DEFAULT_CLASSIFIER and not calibrate
-    options: dict[str, Any] = {"background": False, "classifier": classifier}  # the protocol names every mask
-    if not calibrate:  # the product's own settings
-        options = {
-            "background": DEFAULT_BACKGROUND,
-            "background_threshold": DEFAULT_BACKGROUND_THRESHOLD,
-            "classifier": classifier,
-        }
-    namer, gamma = build_namer(model, names, unseen, calibration, **options)
+    if not calibrate and isinstance(model, DenseEmbedder):  # the product's own namer
+        namer = load_namer(names, model, classifier=classifier)
+        gamma = namer.mask_calibration
+    else:
+        options: dict[str, Any] = {"background": False, "classifier": classifier}  # the protocol names every mask
+        if not calibrate:
+            options = {
+                "background": DEFAULT_BACKGROUND,
+                "background_threshold": DEFAULT_BACKGROUND_THRESHOLD,
+                "classifier": classifier,
+            }
+        namer, gamma = build_namer(model, names, unseen, calibration, **options)
     counts = {name: {"correct": 0, "total": 0, "seen": name not in unseen} for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]
@@ -429,7 +434,7 @@ def user_text_namer(model: DenseEmbedder | NamerFactory, names: Sequence[str]) -
     if isinstance(model, DenseEmbedder):
         from zeroseg.segment.naming import load_namer
 
-        return load_namer(list(names), model, background=True)
+        return load_namer(list(names), model, text=True)
     return model(list(names), seen=[], calibration=0.0)
 
 

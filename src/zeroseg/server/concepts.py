@@ -63,7 +63,7 @@ def _find(state: AppState, pixels, phrase: str | None, exemplars: list, min_scor
     if segmenter.concepts:
         return text_to_masks(pixels, phrase, model=segmenter.model(), exemplars=exemplars, threshold=min_score)
     suggester = state.suggester
-    namer = suggester.namer() if suggester.vocabulary else suggester.namer_for([phrase])
+    namer = suggester.text_namer(phrase)
     try:
         found = text_to_masks(pixels, phrase, predictor=segmenter.predictor, namer=namer)
     finally:

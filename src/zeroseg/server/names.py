@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ class NameSuggester:
         self._embedder = embedder if embedder is not None else self.settings.embedder
         self._vocabulary = clean_names(vocabulary)
         self._namer: Namer | None = None
+        self._text_namer: Namer | None = None
 
     @property
     def vocabulary(self) -> list[str]:
@@ -50,7 +52,7 @@ class NameSuggester:
     def set_vocabulary(self, names: Sequence[str] | str) -> list[str]:
         with self.lock:
             self._vocabulary = clean_names(names)
-            self._namer = None
+            self._namer = self._text_namer = None
         return self.vocabulary
 
     def namer(self) -> Namer:
@@ -64,13 +66,23 @@ class NameSuggester:
                 self._namer = namer_for(self._vocabulary, self.settings, embedder=self._embedder)
             return self._namer
 
-    def namer_for(self, names: Sequence[str]) -> Namer:
-        """A Namer over ``names`` (not kept) with the app's embedder and naming settings: a text
-        prompt's namer when the vocabulary is empty."""
+    def namer_for(self, names: Sequence[str], **options: Any) -> Namer:
+        """A Namer over ``names`` (not kept) with the app's embedder and naming settings (``options``:
+        ``load_namer``'s)."""
         with self.lock:
             if isinstance(self._embedder, str):
                 self._embedder = hub.load_dense_embedder(self._embedder)
-            return namer_for(clean_names(names), self.settings, embedder=self._embedder)
+            return namer_for(clean_names(names), self.settings, embedder=self._embedder, **options)
+
+    def text_namer(self, phrase: str) -> Namer:
+        """The namer of a text prompt (``load_namer(text=True)``): over the vocabulary (kept until it
+        changes), or over the phrase alone when the vocabulary is empty."""
+        with self.lock:
+            if not self._vocabulary:
+                return self.namer_for([phrase], text=True)
+            if self._text_namer is None:
+                self._text_namer = self.namer_for(self._vocabulary, text=True)
+            return self._text_namer
 
     def suggest(self, image: np.ndarray, mask: np.ndarray, k: int = 5) -> tuple[str | None, list[tuple[str, float]]]:
         """The namer's choice for ``mask`` (bool HxW) and the ``k`` best names with their scores."""
