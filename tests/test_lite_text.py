@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from zeroseg.data import ZERO_SHOT_SPLITS
+from zeroseg.errors import ConfigError
 from zeroseg.models.lite.backbone import load_imagenet_lite0
 from zeroseg.models.lite.text_head import TextHeadConfig, head_inputs
 from zeroseg.models.vl.base import DenseEmbedder
@@ -178,6 +179,54 @@ def test_real_sources_never_name_an_unseen_class():
     assert "horse" in zs.open_source("coco128", zs.excluded_names(), limit=1).vocabulary  # dropped by MSRC only
 
 
+def _train_stem(prefix: str) -> str:
+    """A file stem of the extra sources' train split (the split is a hash of the stem)."""
+    from zeroseg.train.sources import split_of
+
+    return next(f"{prefix}{k}" for k in range(100) if split_of(f"{prefix}{k}") == "train")
+
+
+def test_extra_named_sources_as_codes(data_root_dir, tmp_path):
+    import scipy.io as scipy_io
+
+    extra = tmp_path / "extra"
+    person = extra / "human_seg"
+    stem = _train_stem("p")
+    (person / "Training_Images").mkdir(parents=True)
+    (person / "Ground_Truth").mkdir()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(person / "Training_Images" / f"{stem}.jpg")
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 5:20] = 255
+    Image.fromarray(mask).save(person / "Ground_Truth" / f"{stem}.png")
+    ccp = extra / "ccp"
+    stem = _train_stem("c")
+    (ccp / "photos").mkdir(parents=True)
+    (ccp / "annotations" / "pixel-level").mkdir(parents=True)
+    Image.fromarray(np.full((20, 10, 3), 90, np.uint8)).save(ccp / "photos" / f"{stem}.jpg")
+    labels = np.zeros((20, 10), np.uint8)
+    labels[2:10, 2:8] = 2  # a bag
+    labels[10:18, 2:8] = 1  # skin
+    scipy_io.savemat(ccp / "annotations" / "pixel-level" / f"{stem}.mat", {"groundtruth": labels})
+    names = np.empty((1, 3), dtype=object)
+    names[0] = [np.array(["null"]), np.array(["skin"]), np.array(["bag"])]
+    scipy_io.savemat(ccp / "label_list.mat", {"label_list": names})
+
+    # one kind of thing: named among COCO's seen names (the tiny COCO has person and car), also as an instance
+    human = zs.open_source("human", zs.excluded_names(), root=data_root_dir, extra_root=extra)
+    assert human.vocabulary == ("person", "car")
+    codes, instances = human.read(0)
+    assert (codes[5:15, 5:20] == 0).all() and (codes[:5] == zs.BACKGROUND).all()
+    assert [code for code, _ in instances] == [0] and instances[0][1].sum() == 150
+    # garments keep their own names, pixels only; the whole person is left out
+    garments = zs.open_source("ccp", zs.excluded_names(), root=data_root_dir, extra_root=extra)
+    assert garments.vocabulary == ("bag", "skin")
+    codes, instances = garments.read(0)
+    assert (codes[2:10, 2:8] == 0).all() and (codes[10:18, 2:8] == 1).all() and (codes[0] == zs.BACKGROUND).all()
+    assert instances == []
+    with pytest.raises(ConfigError, match="extra data folder"):
+        zs.open_source("ccp", zs.excluded_names(), root=data_root_dir)
+
+
 def test_one_training_step_and_resume(tiny, backbone, tmp_path):
     cfg, data = tiny
     config = dataclasses.replace(SMALL, reconstruction=True)
@@ -329,3 +378,16 @@ def test_calibration_fit_searches_gammas_in_cosine_units(monkeypatch):
     info = zs.fit_calibration(embedder, data, zs.TrainConfig(), None)
     assert 0.0 <= min(passed) and max(passed) <= 0.5
     assert info["pixels"]["gamma_cosine"] == pytest.approx(0.2) and info["masks"]["gamma_cosine"] == pytest.approx(0.2)
+
+
+def test_extra_source_shares_scale_the_shared_ones():
+    import typer
+
+    from zeroseg.train.cli import _with_extra_sources
+
+    sources, shares = _with_extra_sources(("msrc21", "coco128"), (0.5, 0.5), ["ccp=0.2", "human=0.1"], Path("x"))
+    assert sources == ("msrc21", "coco128", "ccp", "human")
+    assert shares == pytest.approx((0.35, 0.35, 0.2, 0.1))
+    for bad, root in ((["ccp=0.2"], None), (["bsds=0.2"], Path("x")), (["ccp"], Path("x")), (["ccp=1"], Path("x"))):
+        with pytest.raises(typer.BadParameter):
+            _with_extra_sources(("msrc21",), (1.0,), bad, root)

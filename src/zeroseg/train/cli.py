@@ -181,6 +181,14 @@ def lite_text(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch (1 is fastest on a busy machine).")
     ] = None,
+    extra_data: Annotated[
+        Path | None, typer.Option(help="Folder of the extra labelled sets (recipes/get_lite_data.sh).")
+    ] = None,
+    extra_source: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=SHARE: also train on this extra named set (ccp, human, horse, pets) with this share "
+                          "of the sampled images (the shared sources' shares are scaled to the rest); repeatable."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's zero-shot dense head on the seen classes of ../shared/data (MSRC-21, CamVid,
@@ -194,8 +202,12 @@ def lite_text(
     if threads is not None:
         torch.set_num_threads(threads)
     defaults = TrainConfig()
+    sources, shares = _with_extra_sources(defaults.sources, defaults.source_weights, extra_source or [], extra_data)
     cfg = dataclasses.replace(
         defaults,
+        sources=sources,
+        source_weights=shares,
+        extra_data=None if extra_data is None else str(extra_data.resolve()),
         steps=steps,
         seed=seed,
         limit=limit,
@@ -209,6 +221,31 @@ def lite_text(
     head_config = dataclasses.replace(TextHeadConfig(), background=background, reconstruction=reconstruction)
     weights = train(out, cfg, head_config, resume=resume, cache_dir=cache_dir, progress=progress, evaluate=evaluate)
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
+
+
+def _with_extra_sources(
+    sources: tuple[str, ...], shares: tuple[float, ...], extra: list[str], extra_data: Path | None
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """``sources`` and ``shares`` with the ``NAME=SHARE`` extra sources added, the others scaled to the rest."""
+    from zeroseg.train.zero_shot import EXTRA_NAMED
+
+    added: dict[str, float] = {}
+    for item in extra:
+        name, _, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: expected NAME=SHARE, e.g. ccp=0.1") from None
+        if name not in EXTRA_NAMED or not 0 < value < 1:
+            raise typer.BadParameter(f"{item!r}: NAME is one of {sorted(EXTRA_NAMED)}, SHARE in (0, 1)")
+        added[name] = value
+    if added and extra_data is None:
+        raise typer.BadParameter("--extra-source needs --extra-data")
+    rest = 1.0 - sum(added.values())
+    if rest <= 0:
+        raise typer.BadParameter("the extra sources' shares must leave some for the shared ones")
+    total = sum(shares)
+    return (*sources, *added), (*(w / total * rest for w in shares), *added.values())
 
 
 if __name__ == "__main__":  # python -m zeroseg.train.cli lite-prompt|lite-text ...

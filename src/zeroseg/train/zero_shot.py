@@ -66,6 +66,13 @@ HOLDOUT_SOURCES = ("msrc21", "coco128")  # the calibration run holds out part of
 # (CocoYoloSegDataset's split), never read by any training step.
 COCO_TRAIN_SPLIT = "train"
 
+# Extra named sources (zeroseg.train.sources, from recipes/get_lite_data.sh; their train split only), each with
+# the source whose vocabulary its pixels are named in: a set of one kind of thing (people, horses, dogs) is
+# contrasted with COCO128's seen names, of which it is a kind, and gives naming instances in that vocabulary;
+# Clothing Co-Parsing's garments, skin and hair keep their own names (pixels only; its whole-person masks are
+# left out, so "person" never competes with the garments that cover it).
+EXTRA_NAMED: dict[str, str | None] = {"ccp": None, "human": "coco128", "horse": "coco128", "pets": "coco128"}
+
 # Cell targets: an index into the source vocabulary, or one of these.
 IGNORE = -1  # no loss: padding, dropped classes, and every cell an unseen pixel falls in
 BACKGROUND = -2  # unlabelled: trains the background embedding (ignored when the head has none)
@@ -85,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     sources: tuple[str, ...] = ("msrc21", "camvid", "coco128")
     source_weights: tuple[float, ...] = (0.5, 0.2, 0.3)  # share of the sampled images per source
+    extra_data: str | None = None  # root of the extra named sources (EXTRA_NAMED) when `sources` has any
     limit: int | None = None  # first images of each source (small runs and tests)
     exclude: tuple[str, ...] = excluded_names()
     images_per_step: int = 8
@@ -136,12 +144,19 @@ def _class_codes(classes: dict[int, str], exclude: set[str], dropped: set[str]) 
 
 
 def open_source(
-    source: str, exclude: Sequence[str], limit: int | None = None, root: Path | None = None
+    source: str,
+    exclude: Sequence[str],
+    limit: int | None = None,
+    root: Path | None = None,
+    extra_root: Path | str | None = None,
 ) -> SourceImages:
-    """A training source: ``msrc21`` and ``camvid`` train splits; ``coco128`` instances rasterised to codes."""
+    """A training source: ``msrc21`` and ``camvid`` train splits; ``coco128`` instances rasterised to codes;
+    the train split of an extra named source (:data:`EXTRA_NAMED`) under ``extra_root``."""
     root = data_root() if root is None else Path(root)
-    folder = root / SOURCE_FOLDERS[source]
     exclude_set = set(clean_names(exclude))
+    if source in EXTRA_NAMED:
+        return _open_extra(source, exclude_set, limit, root, extra_root)
+    folder = root / SOURCE_FOLDERS[source]
     dropped = set(clean_names(ZERO_SHOT_SPLITS.get(source, {}).get("dropped", ())))  # as the source's split says
     if source == "coco128":
         coco = CocoYoloSegDataset(folder, limit=limit, split=COCO_TRAIN_SPLIT)
@@ -157,6 +172,43 @@ def open_source(
     semantic = SemanticDataset(folder, "train", limit=limit)
     vocabulary, lut = _class_codes(semantic.classes, exclude_set, dropped)
     return SourceImages(source, vocabulary, list(semantic.image_paths), lambda i: (lut[semantic.read_label(i)], []))
+
+
+def _open_extra(
+    source: str, exclude: set[str], limit: int | None, root: Path, extra_root: Path | str | None
+) -> SourceImages:
+    """An extra named source as codes: its objects rasterised larger first, excluded names coded unseen; named
+    in its own vocabulary, or in that of the source :data:`EXTRA_NAMED` gives it (then also as instances)."""
+    from zeroseg.train.sources import open_extra_source
+
+    if extra_root is None:
+        raise ConfigError(f"source {source!r} needs the extra data folder (recipes/get_lite_data.sh; --extra-data)")
+    extra = open_extra_source(source, extra_root, "train", limit, data=root)
+    names = [name for name in clean_names(list(extra.classes.values())) if name not in exclude]
+    contrast = EXTRA_NAMED[source]
+    if contrast is None:
+        vocabulary = tuple(name for name in names if name != "person")
+    else:
+        vocabulary = open_source(contrast, sorted(exclude), 1, root).vocabulary
+        missing = [name for name in names if name not in vocabulary]
+        if missing:
+            raise ConfigError(f"source {source!r}: {missing} are not among {contrast}'s seen names")
+    code_of = {name: i for i, name in enumerate(vocabulary)}
+
+    def read(index: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+        objects = [(clean_names([name])[0], mask) for name, mask in extra.items[index].read(1)]
+        size = objects[0][1].shape if objects else _image_size(extra.items[index].image)
+        codes = np.full(size, BACKGROUND, dtype=np.int64)
+        for name, mask in sorted(objects, key=lambda o: -int(o[1].sum())):
+            if name in code_of:
+                codes[mask] = code_of[name]
+        for name, mask in objects:
+            if name in exclude:
+                codes[mask] = _UNSEEN
+        instances = [(code_of[n], m) for n, m in objects if n in code_of] if contrast is not None else []
+        return codes, instances
+
+    return SourceImages(source, vocabulary, list(extra.image_paths), read)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -283,7 +335,7 @@ def build_training_data(
 ) -> TrainingData:
     """Features and targets of ``cfg.sources``; with ``holdout_every`` N, every Nth image of
     :data:`HOLDOUT_SOURCES` is marked held out."""
-    sources = [open_source(name, cfg.exclude, cfg.limit, root) for name in cfg.sources]
+    sources = [open_source(name, cfg.exclude, cfg.limit, root, cfg.extra_data) for name in cfg.sources]
     paths = [p for s in sources for p in s.paths]
     features, input_sizes, _ = backbone_cache(backbone, paths, head_config.img_size, cache_dir, progress)
     strides = list(backbone.feature_strides)
