@@ -263,8 +263,8 @@ def evaluate_naming(
     """Top-1 accuracy of naming each ground-truth mask among all ``dataset.classes``.
 
     By default the namer is what the product uses (:func:`~zeroseg.segment.naming.load_namer`'s defaults,
-    every mask named; a namer factory is called with no calibration). ``calibrate`` applies calibrated stacking as the zero-shot protocol
-    does: ``calibration`` (default the model's ``mask_calibration``, else its ``calibration``) is
+    every mask named; a namer factory is called with no calibration). ``calibrate`` applies calibrated
+    stacking as the zero-shot protocol does: ``calibration`` (default the model's ``mask_calibration``, else its ``calibration``) is
     subtracted from every name but the ``unseen`` ones; giving ``calibration`` implies ``calibrate``.
     ``classifier`` mixes in the backbone's ImageNet classifier (the product's default); None leaves it
     on for the product's settings and off for the calibrated protocol, which stays the dense head's own.

@@ -13,7 +13,8 @@ head on a batch of cached features (mirrored at random) and takes
 * the pixel loss: cross-entropy of cosine / temperature logits against the fixed text embeddings of the
   image's own source vocabulary (+ the background class in "joint" mode), on sampled cells of the
   stride-``out_stride`` grid whose labels are the majority label of the pixels inside;
-* the naming loss: cross-entropy of mask-pooled embeddings of COCO instances against the COCO vocabulary;
+* the naming loss: cross-entropy of mask-pooled embeddings of COCO instances (and of the extra sets named
+  among COCO's names, :data:`EXTRA_NAMED`) against the COCO vocabulary;
 * optionally ZSI's reconstruction loss (the fused visual features rebuilt from the embeddings).
 
 In the default "after" mode the background embedding is fitted alone once the head is trained, so the
@@ -86,7 +87,8 @@ def excluded_names(splits: dict[str, dict[str, tuple[str, ...]]] = ZERO_SHOT_SPL
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run (all recorded in the exported sidecar). Defaults: the shipped head."""
+    """Settings of one training run (all recorded in the exported sidecar). Defaults: the head of the shared data;
+    the shipped head adds the extra named sources and 800 steps (``recipes/train_lite_text.sh``)."""
 
     steps: int = 600
     seed: int = 0
