@@ -41,6 +41,17 @@ def test_naming_reports_imagenet_groups(tmp_path: Path):
     assert results["accuracy"] == pytest.approx(200 / 3)
 
 
+def test_naming_reports_the_names_the_head_never_trained_on(tmp_path: Path):
+    from test_eval_zero_shot import FakeEmbedder
+
+    data = MaskFolderNaming(write_mask_folder(tmp_path / "folder"))  # cow, sheep (read as grass), grass
+    embedder = FakeEmbedder()
+    assert evaluate_naming(embedder, data, ["cow"], progress=False)["untrained_acc"] is None  # no trained names
+    embedder.seen = ("grass",)
+    results = evaluate_naming(embedder, data, ["cow"], progress=False)
+    assert results["untrained_acc"] == 50.0  # cow right, sheep wrong; grass was trained
+
+
 def write_yolo_images(root: Path, n: int = 5) -> Path:
     """A YOLO-seg folder of n images, each with one 'cow' square; image k's square is k pixels wide + 4."""
     (root / "images").mkdir(parents=True)

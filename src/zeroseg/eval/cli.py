@@ -299,7 +299,7 @@ def naming(
     except ZerosegError as err:
         raise _fail(err) from None
     columns = {"accuracy": "all", "seen_acc": "seen", "unseen_acc": "unseen", "hmean": "hmean",
-               "imagenet_acc": "ImageNet names", "not_imagenet_acc": "other names"}
+               "imagenet_acc": "ImageNet names", "not_imagenet_acc": "other names", "untrained_acc": "untrained names"}
     how = f"calibrated, gamma {results['calibration']:g}" if results["calibrated"] else "uncalibrated"
     how += ", + ImageNet classifier" if results["classifier"] else ", dense head only"
     where = f"{dataset} {_split_of(data, split) or ''}".strip()

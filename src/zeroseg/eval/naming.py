@@ -268,9 +268,11 @@ def evaluate_naming(
     subtracted from every name but the ``unseen`` ones; giving ``calibration`` implies ``calibrate``.
     ``classifier`` mixes in the backbone's ImageNet classifier (the product's default); None leaves it
     on for the product's settings and off for the calibrated protocol, which stays the dense head's own.
-    Returns ``accuracy`` over all masks, ``seen_acc``, ``unseen_acc``, ``hmean`` (percent; None when a
-    group has no mask), ``n_masks``, ``calibrated``, ``calibration``, ``classifier`` (whether it was used)
-    and ``per_class`` (``{"correct", "total", "seen"}``). Empty masks are skipped.
+    Returns ``accuracy`` over all masks, ``seen_acc``, ``unseen_acc``, ``hmean``, ``untrained_acc`` (the
+    masks of names the embedder was never trained on, whatever the protocol calls unseen; percent, None
+    when a group has no mask or the embedder lists no trained names), ``n_masks``, ``calibrated``,
+    ``calibration``, ``classifier`` (whether it was used) and ``per_class`` (``{"correct", "total",
+    "seen"}``). Empty masks are skipped.
     """
     from zeroseg.segment.naming import (
         DEFAULT_BACKGROUND,
@@ -317,6 +319,8 @@ def evaluate_naming(
     n_masks = sum(c["total"] for c in counts.values())
     covered = imagenet_covered(namer, names)
     covered_acc, not_covered_acc = _seen_unseen(sums, {n for n in names if not covered[n]})
+    trained = set(clean_names(getattr(model, "seen", ()) or ()))
+    untrained_acc = _seen_unseen(sums, {n for n in names if n not in trained})[1] if trained else None
     return {
         "accuracy": 100 * sum(c["correct"] for c in counts.values()) / n_masks if n_masks else None,
         "seen_acc": seen_acc,
@@ -324,6 +328,7 @@ def evaluate_naming(
         "hmean": _with_hmean(seen_acc, unseen_acc),
         "imagenet_acc": covered_acc,
         "not_imagenet_acc": not_covered_acc,
+        "untrained_acc": untrained_acc,
         "n_masks": n_masks,
         "calibrated": bool(calibrate),
         "calibration": gamma,
