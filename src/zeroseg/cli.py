@@ -86,8 +86,9 @@ CalibrateOpt = Annotated[
     bool | None,
     typer.Option(
         "--calibrate/--no-calibrate",
-        help="Calibrated stacking: lower the scores of names the embedder was trained on (the zero-shot "
-        "evaluation's device; off by default, which is right more often on a user's own names).",
+        help="Calibrated stacking: lower the mask scores of names the embedder was trained on by its fitted "
+        "gamma (the zero-shot evaluation's device); off by default, when masks take a smaller gamma, which is "
+        "right more often on a user's own names.",
         show_default="the model's preset",
     ),
 ]

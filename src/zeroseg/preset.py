@@ -36,7 +36,8 @@ class Preset:
       embedder: dense vision-language embedder that names masks and pixels.
       background: let the embedder's learned background leave a mask or pixel unnamed ("none of these").
       background_threshold: a mask or pixel whose best name scores below this stays unnamed.
-      calibrate: calibrated stacking against names seen in training (the zero-shot protocol's device).
+      calibrate: calibrated stacking against names seen in training with the embedder's fitted gamma (the
+        zero-shot protocol's device); off, masks take ``naming.DEFAULT_MASK_CALIBRATION``.
     """
 
     points_per_side: int = 32

@@ -122,8 +122,8 @@ def auto(
     calibrate: Annotated[
         bool | None,
         typer.Option("--calibrate/--no-calibrate", show_default=PRESET,
-                     help="Calibrated stacking: lower the names the embedder was trained on (the zero-shot "
-                     "evaluation's device)."),
+                     help="Calibrated stacking: lower the names the embedder was trained on by its fitted "
+                     "gamma (the zero-shot evaluation's device; off: masks take a smaller gamma)."),
     ] = None,
     background_threshold: Annotated[
         float | None,
