@@ -274,13 +274,7 @@ def evaluate_naming(
     ``calibration``, ``classifier`` (whether it was used) and ``per_class`` (``{"correct", "total",
     "seen"}``). Empty masks are skipped.
     """
-    from zeroseg.segment.naming import (
-        DEFAULT_BACKGROUND,
-        DEFAULT_BACKGROUND_THRESHOLD,
-        DEFAULT_CALIBRATE,
-        DEFAULT_CLASSIFIER,
-        load_namer,
-    )
+    from zeroseg.segment.naming import DEFAULT_CALIBRATE, DEFAULT_CLASSIFIER, load_namer
 
     names = clean_names(dataset.classes)
     unseen = set(evaluated_unseen(names, unseen))
@@ -295,15 +289,8 @@ def evaluate_naming(
     if not calibrate and isinstance(model, DenseEmbedder):  # the product's own namer
         namer = load_namer(names, model, classifier=classifier)
         gamma = namer.mask_calibration
-    else:
-        options: dict[str, Any] = {"background": False, "classifier": classifier}  # the protocol names every mask
-        if not calibrate:
-            options = {
-                "background": DEFAULT_BACKGROUND,
-                "background_threshold": DEFAULT_BACKGROUND_THRESHOLD,
-                "classifier": classifier,
-            }
-        namer, gamma = build_namer(model, names, unseen, calibration, **options)
+    else:  # the protocol names every mask (a namer factory takes no options)
+        namer, gamma = build_namer(model, names, unseen, calibration, background=False, classifier=classifier)
     counts = {name: {"correct": 0, "total": 0, "seen": name not in unseen} for name in names}
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]

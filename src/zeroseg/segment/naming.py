@@ -388,7 +388,9 @@ def load_namer(
         options.setdefault("mask_calibration", getattr(embedder, "mask_calibration", None))
     else:
         options.setdefault("mask_calibration", DEFAULT_TEXT_MASK_CALIBRATION if text else DEFAULT_MASK_CALIBRATION)
-    options.setdefault("background", text or DEFAULT_BACKGROUND)
+    options.setdefault("background", DEFAULT_BACKGROUND)
+    if text:  # a phrase may match nothing: the learned background is its "none of these"
+        options["background"] = True
     options.setdefault("background_threshold", DEFAULT_BACKGROUND_THRESHOLD)
     options.setdefault("classifier", DEFAULT_CLASSIFIER)
     return Namer(embedder, vocabulary, **options)

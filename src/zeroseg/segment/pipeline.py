@@ -72,7 +72,7 @@ def namer_for(names: Sequence[str] | str, settings: Preset, embedder: Any = None
     """A Namer over ``names`` with the preset's naming settings (embedder, background, calibration);
     ``embedder`` (a loaded one, to share it) and ``options`` (``load_namer``'s, e.g. ``text=True`` for text
     prompts) override them."""
-    options.setdefault("background", settings.background or bool(options.get("text")))
+    options.setdefault("background", settings.background)
     options.setdefault("background_threshold", settings.background_threshold)
     options.setdefault("calibrate", settings.calibrate)
     return load_namer(names, settings.embedder if embedder is None else embedder, **options)

@@ -61,9 +61,7 @@ class NameSuggester:
             if not self._vocabulary:
                 raise PromptValueError("the vocabulary is empty: set some names first")
             if self._namer is None:
-                if isinstance(self._embedder, str):
-                    self._embedder = hub.load_dense_embedder(self._embedder)
-                self._namer = namer_for(self._vocabulary, self.settings, embedder=self._embedder)
+                self._namer = self.namer_for(self._vocabulary)
             return self._namer
 
     def namer_for(self, names: Sequence[str], **options: Any) -> Namer:
