@@ -433,3 +433,29 @@ def test_through_the_hub_with_a_checkpoint_folder(built: Built) -> None:
     points, labels = np.array([[260.0, 150.0]]), np.array([1])
     got = predictor.predict(points, labels, multimask_output=True)
     _check(built, got, _first(reference(built, points[None], labels[None], multimask=True)))
+
+
+@pytest.mark.parametrize("built", ["sam2"], indirect=True)
+def test_compiled_prompt_path_gives_the_same_masks(built: Built) -> None:
+    """``load_model(..., compile=True)`` compiles the prompt path and warms it up; its masks are the model's."""
+    from zeroseg import hub
+
+    model = hub.load_model("sam2.1_hiera_tiny", checkpoint=built.folder, compile=True)
+    assert model.model._compiled_call_impl is not None  # nn.Module.compile's
+    predictor = Predictor(model)
+    predictor.set_image(built.image)
+    points, labels = np.array([[260.0, 150.0]]), np.array([1])
+    got = predictor.predict(points, labels, multimask_output=True)
+    _check(built, got, _first(reference(built, points[None], labels[None], multimask=True)))
+    low = got[2][:1]
+    points, labels = np.array([[260.0, 150.0], [100.0, 300.0], [300.0, 200.0]]), np.array([1, 0, 1])
+    got = predictor.predict(points, labels, mask_input=low, multimask_output=False)
+    want = reference(built, points[None], labels[None], mask_input=low[None], multimask=False)
+    _check(built, got, _first(want))
+
+
+def test_compile_is_for_the_hugging_face_models() -> None:
+    from zeroseg import hub
+
+    with pytest.raises(ConfigError, match="compile is for the Hugging Face models"):
+        hub.load_model("lite", compile=True)

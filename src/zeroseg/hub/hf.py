@@ -59,6 +59,9 @@ def build(family: str, folder: Path, **options: Any) -> Any:
     if family in CONCEPT_FAMILIES:
         from zeroseg.models.hf.sam3 import build_sam3
 
+        if options.pop("compile", False):
+            raise ConfigError("compile is for the promptable models (clicks and boxes), not a concept model")
+
         return build_sam3(folder, **options)
     from zeroseg.models.hf import build_hf_segmenter
 

@@ -46,6 +46,7 @@ def load_model(
     config: str | os.PathLike | dict[str, Any] | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    compile: bool = False,
 ) -> nn.Module:
     """Build a segmenter in eval mode on ``device``, stamped with what it is.
 
@@ -58,7 +59,8 @@ def load_model(
     use (:mod:`zeroseg.hub.hf`).
 
     ``dtype`` ("float32" or "bfloat16") is the weights' type of a Hugging Face entry (float32 when None);
-    the other models are float32 only.
+    the other models are float32 only. ``compile`` compiles a promptable Hugging Face model's prompt path
+    with ``torch.compile`` and warms it up (slow to load, faster clicks; for the app's long sessions).
 
     The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
     SHA-256 prefix, the Hugging Face commit, or zeroseg's version for packaged weights) and ``preset``
@@ -67,6 +69,8 @@ def load_model(
     from zeroseg import __version__
 
     if config is not None:
+        if compile:
+            raise ConfigError("a model built from a config is not compiled")
         if dtype not in (None, "float32"):
             raise ConfigError("a model built from a config runs in float32 only")
         if checkpoint is None:
@@ -82,9 +86,12 @@ def load_model(
         entry = get_built(name, SEGMENTER)
         if dtype not in (None, "float32") and not isinstance(entry.builder, hf.HFBuilder):
             raise ConfigError(f"{entry.name!r} runs in float32 only (dtype={dtype!r} is for the Hugging Face models)")
+        if compile and not isinstance(entry.builder, hf.HFBuilder):
+            raise ConfigError(f"{entry.name!r} is not compiled (compile is for the Hugging Face models)")
         if isinstance(entry.builder, hf.HFBuilder):
             given = None if checkpoint is None else Path(checkpoint).expanduser()
-            model = entry.builder(given, **({} if dtype is None else {"dtype": dtype}))
+            options = ({} if dtype is None else {"dtype": dtype}) | ({"compile": True} if compile else {})
+            model = entry.builder(given, **options)
             version = _hf_version(entry, given)
         elif entry.builder is not None:
             given = None if checkpoint is None else existing_checkpoint(checkpoint)

@@ -14,6 +14,8 @@ import typer
 from zeroseg import hub
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from zeroseg.engine import Store
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -76,6 +78,17 @@ def serve(
         typer.Option("--zoom-in/--no-zoom-in", show_default="the model's preset (on for lite)",
                      help="Answer an object's later clicks and boxes in a crop around it (sharper small objects)."),
     ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(metavar="float32|bfloat16", show_default="float32",
+                     help="Weights' type of a Hugging Face model (SAM 2.1, SAM-HQ, SAM 3): bfloat16 is faster on "
+                     "CPUs with AVX-512 BF16."),
+    ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile", help="Compile a Hugging Face model's prompt decoder with torch.compile before "
+                     "serving (a minute or so at start; faster clicks after)."),
+    ] = False,
 ) -> None:
     """Serve the annotation web app for a folder of images.
 
@@ -87,6 +100,7 @@ def serve(
       zeroseg serve photos/
       zeroseg serve photos/ --names "cat, dog, sofa"
       zeroseg serve photos/ --no-graph-cut    # the model's own masks, faster clicks
+      zeroseg serve photos/ --model sam2.1_hiera_tiny --dtype bfloat16 --compile
       ZEROSEG_TOKEN=s3cret zeroseg serve photos/ --host 0.0.0.0
       zeroseg serve photos/ --host 0.0.0.0 --token ann=t0k3n1 --token bob=t0k3n2
       ZEROSEG_TOKENS="ann=t0k3n1,bob=t0k3n2" zeroseg serve photos/ --host 0.0.0.0
@@ -105,9 +119,14 @@ def serve(
             param_hint="--host",
         )
     vocabulary = clean_names(names) if names is not None else None
+    segmenter: str | nn.Module = model  # by name: loaded below, on the app's first use
+    if dtype is not None or compile:
+        if compile and hub.get(model).repo is not None:  # a Hugging Face model: it will compile
+            typer.echo(f"compiling {model}'s prompt decoder (once per start; a minute or so on a CPU) ...")
+        segmenter = hub.load_model(model, dtype=dtype, compile=compile)
     with Store.open(db) as store:
         name = open_dataset(store, dataset)
-        app = create_app(store, name, model, tokens, vocabulary, author, graph_cut=graph_cut, zoom_in=zoom_in)
+        app = create_app(store, name, segmenter, tokens, vocabulary, author, graph_cut=graph_cut, zoom_in=zoom_in)
         app.state.zeroseg.segmenter.model()  # a missing model fails now, not at the first click
         count = len(store.images(name))
         typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")

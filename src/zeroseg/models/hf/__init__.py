@@ -70,12 +70,17 @@ def preset_for(family: str) -> Preset:
 
 
 def build_hf_segmenter(
-    family: str, folder: str | Path, dtype: str = "float32", device: str | torch.device | None = None
+    family: str,
+    folder: str | Path,
+    dtype: str = "float32",
+    device: str | torch.device | None = None,
+    compile: bool = False,
 ) -> PromptableAdapter:
     """Load a ``family`` model ("sam2" for SAM 2.1, "edgetam", "sam_hq", "sam3_tracker") from
     ``folder`` (Hugging Face layout) with ``dtype`` weights ("float32", or "bfloat16" to opt in),
     PyTorch's scaled-dot-product attention, in eval mode; returns its Predictor-facing adapter, with
-    the family's ``preset``."""
+    the family's ``preset``. ``compile``: its prompt path compiled and warmed up
+    (:meth:`PromptableAdapter.compile_prompts`)."""
     spec = _family(family)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -123,6 +128,8 @@ def build_hf_segmenter(
     adapter.preset = spec.preset
     if device is not None:
         adapter.to(device)
+    if compile:
+        adapter.compile_prompts()
     return adapter
 
 

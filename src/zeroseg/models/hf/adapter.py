@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zeroseg.errors import ModelError
 from zeroseg.models.hf.common import ImageSpec, ResizeTransform, model_input, upscale_masks
 
 
@@ -122,6 +123,28 @@ class PromptableAdapter(nn.Module):
         low_res, iou = out.pred_masks, out.iou_scores
         low_res, iou = (low_res[:, 0], iou[:, 0]) if per_image else (low_res[0], iou[0])
         return low_res.float(), iou.float()
+
+    def compile_prompts(self) -> None:
+        """Compile the model's prompt path (its ``forward`` on an image embedding) with
+        ``torch.compile`` and run it once for each kind of prompt the app sends.
+
+        An opt-in for long sessions (``zeroseg serve --compile``): the fused kernels answer a click
+        faster, but compiling costs tens of seconds on a CPU, paid here rather than at a user's first
+        click. The image encoder stays eager (it is bound by its matrix products). Each new kind of
+        prompt later compiles once on first use (e.g. segment-everything's point batches)."""
+        self.model.compile()
+        side = self.img_size
+        try:
+            embedding = self.embed(torch.zeros(1, 3, side, side, dtype=torch.uint8))
+            point, label = torch.full((1, 1, 2), side / 2), torch.ones(1, 1, dtype=torch.int64)
+            low_res, _ = self.decode_prompts(embedding, point, label, None, None, multimask_output=True)
+            points, labels = torch.cat([point, point / 2], 1), torch.tensor([[1, 0]])
+            self.decode_prompts(embedding, points, labels, None, low_res[:, :1], multimask_output=False)
+            box = torch.tensor([[side / 4, side / 4, side * 3 / 4, side * 3 / 4]])
+            self.decode_prompts(embedding, None, None, box, None, multimask_output=False)
+        except Exception as err:  # inductor needs a C++ compiler; anything it raises means "run without"
+            raise ModelError(f"torch.compile failed for {self.family} ({type(err).__name__}: {err}); "
+                             "run without compiling (no --compile)") from err
 
     def postprocess_masks(
         self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
