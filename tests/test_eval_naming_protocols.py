@@ -93,6 +93,12 @@ def test_text_prompt_hits_and_false_positives(tmp_path: Path):
     assert results["first_hit_rate"] == 0.0 and results["empty_rate"] == pytest.approx(100 / 3)
     assert results["unseen_hit_rate"] == 100.0 and results["seen_hit_rate"] == 50.0
     assert results["fp_rate"] is None
+    typed = {f"a {name}": found for name, found in answers.items()}  # prompted as a user types them
+    same = evaluate_text_prompt_hits(None, FakeNamer, data, ["cow"], progress=False, phrase="a {}",
+                                     text_to_masks=fake_text_to_masks(typed), vocabulary="all")
+    assert same["hit_rate"] == results["hit_rate"] and same["phrase"] == "a {}"
+    with pytest.raises(Exception, match="template"):
+        evaluate_text_prompt_hits(None, FakeNamer, data, progress=False, phrase="a cow")
 
 
 def test_text_prompts_for_absent_classes(tmp_path: Path):

@@ -13,7 +13,7 @@ from zeroseg.segment import Namer, Predictor, text_to_masks
 from zeroseg.segment.naming import DEFAULT_MASK_CALIBRATION, DEFAULT_TEXT_MASK_CALIBRATION, load_namer
 from zeroseg.segment.text_prompt import phrase_map
 
-AXES = {"sky": 0, "grass": 1, "cow": 2, "square": 0, "floor": 1}
+AXES = {"sky": 0, "grass": 1, "cow": 2, "square": 0, "squares": 0, "floor": 1}
 DIM = 4  # axis 3 is the background's
 
 
@@ -254,6 +254,24 @@ def test_text_to_masks_finds_each_square(scene, predictor):
         assert mask[y : y + h, x : x + w].sum() == mask.sum() == segment.area
     assert found == {0, 1}
     assert len(text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]), max_instances=1)) == 1
+
+
+def test_a_phrase_as_typed_does_not_compete_with_its_own_noun(scene, predictor):
+    """"a square" is about squares: "square" and "squares" in the vocabulary do not split its share."""
+    image, embedder = scene
+    bare = text_to_masks(image, "square", predictor, Namer(embedder, ["floor"]))
+    typed = text_to_masks(image, "a square", predictor, Namer(embedder, ["floor", "squares", "square"]))
+    assert len(typed) == len(bare) >= 2 and all(s.label == "a square" for s in typed)
+    assert all((a.mask == b.mask).all() and a.label_score == b.label_score for a, b in zip(typed, bare))
+
+
+def test_name_key():
+    from zeroseg.vocabulary import name_key, strip_article
+
+    assert {name_key(n) for n in ("a cup", "Cups", "the cup", "cup")} == {"cup"}
+    assert name_key("boxes") == "box" and name_key("bus") == "bus" and name_key("glass") == "glass"
+    assert name_key("a traffic light") == "traffic light" and strip_article("an apple") == "apple"
+    assert strip_article("a") == "a" and strip_article("theatre") == "theatre"
 
 
 def test_text_to_masks_without_a_match(scene, predictor):

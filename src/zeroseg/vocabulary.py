@@ -13,3 +13,23 @@ def clean_names(names: Sequence[str] | str) -> list[str]:
         if item:
             seen.setdefault(item, None)
     return list(seen)
+
+
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+def strip_article(name: str) -> str:
+    """A name without its leading article ("a cup" -> "cup"): the noun a text prompt is about."""
+    words = name.split()
+    return " ".join(words[1:]) if len(words) > 1 and words[0].lower() in ARTICLES else name
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by when deciding they name the same thing: lower case, no
+    leading article, a plain English plural made singular ("A Cup", "cups" -> "cup"; "bus" stays)."""
+    key = strip_article(" ".join(name.replace("_", " ").lower().split()))
+    if key.endswith("es") and key[:-2].endswith(("ch", "sh", "x", "ss")):
+        return key[:-2]
+    if key.endswith("s") and not key.endswith(("ss", "us", "is")) and len(key) > 3:
+        return key[:-1]
+    return key

@@ -340,6 +340,10 @@ def text_prompt(
         typer.Option(help="user protocol: 'all' (the phrase among every dataset name, as --names does) or "
                           "'phrase' (the phrase alone, as `segment --text` without --names)"),
     ] = "all",
+    phrase: Annotated[
+        str,
+        typer.Option(help='user protocol: how a class name is typed, e.g. "a {}" (a cup); default the bare name'),
+    ] = "{}",
     verify: Annotated[
         bool | None,
         typer.Option("--verify/--no-verify",
@@ -363,7 +367,7 @@ def text_prompt(
         embedder = _embedder(model, checkpoint)
         if protocol == "user":
             results, data_size, info = _user_text_prompts(dataset, split, unseen, dropped, limit, absent,
-                                                          predictor, embedder, vocabulary, verify)
+                                                          predictor, embedder, vocabulary, verify, phrase)
         else:
             results, data_size, info = _zero_shot_text_prompts(dataset, split or "val", unseen, dropped, limit,
                                                                calibration, predictor, embedder, bool(verify))
@@ -379,7 +383,7 @@ def text_prompt(
                    "empty_rate": "nothing found", "seen_hit_rate": "seen hit", "unseen_hit_rate": "unseen hit"}
         title = (f"{segmenter} + {model} text prompts on {where} ({results['n_instances']} instances, "
                  f"{results['n_absent_prompts']} absent-class prompts, user protocol, vocabulary "
-                 f"{results['vocabulary']})")
+                 f"{results['vocabulary']}, typed {results['phrase']!r})")
     else:
         columns = {"miou": "mIoU", "seen_miou": "seen", "unseen_miou": "unseen", "hmean": "hmean"}
         title = f"{segmenter} + {model} text prompts on {where} ({results['n_prompts']} prompts, zero-shot protocol)"
@@ -388,7 +392,8 @@ def text_prompt(
 
 def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, dropped: str | None,
                        limit: int | None, absent: int | None, predictor: Any, embedder: Any,
-                       vocabulary: str = "all", verify: bool | None = None) -> tuple[Any, int, dict]:
+                       vocabulary: str = "all", verify: bool | None = None,
+                       phrase: str = "{}") -> tuple[Any, int, dict]:
     from zeroseg.eval.naming import SemanticRegionNaming, evaluate_text_prompt_hits, load_naming_dataset
 
     data = load_naming_dataset(dataset, None, limit, split=split, dropped=_names(dropped))
@@ -401,7 +406,7 @@ def _user_text_prompts(dataset: str, split: str | None, unseen: str | None, drop
 
         prompt = functools.partial(text_to_masks, verify=verify)
     results = evaluate_text_prompt_hits(predictor, embedder, data, unseen_names, absent_per_image=absent,
-                                        vocabulary=vocabulary, text_to_masks=prompt)
+                                        vocabulary=vocabulary, text_to_masks=prompt, phrase=phrase)
     from zeroseg.segment.text_prompt import DEFAULT_VERIFY
 
     dropped_names = data.dropped if isinstance(data, SemanticRegionNaming) else []

@@ -439,6 +439,7 @@ def evaluate_text_prompt_hits(
     absent_per_image: int | None = None,
     text_to_masks: Any = None,
     vocabulary: str = "all",
+    phrase: str = "{}",
 ) -> dict[str, Any]:
     """The user's protocol for text prompts, on images with named instance masks.
 
@@ -451,8 +452,11 @@ def evaluate_text_prompt_hits(
     absent class, or the first ``absent_per_image`` of a fixed shuffle per image). Also ``first_hit_rate``
     (the first, best-ranked mask alone), ``empty_rate`` (prompts for present classes that return nothing),
     the hit rates of ``unseen`` and seen classes, ``n_instances``, ``n_absent_prompts`` and ``per_class``.
-    Percentages. ``text_to_masks`` replaces :func:`~zeroseg.segment.text_prompt.text_to_masks` (tests).
+    Percentages. ``phrase`` is how a class name is typed ("a {}": "a cup"; default the bare name);
+    ``text_to_masks`` replaces :func:`~zeroseg.segment.text_prompt.text_to_masks` (tests).
     """
+    if "{}" not in phrase:
+        raise DatasetError(f"the phrase template needs a {{}} for the class name, got {phrase!r}")
     if text_to_masks is None:
         from zeroseg.segment.text_prompt import text_to_masks
 
@@ -476,7 +480,8 @@ def evaluate_text_prompt_hits(
             absent = [absent[k] for k in sorted(order[:absent_per_image])]
         for name in present + absent:
             namer = base if vocabulary == "all" else namers.setdefault(name, base.with_vocabulary([name]))
-            found = [np.asarray(s.mask, dtype=bool) for s in text_to_masks(sample.image, name, predictor, namer)]
+            typed = phrase.format(name)
+            found = [np.asarray(s.mask, dtype=bool) for s in text_to_masks(sample.image, typed, predictor, namer)]
             counts = per_class[name]
             if name in absent:
                 counts["absent_prompts"] += 1
@@ -510,5 +515,6 @@ def evaluate_text_prompt_hits(
         "n_absent_prompts": total["absent_prompts"],
         "iou_threshold": HIT_IOU,
         "vocabulary": vocabulary,
+        "phrase": phrase,
         "per_class": per_class,
     }

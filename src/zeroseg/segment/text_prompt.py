@@ -23,6 +23,7 @@ from zeroseg.segment.concept import Exemplar, concept_masks, is_concept_model
 from zeroseg.segment.naming import Namer, resize_grid
 from zeroseg.segment.predictor import Predictor
 from zeroseg.segment.record import Segment
+from zeroseg.vocabulary import name_key, strip_article
 
 DEFAULT_THRESHOLD = 0.5  # the phrase must win the softmax against the rest of the vocabulary
 NMS_IOU = 0.7  # masks overlapping a better one by more than this mask IoU are duplicates
@@ -55,7 +56,7 @@ def phrase_map(image: Any, phrase: str, namer: Namer) -> np.ndarray:
         raise PromptValueError("the phrase is empty")
     embedding = namer.embed(image)
     # instances, not pixels: the mask gamma (none unless the namer was asked to calibrate masks)
-    classes = namer.classes(names + [n for n in namer.vocabulary if n != names[0]], namer.mask_calibration)
+    classes = namer.classes(names + _others(names[0], namer.vocabulary), namer.mask_calibration)
     if len(classes[0]) > 1:
         share = namer.grid_logits(embedding, classes).softmax(0)[:1]
     else:
@@ -116,7 +117,12 @@ def text_to_masks(
         raise PromptValueError("a text prompt needs a concept model, or a promptable model (or predictor) and a namer")
     max_instances = DEFAULT_MAX_INSTANCES if max_instances is None else max_instances
     image = load_image(image)
-    share = phrase_map(image, phrase, namer)
+    typed = clean_names([phrase])
+    if not typed:
+        raise PromptValueError("the phrase is empty")
+    label = typed[0]
+    query = strip_article(label)  # "a cup" is about a cup: matched as "cup", labelled as typed
+    share = phrase_map(image, query, namer)
     grid = namer.embed(image).features.shape[-2:]
     min_area = share.size / (grid[0] * grid[1]) / 4  # a quarter grid cell: below the embedder's resolution
     regions = _regions(share, DEFAULT_THRESHOLD if threshold is None else threshold, min_area, max_instances)
@@ -149,12 +155,11 @@ def text_to_masks(
             ious = np.concatenate([ious, extra_ious[rows, pick]])
             scores = np.concatenate([scores, extra_scores[rows, pick]])
             points = np.concatenate([points, xy])
-    label = clean_names([phrase])[0]
     model = predictor.model
     keep = _mask_nms(masks, scores, NMS_IOU)
     match = {k: float(share[masks[k]].mean()) for k in keep}
     if verify and keep:
-        match = dict(zip(keep, match_scores(image, label, masks[keep], namer)))
+        match = dict(zip(keep, match_scores(image, query, masks[keep], namer)))
         keep = [k for k in keep if match[k] is not None]
     # match x sqrt(area), not match alone: the first mask is the instance more often (coco128 and CamVid val,
     # docs/zero-shot.md)
@@ -179,13 +184,18 @@ def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> li
     """For each mask [N, H, W]: the phrase's share of the mask's naming softmax among the phrase and the
     namer's other names (:data:`CONTEXT_NAMES` when it has none); None when another name wins. The
     background does not take part: :func:`phrase_map` already weighed it."""
-    others = [name for name in namer.vocabulary if name != phrase]
-    if not others:
-        others = [name for name in CONTEXT_NAMES if name != phrase]
+    others = _others(phrase, namer.vocabulary) or _others(phrase, CONTEXT_NAMES)
     judge = namer.with_vocabulary([phrase, *others])
     logits, present = judge.mask_logits(image, masks)
     probs = logits[:, : len(judge.vocabulary)].softmax(1)  # names only: the region finder had the background
     return [float(p[0]) if ok and int(p.argmax()) == 0 else None for p, ok in zip(probs, present.tolist())]
+
+
+def _others(phrase: str, names: Iterable[str]) -> list[str]:
+    """The names that compete with ``phrase``: all but those naming the same thing ("cup" and "cups"
+    against "cup"), which would split the phrase's own share."""
+    key = name_key(phrase)
+    return [name for name in names if name_key(name) != key]
 
 
 def _regions(share: np.ndarray, threshold: float, min_area: float, max_instances: int) -> list[np.ndarray]:
