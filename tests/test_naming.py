@@ -339,3 +339,15 @@ def test_text_to_masks_with_point_prompts_per_region(scene, predictor):
         truth[rows, cols] = True
         assert max((s.mask & truth).sum() / (s.mask | truth).sum() for s in segments) > 0.5
     assert any("box" not in s.prompt for s in segments) or len(segments) == 2
+
+
+def test_names_as_typed_are_embedded_and_calibrated_by_their_noun(scene):
+    """A vocabulary of "a square" names as "square" does: the same embedding, and seen when "squares" was trained."""
+    image, _ = scene
+    embedder = FakeEmbedder(scene[1].features, seen=["squares", "floor"])
+    typed = load_namer(["a square", "the floor"], embedder, classifier=False)
+    bare = load_namer(["square", "floor"], embedder, classifier=False)
+    assert typed.seen == {"a square", "the floor"} and bare.seen == {"square", "floor"}
+    for a, b in zip(typed.classes(typed.vocabulary, 0.1), bare.classes(bare.vocabulary, 0.1)):
+        assert torch.equal(a, b)
+    assert torch.equal(typed.pixel_logits(image), bare.pixel_logits(image))

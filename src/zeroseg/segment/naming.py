@@ -39,6 +39,7 @@ from zeroseg.io import load_image, rle_to_mask
 from zeroseg.models.lite import imagenet
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding, mask_cover, pool_masks
+from zeroseg.vocabulary import name_key, strip_article
 
 DEFAULT_TEMPERATURE = 0.01
 # What a namer does unless asked (load_namer, the CLI, the app, the data engine): chosen for top-1 naming
@@ -158,8 +159,10 @@ class Namer:
         """Unit embeddings of `names` (+ the background, last, if any) [K(+1), D] and the cosine offset
         of each: -calibration (default: the pixel calibration) for seen names, 0 otherwise."""
         gamma = self.calibration if calibration is None else calibration
-        text = self.embedder.text_encoder.encode(list(names)).float().cpu()
-        offsets = torch.tensor([-gamma if n in self.seen else 0.0 for n in names])
+        # a name is embedded by its noun ("a cup" as "cup"), and is seen when it names a seen thing ("cups")
+        text = self.embedder.text_encoder.encode([strip_article(n) for n in names]).float().cpu()
+        seen = {name_key(n) for n in self.seen}
+        offsets = torch.tensor([-gamma if name_key(n) in seen else 0.0 for n in names])
         if self.background is not None:
             text = torch.cat([text, self.background[None]])
             offsets = torch.cat([offsets, offsets.new_zeros(1)])
@@ -380,8 +383,8 @@ def load_namer(
         from zeroseg.hub import load_dense_embedder
 
         embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
-    trained = set(clean_names(getattr(embedder, "seen", ()) or ()))
-    options.setdefault("seen", [name for name in clean_names(vocabulary) if name in trained])
+    trained = {name_key(name) for name in clean_names(getattr(embedder, "seen", ()) or ())}
+    options.setdefault("seen", [name for name in clean_names(vocabulary) if name_key(name) in trained])
     fitted = float(getattr(embedder, "calibration", 0.0) or 0.0)
     options.setdefault("calibration", fitted if calibrate or pixel_calibrate else 0.0)
     if calibrate:
