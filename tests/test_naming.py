@@ -351,3 +351,13 @@ def test_names_as_typed_are_embedded_and_calibrated_by_their_noun(scene):
     for a, b in zip(typed.classes(typed.vocabulary, 0.1), bare.classes(bare.vocabulary, 0.1)):
         assert torch.equal(a, b)
     assert torch.equal(typed.pixel_logits(image), bare.pixel_logits(image))
+
+
+def test_competing_names_of_a_phrase():
+    from zeroseg.segment.text_prompt import _others
+
+    names = ["car", "cars", "red car", "truck", "hot dog", "dog"]
+    assert _others("a red car", names) == ["car", "cars", "truck", "hot dog", "dog"]
+    # the context names (the phrase alone) do not veto a phrase by its last words
+    assert _others("a red car", names, head=True) == ["truck", "hot dog", "dog"]
+    assert _others("hot dog", names, head=True) == ["car", "cars", "red car", "truck"]

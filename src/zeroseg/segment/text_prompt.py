@@ -184,18 +184,21 @@ def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> li
     """For each mask [N, H, W]: the phrase's share of the mask's naming softmax among the phrase and the
     namer's other names (:data:`CONTEXT_NAMES` when it has none); None when another name wins. The
     background does not take part: :func:`phrase_map` already weighed it."""
-    others = _others(phrase, namer.vocabulary) or _others(phrase, CONTEXT_NAMES)
+    others = _others(phrase, namer.vocabulary) or _others(phrase, CONTEXT_NAMES, head=True)
     judge = namer.with_vocabulary([phrase, *others])
     logits, present = judge.mask_logits(image, masks)
     probs = logits[:, : len(judge.vocabulary)].softmax(1)  # names only: the region finder had the background
     return [float(p[0]) if ok and int(p.argmax()) == 0 else None for p, ok in zip(probs, present.tolist())]
 
 
-def _others(phrase: str, names: Iterable[str]) -> list[str]:
+def _others(phrase: str, names: Iterable[str], head: bool = False) -> list[str]:
     """The names that compete with ``phrase``: all but those naming the same thing ("cup" and "cups"
-    against "cup"), which would split the phrase's own share."""
+    against "cup"), which would split the phrase's own share; with ``head``, also not the phrase's last
+    words ("car" against "red car")."""
     key = name_key(phrase)
-    return [name for name in names if name_key(name) != key]
+    words = key.split()
+    heads = {" ".join(words[i:]) for i in range(len(words))} if head else {key}
+    return [name for name in names if name_key(name) not in heads]
 
 
 def _regions(share: np.ndarray, threshold: float, min_area: float, max_instances: int) -> list[np.ndarray]:
