@@ -372,3 +372,21 @@ def test_auto_dtype_reaches_the_hub():
 
     with pytest.raises(ConfigError, match="float32 only"):
         load_models(AutoConfig(dtype="bfloat16"))
+
+
+def test_compile_is_passed_to_the_model_loader(monkeypatch):
+    """``AutoConfig(compile=True)`` asks the hub for a compiled model; the packaged lite model says it has none."""
+    from zeroseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compile is for the Hugging Face models"):
+        load_models(AutoConfig(compile=True))
+    asked = {}
+
+    def fake_load(name, device="cpu", dtype=None, compile=False):
+        asked.update(name=name, dtype=dtype, compile=compile)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(hub, "load_model", fake_load)
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_models(AutoConfig(model="sam2.1_hiera_tiny", dtype="bfloat16", compile=True))
+    assert asked == {"name": "sam2.1_hiera_tiny", "dtype": "bfloat16", "compile": True}

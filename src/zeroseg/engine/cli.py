@@ -137,6 +137,11 @@ def auto(
         typer.Option(help="Weights' type of a Hugging Face model: float32 or bfloat16 (faster on CPU).",
                      show_default="float32"),
     ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile", help="Compile a Hugging Face model's prompt decoder with torch.compile (a minute "
+                     "or so at start; each batch of grid points about twice as fast after)."),
+    ] = False,
     points_per_side: Annotated[
         int | None, typer.Option(min=1, help="Grid of N x N point prompts.", show_default=PRESET)
     ] = None,
@@ -197,6 +202,7 @@ def auto(
         embedder=embedder,
         calibrate=calibrate,
         dtype=dtype,
+        compile=compile,
         status=Status.PROPOSED if propose else Status.ACCEPTED,
     )
     if engine is Engine.ray:
