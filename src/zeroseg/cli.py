@@ -211,7 +211,7 @@ def segment(
     from zeroseg.viz import overlay
 
     rgb = load_image(image)
-    from zeroseg.vocabulary import clean_names
+    from zeroseg.vocabulary import clean_names, name_key
 
     phrases = clean_names(text) if text else []
     if text and not phrases:
@@ -237,7 +237,10 @@ def segment(
             segments, prompt_ids, multimask = _predict(predictor, points, boxes, single)
         settings = hub.preset_of(loaded).override(embedder=embedder, calibrate=calibrate)
         # a text prompt's namer: "none of these" (the learned background) to find nothing where nothing matches
-        namer = _namer(vocabulary + phrases, settings, text=bool(phrases)) if (phrases or vocabulary) else None
+        # the phrases join the names, unless a name already names the same thing ("cup" for "a cup")
+        known = {name_key(name) for name in vocabulary}
+        names = vocabulary + [phrase for phrase in phrases if name_key(phrase) not in known]
+        namer = _namer(names, settings, text=bool(phrases)) if names else None
         if phrases:
             from zeroseg.segment import text_to_masks
 
