@@ -34,6 +34,7 @@ DEFAULT_VERIFY = True
 # point alone, so a region that merges several instances (a crowd, a shelf of books) can give each one.
 DEFAULT_POINTS_PER_REGION = 4
 DEFAULT_MAX_INSTANCES = 10  # regions, and masks returned
+BOX_PAD_CELLS = 1.0  # a region's box prompt is widened by this many grid cells of the embedder on each side
 # When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
 # (a phrase alone against the background matches something in almost every photo).
 CONTEXT_NAMES = (
@@ -131,6 +132,9 @@ def text_to_masks(
 
     predictor.set_image(image)
     boxes, points = (np.array(p, dtype=np.float64) for p in zip(*(_prompt(r, share) for r in regions)))
+    cell = max(share.shape[0] / grid[0], share.shape[1] / grid[1])
+    pad = BOX_PAD_CELLS * cell  # the region's edge is only as sharp as the embedder's grid
+    boxes = np.clip(boxes + np.array([-pad, -pad, pad, pad]), 0, [share.shape[1], share.shape[0]] * 2)
     masks, ious, _ = predictor.predict_batch(
         point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
     )
@@ -140,7 +144,6 @@ def text_to_masks(
     rows, best = np.arange(len(masks)), scores.argmax(1)
     masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
     if points_per_region > 0:
-        cell = max(share.shape[0] / grid[0], share.shape[1] / grid[1])
         peaks = [(k, p) for k, r in enumerate(regions) for p in _peaks(r, share, points_per_region, cell)]
         if peaks:
             xy = np.array([p for _, p in peaks], dtype=np.float64)
