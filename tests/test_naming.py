@@ -268,7 +268,8 @@ def test_a_phrase_as_typed_does_not_compete_with_its_own_noun(scene, predictor):
 def test_name_key():
     from zeroseg.vocabulary import name_key, strip_article
 
-    assert {name_key(n) for n in ("a cup", "Cups", "the cup", "cup")} == {"cup"}
+    assert {name_key(n) for n in ("a cup", "Cups", "the cup", "cup", "a cup.")} == {"cup"}
+    assert strip_article("A red car.") == "red car" and strip_article(" cup ") == "cup"
     assert name_key("boxes") == "box" and name_key("bus") == "bus" and name_key("glass") == "glass"
     assert name_key("a traffic light") == "traffic light" and strip_article("an apple") == "apple"
     assert strip_article("a") == "a" and strip_article("theatre") == "theatre"

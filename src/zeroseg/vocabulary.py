@@ -19,14 +19,16 @@ ARTICLES = frozenset({"a", "an", "the"})
 
 
 def strip_article(name: str) -> str:
-    """A name without its leading article ("a cup" -> "cup"): the noun a text prompt is about."""
-    words = name.split()
-    return " ".join(words[1:]) if len(words) > 1 and words[0].lower() in ARTICLES else name
+    """A name without its leading article and closing full stop ("a cup." -> "cup"): the noun a text
+    prompt is about."""
+    words = name.strip().rstrip(".!?;:").split()
+    return " ".join(words[1:] if len(words) > 1 and words[0].lower() in ARTICLES else words)
 
 
 def name_key(name: str) -> str:
     """What two names are compared by when deciding they name the same thing: lower case, no
-    leading article, a plain English plural made singular ("A Cup", "cups" -> "cup"; "bus" stays)."""
+    leading article or closing full stop, a plain English plural made singular ("A Cup.", "cups" -> "cup";
+    "bus" stays)."""
     key = strip_article(" ".join(name.replace("_", " ").lower().split()))
     if key.endswith("es") and key[:-2].endswith(("ch", "sh", "x", "ss")):
         return key[:-2]
