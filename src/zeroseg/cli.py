@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from zeroseg import __version__, hub
+from zeroseg.engine.cli import DtypeOpt
 from zeroseg.errors import NothingFoundError, PromptShapeError, PromptValueError, ZerosegError
 from zeroseg.io import (
     atomic_write,
@@ -165,12 +166,7 @@ def segment(
     calibrate: CalibrateOpt = None,
     embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
-    dtype: Annotated[
-        str | None,
-        typer.Option(metavar="float32|bfloat16", show_default="float32",
-                     help="Weights' type of a Hugging Face model (SAM 2.1, SAM-HQ, SAM 3): bfloat16 is faster on "
-                     "CPUs with AVX-512 BF16."),
-    ] = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Segment objects from point, box and text prompts.
 

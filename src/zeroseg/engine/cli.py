@@ -41,6 +41,17 @@ DatasetArg = Annotated[
     str, typer.Argument(metavar="DATASET", help="Dataset name, or the folder it was made from.", show_default=False)
 ]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(metavar="float32|bfloat16", show_default="float32",
+                 help="Weights' type of a Hugging Face model (SAM 2.1, SAM-HQ, SAM 3): bfloat16 is faster on CPUs "
+                 "with AVX-512 BF16."),
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", help="Compile a Hugging Face model's prompt decoder with torch.compile (a minute or so "
+                 "at start; clicks and batches of grid points about twice as fast after)."),
+]
 
 
 class Engine(StrEnum):
@@ -132,16 +143,8 @@ def auto(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Annotate at most N images.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered segmentation model.")] = _AUTO.model,
-    dtype: Annotated[
-        str | None,
-        typer.Option(help="Weights' type of a Hugging Face model: float32 or bfloat16 (faster on CPU).",
-                     show_default="float32"),
-    ] = None,
-    compile: Annotated[
-        bool,
-        typer.Option("--compile", help="Compile a Hugging Face model's prompt decoder with torch.compile (a minute "
-                     "or so at start; each batch of grid points about twice as fast after)."),
-    ] = False,
+    dtype: DtypeOpt = None,
+    compile: CompileOpt = False,
     points_per_side: Annotated[
         int | None, typer.Option(min=1, help="Grid of N x N point prompts.", show_default=PRESET)
     ] = None,

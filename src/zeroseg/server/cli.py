@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from zeroseg import hub
+from zeroseg.engine.cli import CompileOpt, DtypeOpt
 
 if TYPE_CHECKING:
     from torch import nn
@@ -78,17 +79,8 @@ def serve(
         typer.Option("--zoom-in/--no-zoom-in", show_default="the model's preset (on for lite)",
                      help="Answer an object's later clicks and boxes in a crop around it (sharper small objects)."),
     ] = None,
-    dtype: Annotated[
-        str | None,
-        typer.Option(metavar="float32|bfloat16", show_default="float32",
-                     help="Weights' type of a Hugging Face model (SAM 2.1, SAM-HQ, SAM 3): bfloat16 is faster on "
-                     "CPUs with AVX-512 BF16."),
-    ] = None,
-    compile: Annotated[
-        bool,
-        typer.Option("--compile", help="Compile a Hugging Face model's prompt decoder with torch.compile before "
-                     "serving (a minute or so at start; faster clicks after)."),
-    ] = False,
+    dtype: DtypeOpt = None,
+    compile: CompileOpt = False,
 ) -> None:
     """Serve the annotation web app for a folder of images.
 
