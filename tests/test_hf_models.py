@@ -435,12 +435,11 @@ def test_through_the_hub_with_a_checkpoint_folder(built: Built) -> None:
     _check(built, got, _first(reference(built, points[None], labels[None], multimask=True)))
 
 
-@pytest.mark.parametrize("built", ["sam2"], indirect=True)
 def test_compiled_prompt_path_gives_the_same_masks(built: Built) -> None:
     """``load_model(..., compile=True)`` compiles the prompt path and warms it up; its masks are the model's."""
     from zeroseg import hub
 
-    model = hub.load_model("sam2.1_hiera_tiny", checkpoint=built.folder, compile=True)
+    model = hub.load_model(HUB_NAMES[built.family.name], checkpoint=built.folder, compile=True)
     assert model.model._compiled_call_impl is not None  # nn.Module.compile's
     predictor = Predictor(model)
     predictor.set_image(built.image)
