@@ -61,7 +61,6 @@ def build(family: str, folder: Path, **options: Any) -> Any:
 
         if options.pop("compile", False):
             raise ConfigError("compile is for the promptable models (clicks and boxes), not a concept model")
-
         return build_sam3(folder, **options)
     from zeroseg.models.hf import build_hf_segmenter
 
