@@ -473,3 +473,24 @@ def test_cli_segment_text_and_exemplars_end_to_end(tmp_path, folder, photo, tiny
     assert nothing.exit_code != 0 and "--point" in nothing.output
     wrong = CliRunner().invoke(cli.app, [str(a) for a in ["segment", image, *model, "-e", "1,2,3", "-o", out]])
     assert wrong.exit_code != 0 and "--exemplar" in wrong.output
+
+
+def test_names_masks_through_the_namer(concepts, photo):
+    """A concept model names masks through the Namer API: a mask that is one of a name's instances scores at
+    least that instance's score for the name (IoU 1)."""
+    from zeroseg.segment.concept_naming import ConceptNamer
+    from zeroseg.segment.naming import load_namer
+
+    assert isinstance(load_namer(["a cow", "grass"], concepts), ConceptNamer)
+    namer = ConceptNamer(concepts, ["a cow", "grass"], threshold=0.0)  # random weights: every query's instance
+    found = concepts.find(photo, ["a cow", "grass"], threshold=0.0)
+    picks = [(k, i) for k, f in enumerate(found) for i in range(len(f)) if f.masks[i].any()][:3]
+    assert picks
+    masks = np.stack([found[k].masks[i] for k, i in picks])
+    logits, present = namer.mask_logits(photo, masks)
+    assert logits.shape == (len(picks), 3) and present.all()
+    for row, (k, i) in enumerate(picks):
+        assert float(logits[row, k].exp()) >= float(found[k].scores[i]) - 1e-4
+    names = namer.name_masks(photo, masks)
+    assert all(label in (None, "a cow", "grass") and 0 <= score <= 1 for label, score in names)
+    assert namer.label_pixels(photo).shape == photo.shape[:2]

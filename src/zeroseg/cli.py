@@ -79,7 +79,8 @@ NamesOpt = Annotated[
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(
-        help="Dense vision-language embedder for names and text: lite, maskclip, groupvit.",
+        help="Dense vision-language embedder for names and text: lite, maskclip, groupvit; or sam3 (names "
+        "masks by finding each name's instances).",
         show_default="the model's preset",
     ),
 ]

@@ -378,11 +378,24 @@ def load_namer(
     their mask scores instead, as the zero-shot protocol does. `text=True` makes the namer of text prompts:
     the learned background as "none of these" (a phrase may match nothing) and
     :data:`DEFAULT_TEXT_MASK_CALIBRATION` for masks. `options` giving the gammas win.
+
+    A concept model (SAM 3, loaded or by its registry name) as `embedder` names by finding each name's
+    instances (:class:`~zeroseg.segment.concept_naming.ConceptNamer`); only `background_threshold` applies.
     """
     if isinstance(embedder, str):
-        from zeroseg.hub import load_dense_embedder
+        from zeroseg import hub
+        from zeroseg.hub.hf import CONCEPT_FAMILIES
+        from zeroseg.hub.registry import find
 
-        embedder = load_dense_embedder(embedder, checkpoint=checkpoint)
+        entry = None if find(embedder, hub.DENSE_EMBEDDER) else find(embedder, hub.SEGMENTER)
+        if getattr(getattr(entry, "builder", None), "family", None) in CONCEPT_FAMILIES:
+            embedder = hub.load_model(embedder, checkpoint=checkpoint)  # a concept model (SAM 3) names too
+        else:
+            embedder = hub.load_dense_embedder(embedder, checkpoint=checkpoint)
+    if getattr(embedder, "concepts", False):
+        from zeroseg.segment.concept_naming import ConceptNamer
+
+        return ConceptNamer(embedder, vocabulary, background_threshold=options.get("background_threshold"))
     trained = {name_key(name) for name in clean_names(getattr(embedder, "seen", ()) or ())}
     options.setdefault("seen", [name for name in clean_names(vocabulary) if name_key(name) in trained])
     fitted = float(getattr(embedder, "calibration", 0.0) or 0.0)

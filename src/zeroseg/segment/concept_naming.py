@@ -1,0 +1,106 @@
+"""Naming masks and pixels with a concept model (SAM 3) through the :class:`~zeroseg.segment.naming.Namer` API.
+
+A concept model is not a shared image-text space (its phrase conditions a decoder), so it names by
+finding: each name of the vocabulary is a concept prompt on the image (the image and the names' text
+embeddings are encoded once and cached by the model), and a mask takes the name whose instances match
+it best, scored ``instance score x IoU with the mask``. A pixel takes the best score of the instances
+covering it. :data:`NONE_SCORE` is the "none of these" column: a mask or pixel no instance matches that
+well stays unnamed.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from zeroseg.errors import PromptShapeError, PromptValueError
+from zeroseg.io import load_image
+from zeroseg.models.text import clean_names
+from zeroseg.segment.naming import Namer
+
+NONE_SCORE = 0.25
+"""Score of "none of these": a mask needs, e.g., an instance of score 0.5 covering it at IoU 0.5 to be named."""
+EPS = 1e-6
+
+
+class ConceptNamer(Namer):
+    """A :class:`Namer` whose names come from a concept model's instances (``model.find``).
+
+    Arguments:
+      model: a concept model (:class:`~zeroseg.models.hf.sam3.Sam3Concepts`: ``find(image, texts, threshold=)``).
+      vocabulary: names, as a list or "sky, grass, cow".
+      background_threshold: a mask or pixel whose best softmax share is below this stays unnamed.
+      threshold: instance score a found instance needs (default the model's).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        vocabulary: Sequence[str] | str,
+        background_threshold: float | None = None,
+        threshold: float | None = None,
+    ) -> None:  # the dense namer's text space and calibration do not apply: its __init__ is not run
+        self.embedder = model
+        self.vocabulary = clean_names(vocabulary)
+        if not self.vocabulary:
+            raise PromptValueError("a vocabulary needs at least one name")
+        self.background_threshold = background_threshold
+        self.threshold = threshold
+        self._found: tuple[Any, list[Any]] | None = None  # (image key, instances per name) of the last image
+
+    def with_vocabulary(self, vocabulary: Sequence[str] | str) -> ConceptNamer:
+        other = copy.copy(self)
+        other.vocabulary = clean_names(vocabulary)
+        if not other.vocabulary:
+            raise PromptValueError("a vocabulary needs at least one name")
+        other._found = None
+        return other
+
+    def embed(self, image: Any) -> Any:
+        raise PromptValueError(
+            "a concept model names by finding instances, it has no dense embedding: name masks or pixels, or "
+            "give text prompts to the concept model itself"
+        )
+
+    def instances(self, image: Any) -> list[Any]:
+        """Every instance of each vocabulary name in ``image`` (one ``ConceptInstances`` per name), kept
+        for the last image so that naming its masks in batches finds once."""
+        image = load_image(image)
+        key = (hashlib.sha1(image.tobytes()).hexdigest(), image.shape, tuple(self.vocabulary))
+        if self._found is None or self._found[0] != key:
+            self._found = (key, self.embedder.find(image, list(self.vocabulary), threshold=self.threshold))
+        return self._found[1]
+
+    def mask_logits(self, image: Any, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-scores [N, K + 1] of each mask (the best instance score x IoU per name, then "none") and
+        which masks are non-empty [N]."""
+        image = load_image(image)
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+            raise PromptShapeError(f"masks must be N x {image.shape[0]} x {image.shape[1]}, got {masks.shape}")
+        flat = masks.reshape(len(masks), -1).astype(np.float32)
+        area = flat.sum(1)
+        scores = np.zeros((len(masks), len(self.vocabulary) + 1), np.float32)
+        scores[:, -1] = NONE_SCORE
+        for k, found in enumerate(self.instances(image)):
+            if len(found) == 0:
+                continue
+            theirs = found.masks.reshape(len(found), -1).astype(np.float32)
+            inter = flat @ theirs.T
+            iou = inter / np.maximum(area[:, None] + theirs.sum(1)[None] - inter, 1)
+            scores[:, k] = (iou * found.scores[None]).max(1)
+        return torch.from_numpy(np.log(scores + EPS)), torch.from_numpy(area > 0)
+
+    def pixel_logits(self, image: Any) -> torch.Tensor:
+        """Log-scores [K + 1, H, W]: the best score of the instances of each name covering the pixel, then "none"."""
+        image = load_image(image)
+        scores = np.zeros((len(self.vocabulary) + 1, *image.shape[:2]), np.float32)
+        scores[-1] = NONE_SCORE
+        for k, found in enumerate(self.instances(image)):
+            for mask, score in zip(found.masks, found.scores):
+                np.maximum(scores[k], np.where(mask, np.float32(score), np.float32(0)), out=scores[k])
+        return torch.from_numpy(np.log(scores + EPS))
