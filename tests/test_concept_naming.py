@@ -7,7 +7,8 @@ import pytest
 from zeroseg.errors import PromptValueError
 from zeroseg.models.hf.sam3 import ConceptInstances
 from zeroseg.segment.concept_naming import NONE_SCORE, ConceptNamer
-from zeroseg.segment.naming import Namer, load_namer
+from zeroseg.segment.naming import load_namer
+from zeroseg.segment.vocabulary_namer import VocabularyNamer
 
 IMAGE = np.zeros((40, 60, 3), np.uint8)
 
@@ -44,7 +45,7 @@ class FakeConcepts:
 def test_masks_take_the_name_of_the_instance_that_matches_them():
     model = FakeConcepts()
     namer = load_namer("cow, sheep, grass", model)
-    assert isinstance(namer, ConceptNamer) and isinstance(namer, Namer)
+    assert isinstance(namer, ConceptNamer) and isinstance(namer, VocabularyNamer)
     half_cow = COW.copy()
     half_cow[15:] = False  # IoU 0.5 with the cow: 0.45 > NONE_SCORE
     nothing = box(32, 40, 0, 10)

@@ -1,4 +1,4 @@
-"""Naming masks and pixels with a concept model (SAM 3) through the :class:`~zeroseg.segment.naming.Namer` API.
+"""Naming masks and pixels with a concept model (SAM 3), with the naming API of the dense namer.
 
 A concept model is not a shared image-text space (its phrase conditions a decoder), so it names by
 finding: each name of the vocabulary is a concept prompt on the image (the image and the names' text
@@ -9,7 +9,6 @@ well stays unnamed.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -19,16 +18,16 @@ import torch
 
 from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import load_image
-from zeroseg.models.text import clean_names
-from zeroseg.segment.naming import Namer
+from zeroseg.segment.vocabulary_namer import VocabularyNamer
 
 NONE_SCORE = 0.25
 """Score of "none of these": a mask needs, e.g., an instance of score 0.5 covering it at IoU 0.5 to be named."""
 EPS = 1e-6
 
 
-class ConceptNamer(Namer):
-    """A :class:`Namer` whose names come from a concept model's instances (``model.find``).
+class ConceptNamer(VocabularyNamer):
+    """A namer whose names come from a concept model's instances (``model.find``), with the dense
+    :class:`~zeroseg.segment.naming.Namer`'s naming API.
 
     Arguments:
       model: a concept model (:class:`~zeroseg.models.hf.sam3.Sam3Concepts`: ``find(image, texts, threshold=)``).
@@ -43,22 +42,11 @@ class ConceptNamer(Namer):
         vocabulary: Sequence[str] | str,
         background_threshold: float | None = None,
         threshold: float | None = None,
-    ) -> None:  # the dense namer's text space and calibration do not apply: its __init__ is not run
+    ) -> None:
+        super().__init__(vocabulary, background_threshold)
         self.embedder = model
-        self.vocabulary = clean_names(vocabulary)
-        if not self.vocabulary:
-            raise PromptValueError("a vocabulary needs at least one name")
-        self.background_threshold = background_threshold
         self.threshold = threshold
-        self._found: tuple[Any, list[Any]] | None = None  # (image key, instances per name) of the last image
-
-    def with_vocabulary(self, vocabulary: Sequence[str] | str) -> ConceptNamer:
-        other = copy.copy(self)
-        other.vocabulary = clean_names(vocabulary)
-        if not other.vocabulary:
-            raise PromptValueError("a vocabulary needs at least one name")
-        other._found = None
-        return other
+        self._found: tuple[Any, list[Any]] | None = None  # (image and vocabulary key, instances per name)
 
     def embed(self, image: Any) -> Any:
         raise PromptValueError(

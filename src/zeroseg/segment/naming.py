@@ -23,11 +23,10 @@ opinion of its grid cell (the classifier without its pooling), weighted by `pixe
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,10 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import PromptShapeError, PromptValueError
-from zeroseg.io import load_image, rle_to_mask
+from zeroseg.io import load_image
 from zeroseg.models.lite import imagenet
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding, mask_cover, pool_masks
+from zeroseg.segment.concept_naming import ConceptNamer
+from zeroseg.segment.vocabulary_namer import MASK_BATCH, VocabularyNamer
 from zeroseg.vocabulary import name_key, strip_article
 
 DEFAULT_TEMPERATURE = 0.01
@@ -64,12 +65,11 @@ DEFAULT_CLASSIFIER_WEIGHT = 1.5
 # Pixels: the classifier's per-cell opinion weighs less (its cells see far beyond themselves); chosen on
 # coco128 val and CamVid val pixels (docs/zero-shot.md).
 DEFAULT_PIXEL_CLASSIFIER_WEIGHT = 0.5
-MASK_BATCH = 16  # masks pooled per step: bounds memory at MASK_BATCH x H x W floats
 
 log = logging.getLogger(__name__)
 
 
-class Namer:
+class Namer(VocabularyNamer):
     """Names pixels and masks with free-text names via a DenseEmbedder and its text encoder.
 
     Arguments:
@@ -103,14 +103,11 @@ class Namer:
         classifier_weight: float = DEFAULT_CLASSIFIER_WEIGHT,
         pixel_classifier_weight: float = DEFAULT_PIXEL_CLASSIFIER_WEIGHT,
     ) -> None:
+        super().__init__(vocabulary, background_threshold)
         self.embedder = embedder
-        self.vocabulary = clean_names(vocabulary)
-        if not self.vocabulary:
-            raise PromptValueError("a vocabulary needs at least one name")
         self.seen = set(clean_names(seen))
         self.calibration = float(calibration)
         self.mask_calibration = self.calibration if mask_calibration is None else float(mask_calibration)
-        self.background_threshold = background_threshold
         if temperature is None:
             temperature = getattr(embedder, "temperature", None) or DEFAULT_TEMPERATURE
         self.temperature = float(temperature)
@@ -126,16 +123,9 @@ class Namer:
         self.pixel_classifier_weight = float(pixel_classifier_weight)
         self._transfer_text: torch.Tensor | None = None  # [1000, D] ImageNet class names, embedded lazily
 
-    def with_vocabulary(self, vocabulary: Sequence[str] | str) -> "Namer":
-        """The same namer (embedder, settings, image cache) over another vocabulary: naming many
-        vocabularies on one image embeds it once."""
-        other = copy.copy(self)
-        other.vocabulary = clean_names(vocabulary)
-        if not other.vocabulary:
-            raise PromptValueError("a vocabulary needs at least one name")
-        other._classes = other.classes(other.vocabulary)
-        other._mask_classes = other.classes(other.vocabulary, other.mask_calibration)
-        return other
+    def _vocabulary_changed(self) -> None:  # with_vocabulary: the image cache is shared, the names embedded again
+        self._classes = self.classes(self.vocabulary)
+        self._mask_classes = self.classes(self.vocabulary, self.mask_calibration)
 
     # --- embeddings -----------------------------------------------------------------------------
     def embed(self, image: Any) -> DenseEmbedding:
@@ -190,10 +180,6 @@ class Namer:
         """[K(+1 if background), H, W] calibrated logits at the original image size (:meth:`grid_logits`)."""
         embedding = self.embed(image)
         return resize_grid(self.grid_logits(embedding, self._classes), embedding.image_size)
-
-    def label_pixels(self, image: Any) -> np.ndarray:
-        """[H, W] int64 index into `vocabulary`; -1 where the background wins or the best score is low."""
-        return self._decide(self.pixel_logits(image))[0].numpy()
 
     def similarity(self, image: Any, phrase: str) -> np.ndarray:
         """[H, W] float32 cosine similarity between each pixel and one phrase."""
@@ -267,48 +253,6 @@ class Namer:
             self._transfer_text = imagenet_text(self.embedder.text_encoder)
         return self._transfer_text
 
-    def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
-        """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score); an empty
-        mask gets (None, 0). See :meth:`mask_logits`."""
-        return self.names_from_logits(*self.mask_logits(image, masks))
-
-    def names_from_logits(self, logits: torch.Tensor, present: torch.Tensor) -> list[tuple[str | None, float]]:
-        """:meth:`name_masks`'s decision from :meth:`mask_logits`'s output (for callers that also need
-        the scores of every name, without computing them twice)."""
-        labels, scores = self._decide(logits.T)
-        return [
-            (self.vocabulary[label] if label >= 0 else None, score) if ok else (None, 0.0)
-            for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist())
-        ]
-
-    def name_records(self, image: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add `label` and `label_score` to segment records (in place; also returned), reading each
-        record's `segmentation` (bool HxW array or COCO RLE)."""
-        for record, (label, score) in self._name_batched(image, records, lambda r: _as_mask(r["segmentation"])):
-            record["label"], record["label_score"] = label, float(score)
-        return records
-
-    def name_segments(self, image: Any, segments: Sequence[Any]) -> Sequence[Any]:
-        """Set ``label`` and ``label_score`` (None when unnamed) of :class:`~zeroseg.segment.record.Segment`
-        records, in place; also returned."""
-        for segment, (label, score) in self._name_batched(image, segments, lambda s: s.mask):
-            segment.label, segment.label_score = label, (float(score) if label is not None else None)
-        return segments
-
-    # --- helpers --------------------------------------------------------------------------------
-    def _name_batched(self, image: Any, items: Sequence[Any], mask_of: Any) -> Iterator[tuple[Any, tuple[str | None, float]]]:
-        """Each item with its (name, score), masks named :data:`MASK_BATCH` at a time to bound memory."""
-        for batch in _batches(list(items), MASK_BATCH):
-            yield from zip(batch, self.name_masks(image, np.stack([mask_of(item) for item in batch])))
-
-    def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Winner of logits [K(+1), ...] along dim 0 and its softmax score; the winner is -1 (none) for
-        the background or a score under `background_threshold`."""
-        scores, labels = logits.softmax(0).max(0)
-        none = labels == len(self.vocabulary)
-        if self.background_threshold is not None:
-            none |= scores < self.background_threshold
-        return torch.where(none, -1, labels), scores
 
 
 _IMAGENET_TEXT: dict[int, tuple[Any, torch.Tensor]] = {}
@@ -349,15 +293,6 @@ def resize_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(grid[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
 
 
-def _as_mask(segmentation: Any) -> np.ndarray:
-    return rle_to_mask(segmentation) if isinstance(segmentation, dict) else np.asarray(segmentation, dtype=bool)
-
-
-def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def load_namer(
     vocabulary: Sequence[str] | str,
     embedder: str | DenseEmbedder = "lite",
@@ -393,8 +328,6 @@ def load_namer(
         else:
             embedder = hub.load_dense_embedder(embedder, checkpoint=checkpoint)
     if getattr(embedder, "concepts", False):
-        from zeroseg.segment.concept_naming import ConceptNamer
-
         return ConceptNamer(embedder, vocabulary, background_threshold=options.get("background_threshold"))
     trained = {name_key(name) for name in clean_names(getattr(embedder, "seen", ()) or ())}
     options.setdefault("seen", [name for name in clean_names(vocabulary) if name_key(name) in trained])
