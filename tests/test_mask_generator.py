@@ -20,6 +20,7 @@ from zeroseg.segment.amg import (
     calculate_stability_score,
     generate_crop_boxes,
     is_box_near_crop_edge,
+    mask_iou_matrix,
     remove_small_regions,
     uncrop_masks,
 )
@@ -344,3 +345,13 @@ def test_edge_refinement_runs_on_the_distinct_masks_only(
             assert (logits[best] > 0).tolist() == record["segmentation"].tolist()  # predict refines too
     finally:
         predictor.refine_edges = False
+
+
+def test_mask_iou_matrix():
+    a = np.zeros((2, 4, 4), bool)
+    a[0, :2] = True  # 8 pixels
+    a[1, :, :1] = True  # 4 pixels, 2 shared with a[0]
+    b = np.concatenate([a, np.zeros((1, 4, 4), bool)])
+    iou = mask_iou_matrix(a, b)
+    assert iou.shape == (2, 3)
+    np.testing.assert_allclose(iou, [[1, 2 / 10, 0], [2 / 10, 1, 0]])

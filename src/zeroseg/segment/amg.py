@@ -213,6 +213,14 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tup
     return np.isin(regions, keep_labels), True
 
 
+def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU [N, M] of every mask of ``a`` [N, H, W] with every mask of ``b`` [M, H, W] (bool); 0 for two empty masks."""
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    return inter / np.maximum(fa.sum(1)[:, None] + fb.sum(1)[None] - inter, 1)
+
+
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy non-maximum suppression within each category ``idxs``, as torchvision.ops.batched_nms.
 

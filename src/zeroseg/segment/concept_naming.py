@@ -18,6 +18,7 @@ import torch
 
 from zeroseg.errors import PromptShapeError, PromptValueError
 from zeroseg.io import load_image
+from zeroseg.segment.amg import mask_iou_matrix
 from zeroseg.segment.vocabulary_namer import VocabularyNamer
 
 NONE_SCORE = 0.25
@@ -70,18 +71,13 @@ class ConceptNamer(VocabularyNamer):
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
             raise PromptShapeError(f"masks must be N x {image.shape[0]} x {image.shape[1]}, got {masks.shape}")
-        flat = masks.reshape(len(masks), -1).astype(np.float32)
-        area = flat.sum(1)
         scores = np.zeros((len(masks), len(self.vocabulary) + 1), np.float32)
         scores[:, -1] = NONE_SCORE
         for k, found in enumerate(self.instances(image)):
-            if len(found) == 0:
-                continue
-            theirs = found.masks.reshape(len(found), -1).astype(np.float32)
-            inter = flat @ theirs.T
-            iou = inter / np.maximum(area[:, None] + theirs.sum(1)[None] - inter, 1)
-            scores[:, k] = (iou * found.scores[None]).max(1)
-        return torch.from_numpy(np.log(scores + EPS)), torch.from_numpy(area > 0)
+            if len(found):
+                scores[:, k] = (mask_iou_matrix(masks, found.masks) * found.scores[None]).max(1)
+        present = torch.from_numpy(masks.reshape(len(masks), -1).any(1))
+        return torch.from_numpy(np.log(scores + EPS)), present
 
     def pixel_logits(self, image: Any) -> torch.Tensor:
         """Log-scores [K + 1, H, W]: the best score of the instances of each name covering the pixel, then "none"."""

@@ -19,6 +19,7 @@ import torch
 from zeroseg.errors import PromptValueError
 from zeroseg.io import load_image
 from zeroseg.models.text import clean_names
+from zeroseg.segment.amg import mask_iou_matrix
 from zeroseg.segment.concept import Exemplar, concept_masks, is_concept_model
 from zeroseg.segment.naming import Namer, resize_grid
 from zeroseg.segment.predictor import Predictor
@@ -242,12 +243,10 @@ def _peaks(region: np.ndarray, share: np.ndarray, count: int, spacing: float) ->
 
 def _mask_nms(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Indices of masks [N, H, W] kept by greedy NMS on mask IoU, best score first; empty masks dropped."""
-    flat = masks.reshape(len(masks), -1).astype(np.float32)
-    areas = flat.sum(1)
-    inter = flat @ flat.T
-    iou = inter / np.maximum(areas[:, None] + areas[None] - inter, 1)
+    iou = mask_iou_matrix(masks, masks)
+    nonempty = masks.reshape(len(masks), -1).any(1)
     keep: list[int] = []
     for i in np.argsort(-scores, kind="stable"):
-        if areas[i] > 0 and all(iou[i, j] <= iou_threshold for j in keep):
+        if nonempty[i] and all(iou[i, j] <= iou_threshold for j in keep):
             keep.append(int(i))
     return keep
