@@ -15,7 +15,8 @@ the default model, the way the page's one-key flow works:
   ``--max-clicks``, or when three clicks in a row did not help;
 - accept (one key: Enter) stores the best candidate seen with the selected class's label;
 - if it is still under 0.9, brush and eraser strokes (``/paint``) along the largest error fix it,
-  each stroke drawn along the error's skeleton with a radius of its typical depth, up to
+  each stroke one drag over the error region's skeleton (a scribble that goes back along a branch to
+  reach the next, never lifting the pen) with a radius of the region's typical depth, up to
   ``--max-strokes``.
 
 Actions are box drags + clicks + keys + strokes per object; model time is the server's embedding and
@@ -98,7 +99,7 @@ def class_keys(names: Sequence[str]) -> dict[str, str]:
 
 
 def plan_stroke(pred: np.ndarray, gt: np.ndarray) -> tuple[str, list[list[float]], float] | None:
-    """The stroke a person draws next: along the skeleton of the largest error region (brush for
+    """The stroke a person draws next: over the skeleton of the largest error region (brush for
     missing pixels, eraser for extra ones), with the region's median depth as radius."""
     best = None
     for region, mode in zip(error_regions(pred, gt), ("add", "erase")):
@@ -118,22 +119,37 @@ def plan_stroke(pred: np.ndarray, gt: np.ndarray) -> tuple[str, list[list[float]
 
 
 def _walk(pixels: np.ndarray) -> list[list[float]]:
-    """A path through neighbouring pixels from one end of the skeleton, as far as it goes unbroken
-    (pixel centres); the rest is the next stroke's."""
+    """One continuous drag over the skeleton (pixel centres): a depth-first tour from one end that goes
+    back along a branch to reach the next, as a hand scribbling over the region does; pixels the tour
+    cannot reach without lifting the pen (another piece of the skeleton) are the next stroke's."""
+    index = {(int(x), int(y)): i for i, (x, y) in enumerate(pixels)}
     start = int(np.argmin(pixels[:, 0] + pixels[:, 1]))
-    left = np.ones(len(pixels), dtype=bool)
-    path, current = [], start
-    while True:
-        left[current] = False
-        path.append([pixels[current, 0] + 0.5, pixels[current, 1] + 0.5])
-        if not left.any():
-            break
-        distance = np.abs(pixels - pixels[current]).max(axis=1)
-        distance[~left] = np.inf
-        current = int(np.argmin(distance))
-        if distance[current] > 1.5:
-            break
-    return path
+    seen = {start}
+    path, last = [start], 1
+    stack = [(start, _neighbours(pixels[start], index))]
+    while stack:
+        todo = stack[-1][1]
+        step = next((n for n in todo if n not in seen), None)
+        if step is None:
+            stack.pop()
+            if stack:
+                path.append(stack[-1][0])  # back along the branch
+            continue
+        seen.add(step)
+        path.append(step)
+        last = len(path)
+        stack.append((step, _neighbours(pixels[step], index)))
+    tour = pixels[path[:last]] + 0.5  # no way back after the last new pixel
+    steps = np.diff(tour, axis=0)
+    turns = np.any(steps[1:] != steps[:-1], axis=1)  # a straight run is one segment
+    keep = np.concatenate([[True], turns, [True]]) if len(tour) > 1 else np.array([True])
+    return tour[keep].tolist()
+
+
+def _neighbours(pixel: np.ndarray, index: dict[tuple[int, int], int]) -> list[int]:
+    x, y = int(pixel[0]), int(pixel[1])
+    near = ((x + dx, y + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dx or dy)
+    return [index[p] for p in near if p in index]
 
 
 def tight_box(mask: np.ndarray) -> list[float]:

@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the repo root
@@ -83,3 +84,22 @@ def test_inputs_and_cli():
     assert set(CASES) == {"vit_b", "vit_t", "decoder", "everything", "lite"}
     with pytest.raises(SystemExit):
         parse_args(["--only", "nope"])
+
+
+def test_one_planned_stroke_covers_a_branched_error_region():
+    """The simulated person's stroke scribbles over the whole of a branching error (a T of bars) in
+    one drag: the brush along the returned path paints most of it (a stroke that stopped at the first
+    branch painted 41%)."""
+    from benchmarks.app_session import plan_stroke
+    from zeroseg.engine.masks import stroke_mask
+
+    gt = np.zeros((60, 60), dtype=bool)
+    gt[10:16, 5:55] = True  # the bar of the T
+    gt[16:50, 27:33] = True  # its stem
+    gt[20:26, 33:50] = True  # and a side branch
+    mode, points, radius = plan_stroke(np.zeros_like(gt), gt)
+    assert mode == "add"
+    painted = stroke_mask(points, radius, *gt.shape)
+    assert (painted & gt).sum() / gt.sum() > 0.8
+    assert (painted & ~gt).sum() < 0.02 * gt.sum()
+    assert all(max(abs(a - c), abs(b - d)) > 0 for (a, b), (c, d) in zip(points, points[1:]))

@@ -22,6 +22,12 @@ DEFAULT_OUT = Path("out/demo")
 VOCABULARY = ("cat", "cup", "spoon", "person", "flag", "table", "wall", "grass", "sky")
 """Names for the photos; "cat" is a class the lite text head never saw in training (zero-shot)."""
 TEXT_PROMPTS = {"coffee": "cup", "chelsea": "cat", "astronaut": "person"}
+PROMPTS = {  # where a person would click on the main object, and the box they would drag around it
+    "coffee": {"point": (300, 60), "box": (165, 12, 430, 310)},  # the cup's rim; the cup
+    "chelsea": {"point": (225, 150), "box": (40, 0, 405, 300)},  # the cat's face
+    "astronaut": {"point": (200, 330), "box": (15, 10, 370, 512)},  # her suit; the astronaut
+}
+"""Prompts in pixels of the sample photos; another photo gets its centre and its middle 60%."""
 
 
 def sample_photos() -> dict[str, np.ndarray]:
@@ -60,7 +66,8 @@ def run(
         written.append(path)
 
         predictor.set_image(image)
-        point = np.array([[w / 2, h / 2]])
+        prompts = PROMPTS.get(name, {"point": (w / 2, h / 2), "box": (w * 0.2, h * 0.2, w * 0.8, h * 0.8)})
+        point = np.array([prompts["point"]], dtype=np.float64)
         pmasks, pscores, _ = predictor.predict(point_coords=point, point_labels=np.array([1]))
         best = int(np.argmax(pscores))
         path = out / f"{name}_point.png"
@@ -68,7 +75,7 @@ def run(
                                points=np.c_[point, [1]]))
         written.append(path)
 
-        box = np.array([w * 0.2, h * 0.2, w * 0.8, h * 0.8])
+        box = np.array(prompts["box"], dtype=np.float64)
         bmasks, bscores, _ = predictor.predict(box=box, multimask_output=False)
         path = out / f"{name}_box.png"
         save_png(path, overlay(image, bmasks, scores=bscores, boxes=box[None]))
