@@ -218,7 +218,7 @@ def label_object(client: TestClient, image_id: int, gt: np.ndarray, label: str, 
 
 def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes: int = 20,
                 model: str = hub.DEFAULT_MODEL, graph_cut: bool | None = None, first: str = "click",
-                zoom_in: bool | None = None) -> Session:  # fmt: skip
+                zoom_in: bool | None = None, first_look: bool = False) -> Session:  # fmt: skip
     """Label ``images`` val photos of coco128 through the API (each object starting with a box drag
     when ``first`` is "box", else with a click); the log of every object."""
     dataset = CocoYoloSegDataset(root, split="val", limit=images)
@@ -231,7 +231,8 @@ def run_session(root: Path, images: int = 10, max_clicks: int = 10, max_strokes:
         with Store.open(Path(scratch) / "db") as store:
             store.create_dataset("photos", folder)
             store.add_images("photos")
-            client = TestClient(create_app(store, "photos", model, graph_cut=graph_cut, zoom_in=zoom_in))
+            client = TestClient(create_app(store, "photos", model, graph_cut=graph_cut, zoom_in=zoom_in,
+                                           first_look=first_look))
             instances = [dataset.read_instances(i) for i in range(len(dataset))]
             names = sorted({inst.class_name for found in instances for inst in found})
             for name, key in class_keys(names).items():
@@ -332,10 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first", choices=("click", "box"), default="click",
                         help="how the person starts each object: a click, or a box dragged around it")
     parser.add_argument("--no-zoom-in", action="store_true", help="serve with --no-zoom-in (every click on the whole photo)")
+    parser.add_argument("--first-look", action="store_true", help="serve with --first-look (first clicks looked at close up)")
     args = parser.parse_args(argv)
     graph_cut = False if args.no_graph_cut else None
     session = run_session(args.data, args.images, args.max_clicks, args.max_strokes, args.model, graph_cut, args.first,
-                          False if args.no_zoom_in else None)
+                          False if args.no_zoom_in else None, args.first_look)
     print_table(session)
     return 0
 

@@ -14,6 +14,8 @@ feral cats and Oxford-IIIT pets. Objects are drawn with a fixed seed among those
 
 ``SOURCES=a,b`` keeps those sources only and ``MOST=N`` replaces every cap (e.g. ``SOURCES=coco128 MOST=1000``:
 every COCO128 val instance of at least 1% of its photo, a larger COCO-style set to judge small changes on).
+``SMALL=1`` writes the objects under the share instead (at least :data:`MIN_PIXELS`; ``SOURCES=coco128 MOST=1000
+SMALL=1``: the 92 small COCO128 val instances).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ EXTRA = {
 }
 PER_SOURCE = {name: most for name, (most, _) in {**SHARED, **EXTRA}.items()}
 MIN_SHARE = {name: share for name, (_, share) in {**SHARED, **EXTRA}.items()}
+MIN_PIXELS = 100  # the smallest object of a SMALL=1 set
 
 
 def main(out: Path, extra: Path | None = None) -> None:
@@ -50,7 +53,11 @@ def main(out: Path, extra: Path | None = None) -> None:
         sources = [s for s in sources if s in wanted.split(",")]
     for source in sources:
         objects = PromptMaskDataset(sources=(source,), split="val", extra_root=extra)
-        large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() >= MIN_SHARE[source]]
+        if os.environ.get("SMALL"):  # the small objects instead: under the share, at least MIN_PIXELS
+            large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() < MIN_SHARE[source]
+                     and objects.objects[i].mask.sum() >= MIN_PIXELS]  # fmt: skip
+        else:
+            large = [i for i in range(len(objects)) if objects.objects[i].mask.mean() >= MIN_SHARE[source]]
         size = min(int(os.environ.get("MOST", PER_SOURCE[source])), len(large))
         chosen = sorted(np.random.default_rng(0).choice(large, size=size, replace=False))
         for i in chosen:

@@ -50,7 +50,7 @@ class FakePredictor:
 
 def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
     fake = FakePredictor()
-    model = PredictorModel(fake, zoom_in=True)
+    model = PredictorModel(fake, zoom_in=True, first_look=False)  # later clicks here; the first look has its own test
     model.set_image(np.zeros((200, 400, 3), np.uint8))
     first = [Click(100, 50, True)]
     mask, low_res = model.predict(first, None)
@@ -69,7 +69,43 @@ def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
     assert fake.images[-1] == (200, 400) and model.zoom.crop is None
 
 
-def test_the_app_zooms_in_on_later_clicks_as_the_preset_says(tmp_path):
+class SpillingPredictor(FakePredictor):
+    """On the whole photo a click's mask spills far around it; in a crop it is a small square, or
+    (``large``) the whole crop."""
+
+    def __init__(self, large: bool = False) -> None:
+        super().__init__()
+        self.large = large
+
+    def predict(self, point_coords, point_labels, box, mask_input, multimask_output):
+        self.calls.append({"points": point_coords, "shape": self.shape})
+        mask = np.zeros(self.shape, bool)
+        x, y = int(point_coords[0, 0]), int(point_coords[0, 1])
+        if self.shape == (200, 400):  # the whole photo
+            mask[max(y - 60, 0) : y + 60, max(x - 90, 0) : x + 90] = True
+        elif self.large:
+            mask[:] = True
+        else:
+            mask[y - 4 : y + 4, x - 4 : x + 4] = True
+        return mask[None], np.array([0.9]), np.zeros((1, 8, 8), np.float32)
+
+
+def test_a_first_click_keeps_the_close_up_answer_only_for_a_small_object_inside_the_crop():
+    photo = np.zeros((200, 400, 3), np.uint8)
+    for large in (False, True):
+        fake = SpillingPredictor(large)
+        zoom = ZoomIn(fake)
+        zoom.set_image(photo)
+        masks, _, _ = zoom.predict(np.array([[200.0, 100.0]]), np.array([1]), multimask_output=True)
+        assert fake.calls[0]["shape"] == (120, 120)  # looked at first in a crop of 0.3 x 400 around the click
+        if large:  # the crop's mask fills it: the object is larger, so the whole photo answers
+            assert zoom.crop is None and fake.calls[-1]["shape"] == (200, 400) and masks[0].sum() == 120 * 180
+        else:  # a small square inside the crop: the close-up answer, pasted back
+            assert zoom.crop == (140, 40, 260, 160) and len(fake.calls) == 1
+            assert masks.shape == (1, 200, 400) and masks[0, 96:104, 196:204].all() and masks[0].sum() == 64
+
+
+def test_the_app_looks_close_at_a_first_click_and_zooms_in_on_later_clicks_as_the_preset_says(tmp_path):
     from PIL import Image
 
     from zeroseg import hub
@@ -82,9 +118,17 @@ def test_the_app_zooms_in_on_later_clicks_as_the_preset_says(tmp_path):
     Image.fromarray(image).save(path)
     model = hub.load_model("lite")
     assert model.zoom_in  # lite's preset: on
+    looking = Segmenter(model, first_look=True)  # zeroseg serve --first-look
+    close_up = looking.predict(1, path, [(170, 115, 1)])[0]
+    truth = np.zeros((240, 320), bool)
+    truth[100:130, 150:190] = True
+    mask = rle_to_mask(close_up.rle)
+    assert mask.shape == (240, 320) and (mask & truth).sum() / (mask | truth).sum() > 0.8
+    crop = close_up.crop  # the object fits in the crop around the click: its answer stands
+    assert crop is not None and crop[0] <= 150 and crop[2] >= 190 and crop[2] - crop[0] == 96
     app = Segmenter(model)
     first = app.predict(1, path, [(170, 115, 1)])
-    assert first[0].crop is None  # the first click: the whole photo
+    assert first[0].crop is None  # the app's default: the first click on the whole photo (no second embedding)
     second = app.predict(1, path, [(170, 115, 1), (152, 102, 1)], mask_input=first[0].id, multimask=False)
     crop = second[0].crop
     assert crop is not None and crop[0] <= 150 and crop[2] >= 190 and (crop[2] - crop[0]) < 320

@@ -29,11 +29,12 @@ def build_interactive_model(
     refine_edges: bool | None = None,
     graph_cut: bool | None = None,
     zoom_in: bool | None = None,
+    first_look: bool = True,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
     (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default;
     ``zoom_in``: later clicks in a crop around the object, :class:`~zeroseg.segment.zoom.ZoomIn`; None: the
-    model's preset)."""
+    model's preset; ``first_look``: with it, a first click answered close up when the object fits there)."""
     if name.lower() == "grabcut":
         from zeroseg.eval.grabcut import GrabCutModel
 
@@ -44,7 +45,8 @@ def build_interactive_model(
     model = load_model(name, checkpoint=checkpoint, config=config, device=device)
     if zoom_in is None:
         zoom_in = getattr(model, "zoom_in", False)
-    return PredictorModel(Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut), zoom_in=zoom_in)
+    predictor = Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut)
+    return PredictorModel(predictor, zoom_in=zoom_in, first_look=first_look)
 
 
 def results_table(results: dict[str, Any], title: str) -> Table:
@@ -84,6 +86,11 @@ def interactive(
         typer.Option("--zoom-in/--no-zoom-in",
                      help="answer clicks after the first (and boxes) in a crop around the object (default: the model's own)"),
     ] = None,
+    first_look: Annotated[
+        bool,
+        typer.Option("--first-look/--no-first-look",
+                     help="with Zoom-In, answer a first click close up when the object fits in a crop around it"),
+    ] = True,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()
@@ -91,7 +98,9 @@ def interactive(
         objects = load_interactive_dataset(dataset)
         if limit is not None:
             objects = objects[:limit]
-        interactive_model = build_interactive_model(model, checkpoint, config, device, refine_edges, graph_cut, zoom_in)
+        interactive_model = build_interactive_model(
+            model, checkpoint, config, device, refine_edges, graph_cut, zoom_in, first_look
+        )
         results = evaluate(interactive_model, objects, max_clicks=max_clicks)
         if json_path is not None:
             atomic_write(json_path, json.dumps({"dataset": dataset, "model": model, **results}, indent=2))

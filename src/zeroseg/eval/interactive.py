@@ -22,7 +22,7 @@ from zeroseg.errors import DatasetError
 from zeroseg.eval.clicks import Click, next_click
 from zeroseg.io import load_image
 from zeroseg.data import data_root
-from zeroseg.segment.zoom import ZoomIn
+from zeroseg.segment.zoom import ZoomIn, ZoomSettings
 
 Box = tuple[float, float, float, float]
 
@@ -55,14 +55,15 @@ class PredictorModel:
     Follows the usual SAM click evaluation: a lone first click is ambiguous, so it asks for several
     masks and keeps the best-scored; later clicks ask for one mask, refining the previous low-res
     logits passed as ``mask_input``. A box alone gives one mask. With ``zoom_in``, clicks after the
-    first (and a box) are answered in a crop around the object (:class:`~zeroseg.segment.zoom.ZoomIn`).
+    first (and a box) are answered in a crop around the object (:class:`~zeroseg.segment.zoom.ZoomIn`),
+    and with ``first_look`` also a first click when the object fits in a crop around it.
     """
 
     supports_box = True
 
-    def __init__(self, predictor: Any, zoom_in: bool = False) -> None:
+    def __init__(self, predictor: Any, zoom_in: bool = False, first_look: bool = True) -> None:
         self.predictor = predictor
-        self.zoom = ZoomIn(predictor) if zoom_in else None
+        self.zoom = ZoomIn(predictor, ZoomSettings(first_look=first_look)) if zoom_in else None
 
     def set_image(self, image: np.ndarray) -> None:
         (self.zoom or self.predictor).set_image(image)

@@ -10,7 +10,7 @@ computed once per object (the Predictor caches it like any image).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,9 @@ DEFAULT_MIN_SIDE = 0.3
 """The crop's sides are at least this share of the photo's longer side (too small a crop loses context)."""
 DEFAULT_MAX_SHARE = 0.7
 """A crop covering more than this share of the photo's area is not worth a second embedding: no zoom."""
+FIRST_LOOK_MAX_FILL = 0.25
+"""A first look's close-up answer stands only for a mask covering at most this share of its crop: larger
+ones are parts of something the crop cuts (chosen on validation objects, docs/models/lite.md)."""
 
 
 def _extent(mask: np.ndarray | None, points: np.ndarray | None, box: Sequence[float] | None) -> Box | None:
@@ -70,6 +73,7 @@ class ZoomSettings:
     min_side: float = DEFAULT_MIN_SIDE
     max_share: float = DEFAULT_MAX_SHARE
     skip_clicks: int = 1  # clicks answered on the whole photo (without a box) before zooming
+    first_look: bool = True  # an object's first click answered close up when the object fits there (:func:`first_look`)
 
 
 def choose_crop(
@@ -142,6 +146,54 @@ def predict_in_crop(
     return full, scores, low_res
 
 
+def is_first_click(point_labels: np.ndarray | None, box: Sequence[float] | None, guided: bool) -> bool:
+    """A new object's first prompt: one object click, no box, no earlier mask."""
+    return box is None and not guided and point_labels is not None and len(point_labels) == 1 and point_labels[0] == 1
+
+
+def first_look(
+    predictor: Predictor,
+    image: np.ndarray,
+    point_coords: np.ndarray,
+    point_labels: np.ndarray,
+    settings: ZoomSettings = ZoomSettings(),
+    multimask_output: bool = True,
+) -> tuple[Box | None, np.ndarray, np.ndarray, np.ndarray]:
+    """An object's first click answered close up: ``(crop, masks, scores, low_res)`` as :func:`predict_in_crop`.
+
+    A small object covers a cell or two of the photo's embedding, and the first click's mask then spills
+    over its surroundings. So the click is first answered in the smallest crop (``settings.min_side``)
+    centred on it; when that crop's best mask touches none of the crop's edges inside the photo and
+    covers at most :data:`FIRST_LOOK_MAX_FILL` of it, the object is small and fits in the crop, and the
+    close-up answer stands. Otherwise the whole photo answers (``crop`` None), as it would without a first
+    look. The predictor holds the photo on entry and whatever frame answered on return.
+    """
+    crop = choose_crop(image.shape, None, point_coords, None, None, replace(settings, skip_clicks=0))
+    if crop is not None:
+        masks, scores, low_res = predict_in_crop(
+            predictor, image, crop, point_coords, point_labels, None, None, None, multimask_output
+        )
+        best = masks[int(np.argmax(scores))]
+        area = (crop[2] - crop[0]) * (crop[3] - crop[1])
+        if not _touches_inner_edge(best, crop) and np.count_nonzero(best) <= FIRST_LOOK_MAX_FILL * area:
+            return crop, masks, scores, low_res
+        predictor.set_image(image)  # back to the whole photo (a cache hit)
+    masks, scores, low_res = predict_in_crop(
+        predictor, None, None, point_coords, point_labels, None, None, None, multimask_output
+    )
+    return None, masks, scores, low_res
+
+
+def _touches_inner_edge(mask: np.ndarray, crop: Box) -> bool:
+    """Whether ``mask`` (photo-sized) has pixels on an edge of ``crop`` that is not the photo's edge."""
+    x0, y0, x1, y1 = crop
+    height, width = mask.shape
+    inside = mask[y0:y1, x0:x1]
+    edges = [inside[:, 0] if x0 > 0 else None, inside[0] if y0 > 0 else None,
+             inside[:, -1] if x1 < width else None, inside[-1] if y1 < height else None]  # fmt: skip
+    return any(edge is not None and bool(edge.any()) for edge in edges)
+
+
 @dataclass
 class ZoomIn:
     """One object's click session on a :class:`Predictor` with Zoom-In (the evaluation's model).
@@ -184,6 +236,15 @@ class ZoomIn:
         """
         if self._image is None:
             raise RuntimeError("call set_image first")
+        if self.settings.first_look and is_first_click(point_labels, box, mask_input is not None or self.mask is not None):
+            if self._held is not None:
+                self.predictor.set_image(self._image)
+            crop, masks, scores, low_res = first_look(
+                self.predictor, self._image, point_coords, point_labels, self.settings, multimask_output
+            )
+            self.crop = self._held = crop
+            self.mask = masks[int(np.argmax(scores))].astype(bool)
+            return masks, scores, low_res
         crop = choose_crop(self._image.shape, self.mask, point_coords, box, self.crop, self.settings)
         same_frame = crop == self.crop
         if crop is None and self._held is not None:

@@ -51,6 +51,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     graph_cut: bool | None = None,
     zoom_in: bool | None = None,
+    first_look: bool = False,
 ) -> FastAPI:
     """The web app for one dataset of ``store``.
 
@@ -68,6 +69,8 @@ def create_app(
       graph_cut: GrabCut masks around their boundaries (:class:`Segmenter`); None: the model's preset.
       zoom_in: later clicks on an object and boxes answered in a crop around it (:class:`Segmenter`);
         None: the model's preset.
+      first_look: with Zoom-In, an object's first click answered close up when the object fits there
+        (:class:`Segmenter`; off: it costs the click a crop's embedding).
     """
     lock = threading.RLock()  # one torch user at a time: the machine's cores go to one call
     record = store.get_dataset(dataset)
@@ -78,7 +81,7 @@ def create_app(
     state = AppState(
         store=store,
         dataset=record,
-        segmenter=Segmenter(model, lock, graph_cut=graph_cut, zoom_in=zoom_in),
+        segmenter=Segmenter(model, lock, graph_cut=graph_cut, zoom_in=zoom_in, first_look=first_look),
         suggester=NameSuggester(record.vocabulary, embedder, lock, settings=_preset(model)),
         author=author,
         token=None if isinstance(token, Mapping) else token or None,

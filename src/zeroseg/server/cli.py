@@ -79,6 +79,12 @@ def serve(
         typer.Option("--zoom-in/--no-zoom-in", show_default="the model's preset (on for lite)",
                      help="Answer an object's later clicks and boxes in a crop around it (sharper small objects)."),
     ] = None,
+    first_look: Annotated[
+        bool,
+        typer.Option("--first-look/--no-first-look",
+                     help="With Zoom-In, answer an object's first click close up when the object fits there (better "
+                          "small objects; the click pays a second embedding)."),
+    ] = False,
     dtype: DtypeOpt = None,
     compile: CompileOpt = False,
 ) -> None:
@@ -118,7 +124,8 @@ def serve(
         segmenter = hub.load_model(model, dtype=dtype, compile=compile)
     with Store.open(db) as store:
         name = open_dataset(store, dataset)
-        app = create_app(store, name, segmenter, tokens, vocabulary, author, graph_cut=graph_cut, zoom_in=zoom_in)
+        app = create_app(store, name, segmenter, tokens, vocabulary, author, graph_cut=graph_cut, zoom_in=zoom_in,
+                         first_look=first_look)
         app.state.zeroseg.segmenter.model()  # a missing model fails now, not at the first click
         count = len(store.images(name))
         typer.echo(f"database: {display_url(store.url)} (dataset {name!r}; `zeroseg engine list` shows it)")

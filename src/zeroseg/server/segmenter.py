@@ -33,7 +33,7 @@ from zeroseg.segment import Namer, Predictor
 from zeroseg.segment.concept import is_concept_model
 from zeroseg.segment.pipeline import Everything
 from zeroseg.segment.record import Segment
-from zeroseg.segment.zoom import Box, ZoomSettings, choose_crop, predict_in_crop
+from zeroseg.segment.zoom import Box, ZoomSettings, choose_crop, first_look, is_first_click, predict_in_crop
 
 DECODE_THREADS = 1
 CANDIDATES_KEPT = 64  # each holds a 256x256 float32 logit map (256 kB)
@@ -90,6 +90,9 @@ class Segmenter:
       zoom_in: answer clicks after an object's first one, and boxes, in a crop around the object
         (:mod:`zeroseg.segment.zoom`); a candidate remembers its crop for the clicks that refine it.
         None: the model's preset (on for lite).
+      first_look: with Zoom-In, also answer an object's first click in a crop around it when the
+        object fits there (:func:`~zeroseg.segment.zoom.first_look`): better first masks of small
+        objects, but the click pays a crop's embedding, so it is off unless asked for.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Segmenter:
         cache_size: int = 8,
         graph_cut: bool | None = None,
         zoom_in: bool | None = None,
+        first_look: bool = False,
     ) -> None:
         if isinstance(model, str):
             self.model_name = hub.get(model).name
@@ -110,6 +114,7 @@ class Segmenter:
         self.cache_size = cache_size
         self.graph_cut = graph_cut
         self.zoom_in = zoom_in
+        self.first_look = first_look
         self.zoom: ZoomSettings | None = None  # set when the model loads
         self._predictor: Predictor | None = None
         self._current: int | None = None  # image id whose embedding the Predictor holds
@@ -149,7 +154,7 @@ class Segmenter:
                     model, cache_size=self.cache_size, graph_cut=self.graph_cut, cut_alternatives=False
                 )
                 zoom_in = getattr(model, "zoom_in", False) if self.zoom_in is None else self.zoom_in
-                self.zoom = ZoomSettings() if zoom_in else None
+                self.zoom = ZoomSettings(first_look=self.first_look) if zoom_in else None
             return self._predictor
 
     # --- images ---------------------------------------------------------------------------
@@ -199,21 +204,33 @@ class Segmenter:
             logits = earlier.low_res if earlier is not None else None
             coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
             labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
-            crop, shown, pixels = None, prior, None  # shown: the mask that guides when no logits do
-            if self.zoom is not None:
-                shown = earlier.segment.mask if earlier is not None else prior
-                pixels = self.pixels(image_id, file)
-                current = earlier.crop if earlier is not None else None
-                crop = choose_crop(pixels.shape, shown, coords, box, current, self.zoom)
-                if crop != current:  # another frame: the earlier mask guides instead of its logits
-                    logits = None
-            if crop is not None:
-                self._current = None  # the Predictor is about to hold the crop
-            with torch_threads(DECODE_THREADS):
-                masks, scores, low_res = predict_in_crop(
-                    predictor, pixels, crop, coords, labels, box, logits, None if logits is not None else shown,
-                    multimask,
-                )  # fmt: skip
+            first = self.zoom is not None and self.zoom.first_look and is_first_click(
+                labels, box, earlier is not None or prior is not None
+            )
+            if first:  # a new object's first click, looked at close up first (Zoom-In's first look)
+                self._current = None  # the Predictor may end up holding the crop
+                # all threads: the crop's embedding is most of the time
+                crop, masks, scores, low_res = first_look(
+                    predictor, self.pixels(image_id, file), coords, labels, self.zoom, multimask
+                )
+                if crop is None:
+                    self._current = image_id  # the whole photo answered
+            else:
+                crop, shown, pixels = None, prior, None  # shown: the mask that guides when no logits do
+                if self.zoom is not None:
+                    shown = earlier.segment.mask if earlier is not None else prior
+                    pixels = self.pixels(image_id, file)
+                    current = earlier.crop if earlier is not None else None
+                    crop = choose_crop(pixels.shape, shown, coords, box, current, self.zoom)
+                    if crop != current:  # another frame: the earlier mask guides instead of its logits
+                        logits = None
+                if crop is not None:
+                    self._current = None  # the Predictor is about to hold the crop
+                with torch_threads(DECODE_THREADS):
+                    masks, scores, low_res = predict_in_crop(
+                        predictor, pixels, crop, coords, labels, box, logits, None if logits is not None else shown,
+                        multimask,
+                    )  # fmt: skip
             order = np.argsort(-scores, kind="stable")
             rles = masks_to_rles(masks[order])
             prompt: dict[str, Any] = {}
