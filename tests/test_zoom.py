@@ -50,7 +50,7 @@ class FakePredictor:
 
 def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
     fake = FakePredictor()
-    model = PredictorModel(fake, zoom_in=True, first_look=False)  # later clicks here; the first look has its own test
+    model = PredictorModel(fake, zoom_in=True)  # first clicks on the whole photo (no first look: the default)
     model.set_image(np.zeros((200, 400, 3), np.uint8))
     first = [Click(100, 50, True)]
     mask, low_res = model.predict(first, None)
@@ -70,19 +70,20 @@ def test_later_clicks_are_answered_in_a_crop_and_pasted_back():
 
 
 class SpillingPredictor(FakePredictor):
-    """On the whole photo a click's mask spills far around it; in a crop it is a small square, or
-    (``large``) the whole crop."""
+    """On the whole photo a click's mask is a 120 x 180 box around it (``spill``) or a 10 x 10 one; in a
+    crop it is an 8 x 8 square, or (``large``) the whole crop."""
 
-    def __init__(self, large: bool = False) -> None:
+    def __init__(self, large: bool = False, spill: bool = True) -> None:
         super().__init__()
-        self.large = large
+        self.large, self.spill = large, spill
 
     def predict(self, point_coords, point_labels, box, mask_input, multimask_output):
         self.calls.append({"points": point_coords, "shape": self.shape})
         mask = np.zeros(self.shape, bool)
         x, y = int(point_coords[0, 0]), int(point_coords[0, 1])
         if self.shape == (200, 400):  # the whole photo
-            mask[max(y - 60, 0) : y + 60, max(x - 90, 0) : x + 90] = True
+            reach = (60, 90) if self.spill else (5, 5)
+            mask[max(y - reach[0], 0) : y + reach[0], max(x - reach[1], 0) : x + reach[1]] = True
         elif self.large:
             mask[:] = True
         else:
@@ -90,18 +91,20 @@ class SpillingPredictor(FakePredictor):
         return mask[None], np.array([0.9]), np.zeros((1, 8, 8), np.float32)
 
 
-def test_a_first_click_keeps_the_close_up_answer_only_for_a_small_object_inside_the_crop():
+def test_a_first_click_keeps_the_close_up_answer_only_for_a_small_object_the_photo_spilled_over():
     photo = np.zeros((200, 400, 3), np.uint8)
-    for large in (False, True):
-        fake = SpillingPredictor(large)
-        zoom = ZoomIn(fake)
+    for large, spill in ((False, True), (True, True), (False, False)):
+        fake = SpillingPredictor(large, spill)
+        zoom = ZoomIn(fake, ZoomSettings(first_look=True))
         zoom.set_image(photo)
         masks, _, _ = zoom.predict(np.array([[200.0, 100.0]]), np.array([1]), multimask_output=True)
-        assert fake.calls[0]["shape"] == (120, 120)  # looked at first in a crop of 0.3 x 400 around the click
-        if large:  # the crop's mask fills it: the object is larger, so the whole photo answers
-            assert zoom.crop is None and fake.calls[-1]["shape"] == (200, 400) and masks[0].sum() == 120 * 180
+        shapes = [call["shape"] for call in fake.calls]
+        assert shapes == [(200, 400), (120, 120)]  # the whole photo, then a crop of 0.3 x 400 around the click
+        if large or not spill:  # the object is larger than the crop, or the photo's answer did not spill
+            assert zoom.crop is None and masks[0].sum() == (120 * 180 if spill else 100)
+            assert fake.images[-1] == (200, 400)  # the predictor holds the photo again
         else:  # a small square inside the crop: the close-up answer, pasted back
-            assert zoom.crop == (140, 40, 260, 160) and len(fake.calls) == 1
+            assert zoom.crop == (140, 40, 260, 160) and fake.images[-1] == (120, 120)
             assert masks.shape == (1, 200, 400) and masks[0, 96:104, 196:204].all() and masks[0].sum() == 64
 
 
@@ -124,11 +127,11 @@ def test_the_app_looks_close_at_a_first_click_and_zooms_in_on_later_clicks_as_th
     truth[100:130, 150:190] = True
     mask = rle_to_mask(close_up.rle)
     assert mask.shape == (240, 320) and (mask & truth).sum() / (mask | truth).sum() > 0.8
-    crop = close_up.crop  # the object fits in the crop around the click: its answer stands
-    assert crop is not None and crop[0] <= 150 and crop[2] >= 190 and crop[2] - crop[0] == 96
+    # a flat bright object: the whole photo's answer did not spill, so it stands (the close-up is in the test above)
+    assert looking.zoom.first_look and close_up.crop is None
     app = Segmenter(model)
     first = app.predict(1, path, [(170, 115, 1)])
-    assert first[0].crop is None  # the app's default: the first click on the whole photo (no second embedding)
+    assert not app.zoom.first_look and first[0].crop is None  # the app's default: no second embedding
     second = app.predict(1, path, [(170, 115, 1), (152, 102, 1)], mask_input=first[0].id, multimask=False)
     crop = second[0].crop
     assert crop is not None and crop[0] <= 150 and crop[2] >= 190 and (crop[2] - crop[0]) < 320

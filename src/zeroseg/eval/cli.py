@@ -29,7 +29,7 @@ def build_interactive_model(
     refine_edges: bool | None = None,
     graph_cut: bool | None = None,
     zoom_in: bool | None = None,
-    first_look: bool = True,
+    first_look: bool = False,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
     (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default;
@@ -89,8 +89,9 @@ def interactive(
     first_look: Annotated[
         bool,
         typer.Option("--first-look/--no-first-look",
-                     help="with Zoom-In, answer a first click close up when the object fits in a crop around it"),
-    ] = True,
+                     help="with Zoom-In, also answer a first click close up, kept for a small object the whole photo's "
+                          "mask spilled over"),
+    ] = False,
 ) -> None:
     """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
     console = Console()

@@ -61,7 +61,7 @@ class PredictorModel:
 
     supports_box = True
 
-    def __init__(self, predictor: Any, zoom_in: bool = False, first_look: bool = True) -> None:
+    def __init__(self, predictor: Any, zoom_in: bool = False, first_look: bool = False) -> None:
         self.predictor = predictor
         self.zoom = ZoomIn(predictor, ZoomSettings(first_look=first_look)) if zoom_in else None
 

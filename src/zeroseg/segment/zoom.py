@@ -30,6 +30,9 @@ DEFAULT_MAX_SHARE = 0.7
 FIRST_LOOK_MAX_FILL = 0.25
 """A first look's close-up answer stands only for a mask covering at most this share of its crop: larger
 ones are parts of something the crop cuts (chosen on validation objects, docs/models/lite.md)."""
+FIRST_LOOK_SPILL = 3.0
+"""... and only when the whole photo's answer is at least this many times larger (it spilled over the small
+object); a close-up mask near the whole answer's size is more often a part of it (docs/models/lite.md)."""
 
 
 def _extent(mask: np.ndarray | None, points: np.ndarray | None, box: Sequence[float] | None) -> Box | None:
@@ -73,7 +76,7 @@ class ZoomSettings:
     min_side: float = DEFAULT_MIN_SIDE
     max_share: float = DEFAULT_MAX_SHARE
     skip_clicks: int = 1  # clicks answered on the whole photo (without a box) before zooming
-    first_look: bool = True  # an object's first click answered close up when the object fits there (:func:`first_look`)
+    first_look: bool = False  # an object's first click also answered close up (:func:`first_look`; opt-in)
 
 
 def choose_crop(
@@ -162,26 +165,28 @@ def first_look(
     """An object's first click answered close up: ``(crop, masks, scores, low_res)`` as :func:`predict_in_crop`.
 
     A small object covers a cell or two of the photo's embedding, and the first click's mask then spills
-    over its surroundings. So the click is first answered in the smallest crop (``settings.min_side``)
-    centred on it; when that crop's best mask touches none of the crop's edges inside the photo and
-    covers at most :data:`FIRST_LOOK_MAX_FILL` of it, the object is small and fits in the crop, and the
-    close-up answer stands. Otherwise the whole photo answers (``crop`` None), as it would without a first
-    look. The predictor holds the photo on entry and whatever frame answered on return.
+    over its surroundings. So the click is answered on the whole photo and again in the smallest crop
+    (``settings.min_side``) centred on it. The close-up answer stands when its best mask shows a small
+    object that the whole photo's answer spilled over: it touches none of the crop's edges inside the
+    photo, covers at most :data:`FIRST_LOOK_MAX_FILL` of the crop, and the whole photo's best mask is at
+    least :data:`FIRST_LOOK_SPILL` times larger. Otherwise the whole photo's answer stands (``crop``
+    None), as without a first look. The predictor holds the photo on entry and the answer's frame on return.
     """
+    whole = predict_in_crop(predictor, None, None, point_coords, point_labels, None, None, None, multimask_output)
     crop = choose_crop(image.shape, None, point_coords, None, None, replace(settings, skip_clicks=0))
-    if crop is not None:
-        masks, scores, low_res = predict_in_crop(
-            predictor, image, crop, point_coords, point_labels, None, None, None, multimask_output
-        )
-        best = masks[int(np.argmax(scores))]
-        area = (crop[2] - crop[0]) * (crop[3] - crop[1])
-        if not _touches_inner_edge(best, crop) and np.count_nonzero(best) <= FIRST_LOOK_MAX_FILL * area:
-            return crop, masks, scores, low_res
-        predictor.set_image(image)  # back to the whole photo (a cache hit)
+    if crop is None:
+        return None, *whole
     masks, scores, low_res = predict_in_crop(
-        predictor, None, None, point_coords, point_labels, None, None, None, multimask_output
+        predictor, image, crop, point_coords, point_labels, None, None, None, multimask_output
     )
-    return None, masks, scores, low_res
+    best = np.count_nonzero(masks[int(np.argmax(scores))])
+    spilled = np.count_nonzero(whole[0][int(np.argmax(whole[1]))])
+    area = (crop[2] - crop[0]) * (crop[3] - crop[1])
+    if (not _touches_inner_edge(masks[int(np.argmax(scores))], crop) and best <= FIRST_LOOK_MAX_FILL * area
+            and spilled >= FIRST_LOOK_SPILL * best):  # fmt: skip
+        return crop, masks, scores, low_res
+    predictor.set_image(image)  # back to the whole photo (a cache hit)
+    return None, *whole
 
 
 def _touches_inner_edge(mask: np.ndarray, crop: Box) -> bool:
