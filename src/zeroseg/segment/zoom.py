@@ -5,7 +5,8 @@ barely move it. As RITM's Zoom-In (Sofiiuk et al. 2022), once a first prediction
 is (or a box says so), the photo is cropped around it (its box widened by ``expansion``) and the
 crop is embedded at the model's full input size; later clicks are answered in that crop and the
 mask is pasted back. The crop stays while the object's box stays inside it, so its embedding is
-computed once per object (the Predictor caches it like any image).
+computed once per object (the Predictor caches it like any image). With ``first_look`` (opt-in), an
+object's first click is also answered in a crop around it, kept for a small object (:func:`first_look`).
 """
 from __future__ import annotations
 
@@ -179,11 +180,11 @@ def first_look(
     masks, scores, low_res = predict_in_crop(
         predictor, image, crop, point_coords, point_labels, None, None, None, multimask_output
     )
-    best = np.count_nonzero(masks[int(np.argmax(scores))])
-    spilled = np.count_nonzero(whole[0][int(np.argmax(whole[1]))])
-    area = (crop[2] - crop[0]) * (crop[3] - crop[1])
-    if (not _touches_inner_edge(masks[int(np.argmax(scores))], crop) and best <= FIRST_LOOK_MAX_FILL * area
-            and spilled >= FIRST_LOOK_SPILL * best):  # fmt: skip
+    top = masks[int(np.argmax(scores))]
+    area, spilled = np.count_nonzero(top), np.count_nonzero(whole[0][int(np.argmax(whole[1]))])
+    crop_area = (crop[2] - crop[0]) * (crop[3] - crop[1])
+    fits = not _touches_inner_edge(top, crop) and area <= FIRST_LOOK_MAX_FILL * crop_area
+    if fits and spilled >= FIRST_LOOK_SPILL * area:
         return crop, masks, scores, low_res
     predictor.set_image(image)  # back to the whole photo (a cache hit)
     return None, *whole
@@ -241,7 +242,8 @@ class ZoomIn:
         """
         if self._image is None:
             raise RuntimeError("call set_image first")
-        if self.settings.first_look and is_first_click(point_labels, box, mask_input is not None or self.mask is not None):
+        guided = mask_input is not None or self.mask is not None
+        if self.settings.first_look and is_first_click(point_labels, box, guided):
             if self._held is not None:
                 self.predictor.set_image(self._image)
             crop, masks, scores, low_res = first_look(
