@@ -7,7 +7,7 @@ between a first click (three candidates) and refinements (more points plus the p
 logits, one candidate), as in the page. With --browser it also drives the page in headless Chromium
 and reports click -> mask drawn on the canvas, and the page's own RLE decode + draw time.
 
-    python -m benchmarks.app_latency [--clicks 40] [--size 640x480 --size 1600x1200] [--no-graph-cut] [--no-zoom-in] [--browser]
+    python -m benchmarks.app_latency [--clicks 40] [--size 640x480 --size 1600x1200] [--no-graph-cut] [--no-zoom-in] [--first-look] [--browser]
 """
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="lite", help="registered model name")
     parser.add_argument("--no-graph-cut", action="store_true", help="serve with the graph cut off (the preset has it on for lite)")
     parser.add_argument("--no-zoom-in", action="store_true", help="serve with --no-zoom-in (refinements on the whole photo)")
+    parser.add_argument("--first-look", action="store_true", help="serve with --first-look (first clicks looked at close up)")
     parser.add_argument("--browser", action="store_true", help=f"also time the page in headless Chromium ({CHROMIUM})")
     args = parser.parse_args(argv)
     sizes = [parse_size(s) for s in args.size or DEFAULT_SIZES]
@@ -139,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             store.create_dataset("latency", folder)
             store.add_images("latency")
             app = create_app(
-                store, "latency", args.model, graph_cut=False if args.no_graph_cut else None, zoom_in=False if args.no_zoom_in else None
+                store, "latency", args.model, graph_cut=False if args.no_graph_cut else None,
+                zoom_in=False if args.no_zoom_in else None, first_look=args.first_look,
             )
             app.state.zeroseg.segmenter.load()
             results: list[Stats] = []

@@ -9,6 +9,7 @@ several files goes through :func:`staged_output`, so it replaces an earlier one 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -88,6 +89,11 @@ def load_image(src: ImageSource, max_pixels: int | None = None) -> np.ndarray:
     name = _describe(src)
     with _open(src, name) as image:
         return _pil_to_rgb(image, name, limit)
+
+
+def image_key(image: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """A cache key of an image array by its pixels: content hash and shape."""
+    return hashlib.sha256(np.ascontiguousarray(image).data).hexdigest(), tuple(image.shape)
 
 
 def _describe(src: Any) -> str:

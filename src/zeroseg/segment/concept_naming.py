@@ -9,7 +9,6 @@ well stays unnamed.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from zeroseg.errors import PromptShapeError, PromptValueError
-from zeroseg.io import load_image
+from zeroseg.io import image_key, load_image
 from zeroseg.segment.amg import mask_iou_matrix
 from zeroseg.segment.vocabulary_namer import VocabularyNamer
 
@@ -59,7 +58,7 @@ class ConceptNamer(VocabularyNamer):
         """Every instance of each vocabulary name in ``image`` (one ``ConceptInstances`` per name), kept
         for the last image so that naming its masks in batches finds once."""
         image = load_image(image)
-        key = (hashlib.sha1(image.tobytes()).hexdigest(), image.shape, tuple(self.vocabulary))
+        key = (*image_key(image), tuple(self.vocabulary))
         if self._found is None or self._found[0] != key:
             self._found = (key, self.embedder.find(image, list(self.vocabulary), threshold=self.threshold))
         return self._found[1]

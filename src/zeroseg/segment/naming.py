@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import PromptShapeError, PromptValueError
-from zeroseg.io import load_image
+from zeroseg.io import image_key, load_image
 from zeroseg.models.lite import imagenet
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedder, DenseEmbedding, mask_cover, pool_masks
@@ -131,7 +131,7 @@ class Namer(VocabularyNamer):
     def embed(self, image: Any) -> DenseEmbedding:
         """The image's dense embedding, cached by pixel content (image = path, PIL image or array)."""
         image = load_image(image)
-        key = (hashlib.sha1(image.tobytes()).hexdigest(), image.shape)
+        key = image_key(image)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -252,7 +252,6 @@ class Namer(VocabularyNamer):
         if self._transfer_text is None:
             self._transfer_text = imagenet_text(self.embedder.text_encoder)
         return self._transfer_text
-
 
 
 _IMAGENET_TEXT: dict[int, tuple[Any, torch.Tensor]] = {}

@@ -13,7 +13,6 @@ offer through the models' own forward passes.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
-from zeroseg.io import load_image
+from zeroseg.io import image_key, load_image
 from zeroseg.segment.graph_cut import GraphCutRefiner, refine_all
 from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
@@ -300,9 +299,8 @@ class Predictor:
 
     def _cache_key(self, image: np.ndarray) -> tuple[Any, ...]:
         """Content hash of the pixels plus what determines the embedding besides them."""
-        digest = hashlib.sha256(np.ascontiguousarray(image).data).hexdigest()
         model_id = getattr(self.model, "name", None) or f"{type(self.model).__qualname__}@{id(self.model):x}"
-        return digest, image.shape, model_id, str(self.device)
+        return *image_key(image), model_id, str(self.device)
 
     def _prompts_to_torch(
         self, point_coords: Any, point_labels: Any, boxes: Any, mask_input: Any, batched: bool
