@@ -22,10 +22,12 @@ COLOURS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 
 
 
 class ColourText:
-    name, dim = "colour", 3
+    """Each known colour is its RGB direction; any other name is a fourth axis that no pixel has."""
+
+    name, dim = "colour", 4
 
     def encode(self, names):
-        return F.normalize(torch.tensor([COLOURS.get(n, (0.3, 0.3, 0.3)) for n in names]), dim=-1)
+        return torch.tensor([(*COLOURS[n], 0.0) if n in COLOURS else (0.0, 0.0, 0.0, 1.0) for n in names])
 
 
 class ColourEmbedder:
@@ -33,6 +35,7 @@ class ColourEmbedder:
 
     def embed(self, image: np.ndarray) -> DenseEmbedding:
         grid = torch.from_numpy(np.asarray(image, dtype=np.float32)[::4, ::4]).permute(2, 0, 1) + 1.0
+        grid = torch.cat([grid, torch.zeros_like(grid[:1])])
         return DenseEmbedding(F.normalize(grid, dim=0), image_size=tuple(image.shape[:2]))
 
     def background(self):

@@ -132,6 +132,25 @@ def test_the_classifier_names_masks_the_dense_head_is_unsure_of():
     torch.testing.assert_close(mixed.pixel_logits(image), dense.pixel_logits(image))
 
 
+def test_a_masks_crop_is_classified_once_per_image():
+    """Text prompts name the same candidate masks once per phrase: the classifier sees each crop once."""
+    image, masks = picture()
+    backbone = RedIsTabby()
+    namer = Namer(Embedder(backbone), ["cat", "airplane", "grass"], temperature=1.0)
+    first, _ = namer.mask_logits(image, masks)
+    again, _ = namer.with_vocabulary(["cat", "airplane", "grass"]).mask_logits(image.copy(), masks[::-1].copy())
+    torch.testing.assert_close(again, first.flip(0))
+    assert sum(map(len, backbone.crops)) == 2
+    other = image.copy()
+    other[0, 0] = 1  # another image: its masks' crops are its own
+    namer.mask_logits(other, masks)
+    assert sum(map(len, backbone.crops)) == 4
+    uncached = Namer(Embedder(backbone), ["cat"], temperature=1.0, cache_size=0)
+    uncached.mask_logits(image, masks)
+    uncached.mask_logits(image, masks)
+    assert sum(map(len, backbone.crops)) == 8
+
+
 class CellEmbedder(Embedder):
     """As Embedder, and the classifier's per-cell opinion: the left half of the grid is a tabby, the right
     half an airliner (log-probabilities [1000, 4, 4] on the features' grid)."""

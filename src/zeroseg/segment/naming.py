@@ -65,6 +65,7 @@ DEFAULT_CLASSIFIER_WEIGHT = 1.5
 # Pixels: the classifier's per-cell opinion weighs less (its cells see far beyond themselves); chosen on
 # coco128 val and CamVid val pixels (docs/zero-shot.md).
 DEFAULT_PIXEL_CLASSIFIER_WEIGHT = 0.5
+CROPS_PER_IMAGE = 512  # mask crops whose classifier answer is kept, per cached image embedding
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class Namer(VocabularyNamer):
         (off by default: it costs naming accuracy; text prompts use it to match nothing).
       background_threshold: a pixel or mask whose best softmax score is below this stays unnamed.
       temperature: logit = cosine / temperature; default the embedder's `temperature`, else 0.01.
-      cache_size: how many image embeddings to keep (least recently used are dropped).
+      cache_size: how many image embeddings to keep (least recently used are dropped), and the classifier's
+        answers for up to :data:`CROPS_PER_IMAGE` masks each.
       classifier: name masks and pixels with the help of the embedder's ImageNet classifier (its
         `backbone` with a `classify` method, as the lite embedder has); ignored for embedders without one.
       classifier_weight: weight of the classifier's log-probabilities for masks (the dense head's weighs 1).
@@ -115,6 +117,9 @@ class Namer(VocabularyNamer):
         self.background = None if learned is None else F.normalize(learned.detach().float().cpu(), dim=0)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], DenseEmbedding] = OrderedDict()
+        # the ImageNet classifier's log-probabilities of each mask named, by image and mask: a text prompt
+        # names the same candidate masks once per phrase
+        self._crops: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
         self._classes = self.classes(self.vocabulary)
         self._mask_classes = self.classes(self.vocabulary, self.mask_calibration)
         backbone = getattr(embedder, "backbone", None)
@@ -233,9 +238,27 @@ class Namer(VocabularyNamer):
         keep = torch.from_numpy(nonempty) & present
         if not keep.any():
             return mixed
-        log_probs = imagenet.classify_masks(self.classifier, load_image(image), masks[keep.numpy()])
+        log_probs = self._classify(load_image(image), masks[keep.numpy()])
         mixed[keep] = mixed[keep] + self.classifier_weight * self._classifier_names(log_probs, self._mask_classes)
         return mixed
+
+    def _classify(self, image: np.ndarray, masks: np.ndarray) -> torch.Tensor:
+        """ImageNet log-probabilities [N, 1000] of each mask's crop (:func:`imagenet.classify_masks`), from
+        the cache for masks of this image already classified."""
+        if self.cache_size <= 0:
+            return imagenet.classify_masks(self.classifier, image, masks)
+        image_id = image_key(image)
+        keys = [(image_id, hashlib.sha1(np.packbits(m)).hexdigest()) for m in masks]
+        new = [i for i, key in enumerate(keys) if key not in self._crops]
+        if new:
+            for i, row in zip(new, imagenet.classify_masks(self.classifier, image, masks[new])):
+                self._crops[keys[i]] = row
+        out = torch.stack([self._crops[key] for key in keys])
+        for key in keys:
+            self._crops.move_to_end(key)
+        while len(self._crops) > self.cache_size * CROPS_PER_IMAGE:
+            self._crops.popitem(last=False)
+        return out
 
     def _classifier_names(self, log_probs: torch.Tensor, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """ImageNet log-probabilities [N, 1000] -> log-probabilities [N, K(+1)] over the names of `classes`

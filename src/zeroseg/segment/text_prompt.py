@@ -1,15 +1,19 @@
 """Text prompts: "a red car" -> masks.
 
 With a concept model (SAM 3, ``model.concepts``), the model itself finds every instance of the phrase
-(:func:`zeroseg.segment.concept.concept_masks`). With a promptable model, the namer's dense embeddings
-say roughly where the phrase beats the rest of its vocabulary (and the background); each connected
-region of that map becomes a box around it plus its most confident pixel, and the promptable model
-draws the exact outline.
+(:func:`zeroseg.segment.concept.concept_masks`). With a promptable model, two kinds of candidate masks
+are named, and those the phrase wins are its instances: the namer's dense embeddings say roughly where
+the phrase beats the rest of its vocabulary (and the background), and each connected region of that map
+prompts the model with a box and points; and the image's segment-everything masks (:func:`proposals`)
+hold the instances a region merges or that no grid cell gives the phrase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cv2
@@ -17,7 +21,8 @@ import numpy as np
 import torch
 
 from zeroseg.errors import PromptValueError
-from zeroseg.io import load_image
+from zeroseg.hub import preset_of
+from zeroseg.io import image_key, load_image
 from zeroseg.models.text import clean_names
 from zeroseg.segment.amg import mask_iou_matrix
 from zeroseg.segment.concept import Exemplar, concept_masks, is_concept_model
@@ -36,6 +41,8 @@ DEFAULT_VERIFY = True
 DEFAULT_POINTS_PER_REGION = 4
 DEFAULT_MAX_INSTANCES = 10  # regions, and masks returned
 BOX_PAD_CELLS = 1.0  # a region's box prompt is widened by this many grid cells of the embedder on each side
+PROPOSAL_POINTS_PER_SIDE = 16  # segment-everything points a side for a text prompt's proposals (no crops)
+PROPOSAL_CACHE = 4  # images whose proposals are kept
 # When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
 # (a phrase alone against the background matches something in almost every photo).
 CONTEXT_NAMES = (
@@ -96,14 +103,15 @@ def text_to_masks(
     the mask with the region. Its ``points_per_region`` strongest local peaks also prompt the model, a
     point alone each (the output most inside the region kept; no ``box``), so that merged instances
     come apart; duplicates are removed by mask IoU.
-    With ``verify`` (the default), each mask is then named among the phrase and the namer's other names
-    (:data:`CONTEXT_NAMES` when it has none) as :meth:`~zeroseg.segment.naming.Namer.mask_logits` names
-    segments, and kept only when the phrase wins; each instance is a separate segment. They are ranked by
+    With ``verify`` (the default), the image's :func:`proposals` join them, and each mask is named among
+    the phrase and the namer's other names (:data:`CONTEXT_NAMES` when it has none) as
+    :meth:`~zeroseg.segment.naming.Namer.mask_logits` names segments, and kept only when the phrase wins;
+    each instance is a separate segment. The regions' masks come first, then the proposals, each ranked by
     match x the square root of the mask's area, so a confident whole instance comes first.
     A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (with ``verify``
     the phrase's share of the mask's naming softmax, else the mean of :func:`phrase_map` over the mask,
-    in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the ``text``, ``box`` (XYXY) and
-    ``points`` ([[x, y, 1]], the peak) used, ``source`` "assisted". No match: ``[]``.
+    in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the ``text`` and the ``box`` (XYXY) and
+    ``points`` ([[x, y, 1]]) that drew the mask, ``source`` "assisted". No match: ``[]``.
     """
     concept_model = model if model is not None else getattr(predictor, "model", None)
     if is_concept_model(concept_model):
@@ -128,14 +136,84 @@ def text_to_masks(
     grid = namer.embed(image).features.shape[-2:]
     min_area = share.size / (grid[0] * grid[1]) / 4  # a quarter grid cell: below the embedder's resolution
     regions = _regions(share, DEFAULT_THRESHOLD if threshold is None else threshold, min_area, max_instances)
-    if not regions:
+    if not regions and not verify:
         return []
 
     predictor.set_image(image)
+    candidates = _region_candidates(predictor, regions, share, grid, points_per_region)
+    keep = _mask_nms(candidates.masks, candidates.scores, NMS_IOU)
+    candidates = candidates.take(keep)
+    if verify:
+        # the image's segment-everything masks are candidates too: they hold the instances a region merges
+        # and those no grid cell gives the phrase
+        candidates = candidates.join(_proposal_candidates(image, predictor, share))
+        match = match_scores(image, query, candidates.masks, namer)
+        named = [k for k, m in enumerate(match) if m is not None]
+        candidates = candidates.take(named)
+        scores = np.array([match[k] for k in named], dtype=np.float64)
+        # of two near-copies, the one the phrase map pointed at stays (match in [0, 1], + 1 for a region's)
+        order = scores + ~candidates.proposed
+        candidates = candidates.take(_mask_nms(candidates.masks, order, NMS_IOU), scores)
+    else:
+        candidates.scores = np.array([float(share[m].mean()) for m in candidates.masks])
+    # the masks the phrase map points at first, then the proposals; each by match x sqrt(area), not match
+    # alone: the first mask is the instance more often (coco128 and CamVid val, docs/zero-shot.md)
+    rank = candidates.scores * np.sqrt(candidates.masks.sum((1, 2)))
+    keep = np.lexsort((-rank, candidates.proposed))[:max_instances]
+    model = predictor.model
+    return [
+        Segment(
+            candidates.masks[k],
+            predicted_iou=float(candidates.ious[k]),
+            prompt={"text": label, **candidates.prompts[k]},
+            label=label,
+            label_score=float(candidates.scores[k]),
+            source="assisted",
+            model_name=getattr(model, "name", None),
+            model_version=getattr(model, "version", None),
+        )
+        for k in keep
+    ]
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """Candidate masks [N, H, W] of a text prompt, with their predicted IoU, a score, the prompt of each and
+    whether it is one of the image's :func:`proposals` (else a region's)."""
+
+    masks: np.ndarray
+    ious: np.ndarray
+    scores: np.ndarray
+    prompts: list[dict[str, Any]]
+    proposed: np.ndarray
+
+    def take(self, keep: Sequence[int], scores: np.ndarray | None = None) -> _Candidates:
+        keep = list(keep)
+        return _Candidates(self.masks[keep], self.ious[keep], self.scores[keep] if scores is None else scores[keep],
+                           [self.prompts[k] for k in keep], self.proposed[keep])
+
+    def join(self, other: _Candidates) -> _Candidates:
+        return _Candidates(np.concatenate([self.masks, other.masks]), np.concatenate([self.ious, other.ious]),
+                           np.concatenate([self.scores, other.scores]), self.prompts + other.prompts,
+                           np.concatenate([self.proposed, other.proposed]))
+
+    @staticmethod
+    def empty(size: tuple[int, ...]) -> _Candidates:
+        return _Candidates(np.zeros((0, *size), bool), np.zeros(0), np.zeros(0), [], np.zeros(0, bool))
+
+
+def _region_candidates(
+    predictor: Predictor, regions: list[np.ndarray], share: np.ndarray, grid: tuple[int, int], points_per_region: int
+) -> _Candidates:
+    """Each region's box-and-peak prompt (the output that ranks best by predicted IoU x IoU with the region)
+    and its ``points_per_region`` peaks' point prompts (the output most inside the region)."""
+    size = share.shape
+    if not regions:
+        return _Candidates.empty(size)
     boxes, points = (np.array(p, dtype=np.float64) for p in zip(*(_prompt(r, share) for r in regions)))
-    cell = max(share.shape[0] / grid[0], share.shape[1] / grid[1])
+    cell = max(size[0] / grid[0], size[1] / grid[1])
     pad = BOX_PAD_CELLS * cell  # the region's edge is only as sharp as the embedder's grid
-    boxes = np.clip(boxes + np.array([-pad, -pad, pad, pad]), 0, [share.shape[1], share.shape[0]] * 2)
+    boxes = np.clip(boxes + np.array([-pad, -pad, pad, pad]), 0, [size[1], size[0]] * 2)
     masks, ious, _ = predictor.predict_batch(
         point_coords=points[:, None], point_labels=np.ones((len(points), 1)), boxes=boxes, multimask_output=True
     )
@@ -143,45 +221,56 @@ def text_to_masks(
     overlap = (masks & stacked).sum((-2, -1)) / np.maximum((masks | stacked).sum((-2, -1)), 1)
     scores = ious * overlap
     rows, best = np.arange(len(masks)), scores.argmax(1)
-    masks, ious, scores = masks[rows, best], ious[rows, best], scores[rows, best]
-    if points_per_region > 0:
-        peaks = [(k, p) for k, r in enumerate(regions) for p in _peaks(r, share, points_per_region, cell)]
-        if peaks:
-            xy = np.array([p for _, p in peaks], dtype=np.float64)
-            extra, extra_ious, _ = predictor.predict_batch(
-                point_coords=xy[:, None], point_labels=np.ones((len(xy), 1)), multimask_output=True
-            )
-            inside = np.stack([regions[k] for k, _ in peaks])[:, None]
-            contained = (extra & inside).sum((-2, -1)) / np.maximum(extra.sum((-2, -1)), 1)
-            extra_scores = extra_ious * contained
-            rows, pick = np.arange(len(extra)), extra_scores.argmax(1)
-            masks = np.concatenate([masks, extra[rows, pick]])
-            ious = np.concatenate([ious, extra_ious[rows, pick]])
-            scores = np.concatenate([scores, extra_scores[rows, pick]])
-            points = np.concatenate([points, xy])
+    found = _Candidates(masks[rows, best], ious[rows, best], scores[rows, best],
+                        [{"box": b.tolist(), "points": [[*p.tolist(), 1.0]]} for b, p in zip(boxes, points)],
+                        np.zeros(len(masks), bool))
+    peaks = [(k, p) for k, r in enumerate(regions) for p in _peaks(r, share, points_per_region, cell)]
+    if not peaks:
+        return found
+    xy = np.array([p for _, p in peaks], dtype=np.float64)
+    masks, ious, _ = predictor.predict_batch(
+        point_coords=xy[:, None], point_labels=np.ones((len(xy), 1)), multimask_output=True
+    )
+    inside = np.stack([regions[k] for k, _ in peaks])[:, None]
+    scores = ious * (masks & inside).sum((-2, -1)) / np.maximum(masks.sum((-2, -1)), 1)
+    rows, pick = np.arange(len(masks)), scores.argmax(1)
+    return found.join(_Candidates(masks[rows, pick], ious[rows, pick], scores[rows, pick],
+                                  [{"points": [[*p.tolist(), 1.0]]} for p in xy], np.zeros(len(xy), bool)))
+
+
+_PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment]]] = OrderedDict()
+
+
+def proposals(image: np.ndarray, predictor: Predictor) -> list[Segment]:
+    """The image's segment-everything masks for text prompts: the model's preset with
+    :data:`PROPOSAL_POINTS_PER_SIDE` points a side and no crops; the last :data:`PROPOSAL_CACHE` images'
+    are kept, so that the phrases typed on one photo segment it once."""
+    from zeroseg.segment.pipeline import Everything
+
     model = predictor.model
-    keep = _mask_nms(masks, scores, NMS_IOU)
-    match = {k: float(share[masks[k]].mean()) for k in keep}
-    if verify and keep:
-        match = dict(zip(keep, match_scores(image, query, masks[keep], namer)))
-        keep = [k for k in keep if match[k] is not None]
-    # match x sqrt(area), not match alone: the first mask is the instance more often (coco128 and CamVid val,
-    # docs/zero-shot.md)
-    keep = sorted(keep, key=lambda k: -match[k] * float(np.sqrt(masks[k].sum())))[:max_instances]  # type: ignore[operator]
-    return [
-        Segment(
-            masks[k],
-            predicted_iou=float(ious[k]),
-            prompt={"text": label, **({"box": boxes[k].tolist()} if k < len(boxes) else {}),
-                    "points": [[*points[k].tolist(), 1.0]]},
-            label=label,
-            label_score=match[k],
-            source="assisted",
-            model_name=getattr(model, "name", None),
-            model_version=getattr(model, "version", None),
-        )
-        for k in keep
-    ]
+    key = (image_key(image), id(model), predictor.refine_edges)
+    cached = _PROPOSALS.get(key)
+    if cached is not None and cached[0]() is model:
+        _PROPOSALS.move_to_end(key)
+        return cached[1]
+    settings = preset_of(model).override(points_per_side=PROPOSAL_POINTS_PER_SIDE, crop_n_layers=0)
+    found = Everything(predictor, settings)(image)
+    predictor.set_image(image)  # the generator leaves the predictor on its last crop
+    _PROPOSALS[key] = (weakref.ref(model), found)
+    while len(_PROPOSALS) > PROPOSAL_CACHE:
+        _PROPOSALS.popitem(last=False)
+    return found
+
+
+def _proposal_candidates(image: np.ndarray, predictor: Predictor, share: np.ndarray) -> _Candidates:
+    """:func:`proposals` as candidates, scored by predicted IoU x the phrase's mean share over the mask."""
+    found = proposals(image, predictor)
+    if not found:
+        return _Candidates.empty(share.shape)
+    masks = np.stack([np.asarray(s.mask, dtype=bool) for s in found])
+    ious = np.array([s.predicted_iou or 0.0 for s in found], dtype=np.float64)
+    scores = ious * np.array([float(share[m].mean()) for m in masks])
+    return _Candidates(masks, ious, scores, [dict(s.prompt) for s in found], np.ones(len(found), bool))
 
 
 def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> list[float | None]:
@@ -225,6 +314,8 @@ def _prompt(region: np.ndarray, share: np.ndarray) -> tuple[list[int], list[int]
 
 def _peaks(region: np.ndarray, share: np.ndarray, count: int, spacing: float) -> list[tuple[int, int]]:
     """Up to ``count`` (x, y) local maxima of share x depth inside ``region``, ``spacing`` pixels apart."""
+    if count <= 0:
+        return []
     depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     value = (share * depth).astype(np.float32)
     size = max(int(spacing) * 2 + 1, 3)
@@ -243,6 +334,8 @@ def _peaks(region: np.ndarray, share: np.ndarray, count: int, spacing: float) ->
 
 def _mask_nms(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Indices of masks [N, H, W] kept by greedy NMS on mask IoU, best score first; empty masks dropped."""
+    if not len(masks):
+        return []
     iou = mask_iou_matrix(masks, masks)
     nonempty = masks.reshape(len(masks), -1).any(1)
     keep: list[int] = []
