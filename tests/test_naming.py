@@ -330,7 +330,7 @@ def test_text_to_masks_verified_best_first(scene, predictor, monkeypatch):
     image, embedder = scene
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
     assert "box" in segments[0].prompt  # the masks the phrase map points at come before the proposals
-    monkeypatch.setattr(text_prompt, "proposals", lambda image, predictor: [])
+    monkeypatch.setattr(text_prompt, "_proposed", lambda image, predictor: ([], np.zeros((0, *image.shape[:2]), bool)))
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
     scores = [s.label_score for s in segments]
     ranks = [s.label_score * np.sqrt(s.area) for s in segments]  # a confident whole instance first

@@ -238,13 +238,18 @@ def _region_candidates(
                                   [{"points": [[*p.tolist(), 1.0]]} for p in xy], np.zeros(len(xy), bool)))
 
 
-_PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment]]] = OrderedDict()
+_PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment], np.ndarray]] = OrderedDict()
 
 
 def proposals(image: np.ndarray, predictor: Predictor) -> list[Segment]:
     """The image's segment-everything masks for text prompts: the model's preset with
     :data:`PROPOSAL_POINTS_PER_SIDE` points a side and no crops; the last :data:`PROPOSAL_CACHE` images'
     are kept, so that the phrases typed on one photo segment it once."""
+    return _proposed(image, predictor)[0]
+
+
+def _proposed(image: np.ndarray, predictor: Predictor) -> tuple[list[Segment], np.ndarray]:
+    """:func:`proposals` and their masks stacked [N, H, W], cached together."""
     from zeroseg.segment.pipeline import Everything
 
     model = predictor.model
@@ -252,22 +257,20 @@ def proposals(image: np.ndarray, predictor: Predictor) -> list[Segment]:
     cached = _PROPOSALS.get(key)
     if cached is not None and cached[0]() is model:
         _PROPOSALS.move_to_end(key)
-        return cached[1]
+        return cached[1], cached[2]
     settings = preset_of(model).override(points_per_side=PROPOSAL_POINTS_PER_SIDE, crop_n_layers=0)
     found = Everything(predictor, settings)(image)
     predictor.set_image(image)  # the generator leaves the predictor on its last crop
-    _PROPOSALS[key] = (weakref.ref(model), found)
+    masks = np.stack([s.mask for s in found]) if found else np.zeros((0, *image.shape[:2]), bool)
+    _PROPOSALS[key] = (weakref.ref(model), found, masks)
     while len(_PROPOSALS) > PROPOSAL_CACHE:
         _PROPOSALS.popitem(last=False)
-    return found
+    return found, masks
 
 
 def _proposal_candidates(image: np.ndarray, predictor: Predictor, share: np.ndarray) -> _Candidates:
     """:func:`proposals` as candidates, scored by predicted IoU x the phrase's mean share over the mask."""
-    found = proposals(image, predictor)
-    if not found:
-        return _Candidates.empty(share.shape)
-    masks = np.stack([np.asarray(s.mask, dtype=bool) for s in found])
+    found, masks = _proposed(image, predictor)
     ious = np.array([s.predicted_iou or 0.0 for s in found], dtype=np.float64)
     scores = ious * np.array([float(share[m].mean()) for m in masks])
     return _Candidates(masks, ious, scores, [dict(s.prompt) for s in found], np.ones(len(found), bool))
