@@ -82,3 +82,19 @@ def test_a_caption_steps_aside_from_a_prompt_point() -> None:
     np.testing.assert_array_equal(pointed[59, 79], viz.POSITIVE)
     around = (pointed[50:69, 70:90] == 0).all(-1)
     assert not around.any() and (pointed == 0).all(-1).any()  # the caption moved off the point, still drawn
+
+
+def test_a_caption_at_the_edge_stays_inside_the_picture() -> None:
+    image = np.full((60, 200, 3), 100, np.uint8)
+    strip = np.zeros((60, 200), bool)
+    strip[20:40, 0:3] = True  # a sliver at the left edge: its anchor is at x = 1
+    middle = np.zeros((60, 200), bool)
+    middle[20:40, 90:110] = True
+
+    def caption_columns(mask: np.ndarray) -> np.ndarray:
+        out = np.asarray(viz.overlay(image, mask, labels=["a long caption"]))
+        return np.nonzero((out == 0).all(-1).any(axis=0))[0]
+
+    edge, centre = caption_columns(strip), caption_columns(middle)
+    assert centre.min() > 0 and edge.min() == 0  # at the edge the caption's box starts at the picture's edge
+    assert len(edge) == len(centre)  # ... and is whole, not cut off

@@ -130,7 +130,7 @@ def _draw_captions(
         mask, caption = stack[i], captions[i]
         if not caption or not mask.any():
             continue
-        x, y = _anchor(mask)
+        x, y = _inside(draw, *_anchor(mask), caption, font)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
         step = bottom - top + 4 + max((b[3] - b[1] for b in keep_clear), default=0)
         for dy in (0, step, -step):
@@ -144,6 +144,16 @@ def _draw_captions(
         placed.append(box)
         draw.rectangle(list(box), fill=(0, 0, 0))
         draw.text((x, y + dy), caption, fill=(255, 255, 255), font=font, anchor="mm")
+
+
+def _inside(draw: ImageDraw.ImageDraw, x: int, y: int, caption: str, font: ImageFont.ImageFont) -> tuple[int, int]:
+    """The caption's centre moved, if need be, so that its box lies within the picture (a mask at the
+    picture's edge would otherwise get a cut-off caption)."""
+    width, height = draw.im.size
+    left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
+    x += max(0, 2 - left) - max(0, right + 2 - width)
+    y += max(0, 2 - top) - max(0, bottom + 2 - height)
+    return round(x), round(y)
 
 
 def _overlap(a: Box, b: Box) -> bool:
