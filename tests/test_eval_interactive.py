@@ -19,12 +19,13 @@ from zeroseg.eval.interactive import (
     decode_mask,
     evaluate,
     load_interactive_dataset,
+    loose_box,
     mask_box,
     mask_iou,
 )
 from zeroseg.eval.grabcut import GrabCutModel
 
-RESULT_KEYS = {"noc85", "noc90", "miou_at_1", "miou_at_5", "fail90", "box_miou", "n_objects", "seconds_per_click"}
+RESULT_KEYS = {"noc85", "noc90", "miou_at_1", "miou_at_5", "fail90", "box_miou", "loose_box_miou", "n_objects", "seconds_per_click"}
 
 
 def square(size: int, x0: int, y0: int, side: int) -> np.ndarray:
@@ -165,8 +166,10 @@ def test_max_clicks_and_box_prompt() -> None:
     model.gt = gt
     results = evaluate(model, samples, max_clicks=3, progress=False)
     assert results["noc85"] == results["noc90"] == 3 and results["fail90"] == 1
-    assert results["miou_at_5"] is None and results["box_miou"] == 1.0
-    assert model.calls[-1] == (0, False, mask_box(gt)) and mask_box(gt) == (10, 10, 19, 19)
+    assert results["miou_at_5"] is None and results["box_miou"] == results["loose_box_miou"] == 1.0
+    assert model.calls[-2] == (0, False, mask_box(gt)) and mask_box(gt) == (10, 10, 19, 19)
+    assert model.calls[-1] == (0, False, pytest.approx((9.1, 9.1, 19.9, 19.9)))  # 10% of the side beyond it
+    assert loose_box((0, 5, 39, 20), (40, 40)) == pytest.approx((0, 3.5, 39, 21.5))  # within the image
     line = np.zeros((30, 30), bool)
     line[5:25, 29] = True  # one pixel wide, on the image's last column
     assert mask_box(line) == (29, 5, 30, 24)  # a box prompt needs an area

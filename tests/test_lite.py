@@ -341,3 +341,17 @@ def test_source_weights_scale_how_often_a_source_is_drawn(tiny_dataset):
     assert np.allclose(halved.weights, 0.5 * plain.weights)
     result = CliRunner().invoke(train_app, ["lite-prompt", "--out", "x", "--source-weight", "bsds=0"])
     assert result.exit_code != 0 and "SOURCE=FACTOR" in result.output  # bsds is not a source of this run
+
+
+def test_a_loose_box_around_the_astronaut_gives_her_not_the_wall():
+    """The shipped head's single-mask output answers this loosely drawn box with the wall behind her; the
+    lite preset's box choice takes the output that fits the box (docs/models/lite.md)."""
+    from skimage import data
+
+    from zeroseg import hub
+
+    predictor = Predictor(hub.load_model("lite"))
+    predictor.set_image(data.astronaut())
+    mask = predictor.predict(box=np.array([15, 10, 370, 511.0]), multimask_output=False)[0][0]
+    assert mask[330, 200] and mask[120, 220]  # her suit and her face
+    assert not mask[80, 120]  # the wall between the flag and her head

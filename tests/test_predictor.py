@@ -219,6 +219,29 @@ def test_cache_skips_the_encoder(sam: SimpleNamespace, images: dict[str, np.ndar
         hook.remove()
 
 
+# --- a box's mask chosen by its fit -----------------------------------------------------------
+def test_box_choice_picks_among_all_four_outputs(sam: SimpleNamespace, images: dict[str, np.ndarray]) -> None:
+    from zeroseg.segment.box_choice import box_fit_scores
+
+    image = next(iter(images.values()))
+    h, w = image.shape[:2]
+    box = np.array([w * 0.1, h * 0.15, w * 0.8, h * 0.9])
+    plain, choosing = Predictor(sam.model), Predictor(sam.model, box_choice=True)
+    assert plain.box_choice is False  # SAM's own preset keeps its single-mask output for a box
+    plain.set_image(image)
+    choosing.set_image(image)
+    single = plain.predict(box=box, multimask_output=False)
+    three = plain.predict(box=box, multimask_output=True)
+    masks, scores = np.concatenate([single[0], three[0]]), np.concatenate([single[1], three[1]])
+    best = int(np.argmax(box_fit_scores(masks, scores, box)))
+    chosen, chosen_scores, low_res = choosing.predict(box=box, multimask_output=False)
+    assert chosen.shape == (1, h, w) and chosen_scores.shape == (1,) and low_res.shape[0] == 1
+    np.testing.assert_array_equal(chosen[0], masks[best])
+    assert chosen_scores[0] == pytest.approx(scores[best])
+    clicked = dict(point_coords=np.array([[w / 2, h / 2]]), point_labels=np.array([1]), box=box, multimask_output=False)
+    np.testing.assert_array_equal(choosing.predict(**clicked)[0], plain.predict(**clicked)[0])  # a box with clicks: as before
+
+
 # --- validation -------------------------------------------------------------------------------
 @pytest.fixture
 def ready(sam: SimpleNamespace, images: dict[str, np.ndarray]) -> Predictor:

@@ -98,3 +98,16 @@ def test_a_caption_at_the_edge_stays_inside_the_picture() -> None:
     edge, centre = caption_columns(strip), caption_columns(middle)
     assert centre.min() > 0 and edge.min() == 0  # at the edge the caption's box starts at the picture's edge
     assert len(edge) == len(centre)  # ... and is whole, not cut off
+
+
+def test_a_part_named_as_its_whole_gets_no_caption() -> None:
+    image = np.full((120, 200, 3), 100, np.uint8)
+    whole, part, other = np.zeros((3, 120, 200), bool)
+    whole[10:110, 10:190] = True
+    part[70:100, 130:180] = True  # inside the whole, far from its caption
+    other[:] = part  # the same pixels, another name
+    with_part = np.asarray(viz.overlay(image, [whole, part], labels=["person", "person"], scores=[0.9, 0.8]))
+    whole_only = np.asarray(viz.overlay(image, [whole, part], labels=["person", ""], scores=[0.9, None]))
+    assert (with_part == whole_only).all()  # the part's "person" caption is left out
+    named_else = np.asarray(viz.overlay(image, [whole, other], labels=["person", "bag"], scores=[0.9, 0.8]))
+    assert (named_else != whole_only).any()  # a thing of another name inside keeps its caption

@@ -536,8 +536,9 @@ def everything(
     entry = {"id": 1, "file_name": image.name, "path": str(image), "height": rgb.shape[0], "width": rgb.shape[1]}
     known = [{"id": i + 1, "name": name} for i, name in enumerate([coco.UNLABELLED, *vocabulary])]
     document = coco.document([(entry, segments)], categories=known, info=info)
-    captions = [_caption_of(s) for s in segments] if vocabulary else None
-    save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=captions))
+    names, scores = ([s.label or "" for s in segments], [s.label_score if s.label else None for s in segments]) \
+        if vocabulary else (None, None)
+    save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=names, scores=scores))
     atomic_write(out / "annotations.json", json.dumps(document))
     if vocabulary:
         counts = {name: sum(s.label == name for s in segments) for name in vocabulary}
@@ -549,11 +550,6 @@ def everything(
             err=True,
         )
     typer.echo(f"wrote {len(segments)} mask(s), overlay.png and annotations.json to {out}")
-
-
-def _caption_of(segment: Any) -> str:
-    """A named mask's caption: its name and how well it matched."""
-    return f"{segment.label} {segment.label_score:.2f}" if segment.label else ""
 
 
 # --- label-pixels -------------------------------------------------------------------------

@@ -82,8 +82,8 @@ def run(
         written.append(path)
 
         path = out / f"{name}_named.png"
-        save_png(path, overlay(image, masks, labels=[f"{s.label} {s.label_score:.2f}" if s.label else ""
-                                                      for s in segments]))
+        save_png(path, overlay(image, masks, labels=[s.label or "" for s in segments],
+                               scores=[s.label_score if s.label else None for s in segments]))
         written.append(path)
         path = out / f"{name}_labels.png"
         save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))

@@ -40,7 +40,9 @@ def overlay(
     Arguments:
       image: HxWx3 uint8 array or PIL image.
       masks: NxHxW bools (or one HxW mask); mask i gets colour ``mask_colors(N)[i]``.
-      labels, scores: optional per-mask text, drawn inside each mask ("cat 0.93").
+      labels, scores: optional per-mask text, drawn inside each mask ("cat 0.93"); a None score is left out.
+        A mask lying mostly inside a larger one of the same label gets no caption (a part named as its whole
+        would repeat the whole's).
       points: Kx2 (x, y) positive points, or Kx3 (x, y, label) with label 1 = positive (green) and
         0 = negative (red).
       boxes: Kx4 XYXY boxes; box i is drawn in mask i's colour (box i usually prompted mask i).
@@ -68,7 +70,7 @@ def overlay(
     marks = [] if points is None else np.atleast_2d(np.asarray(points, dtype=np.float64))[:, :2].tolist()
     if labels is not None or scores is not None:
         keep_clear = [(x - 2 * radius, y - 2 * radius, x + 2 * radius, y + 2 * radius) for x, y in marks]
-        _draw_captions(draw, stack, _captions(len(stack), labels, scores), round(11 * scale), keep_clear)
+        _draw_captions(draw, stack, _captions(len(stack), labels, scores), round(11 * scale), keep_clear, labels)
     if points is not None:  # last: prompts stay visible
         _draw_points(draw, np.asarray(points, dtype=np.float64), radius=radius)
     return canvas
@@ -113,22 +115,38 @@ def _captions(n: int, labels: Sequence[str] | None, scores: Sequence[float] | No
     for i in range(n):
         if labels is not None and labels[i]:
             parts[i].append(str(labels[i]))
-        if scores is not None:
+        if scores is not None and scores[i] is not None:
             parts[i].append(f"{float(scores[i]):.2f}")
     return [" ".join(p) for p in parts]
 
 
+PART_SHARE = 0.8
+"""A mask with at least this share of its pixels inside a larger mask of the same label is a part of it."""
+
+
 def _draw_captions(
-    draw: ImageDraw.ImageDraw, stack: np.ndarray, captions: list[str], size: int, keep_clear: Sequence[Box] = ()
+    draw: ImageDraw.ImageDraw,
+    stack: np.ndarray,
+    captions: list[str],
+    size: int,
+    keep_clear: Sequence[Box] = (),
+    labels: Sequence[str] | None = None,
 ) -> None:
     """Each mask's caption at its anchor, larger masks first; a caption that would cover one already
-    drawn is left out, so crowded small masks do not bury each other's text. A caption that would hide
-    a prompt point (``keep_clear``) moves just below or above it."""
+    drawn is left out, so crowded small masks do not bury each other's text, and so is the caption of a
+    part of a larger mask with the same label. A caption that would hide a prompt point (``keep_clear``)
+    moves just below or above it."""
     font = ImageFont.load_default(size=max(10, size))
     placed: list[Box] = []
+    larger: list[int] = []
     for i in sorted(range(len(stack)), key=lambda i: -int(stack[i].sum())):
         mask, caption = stack[i], captions[i]
+        wholes = [j for j in larger if labels is not None and labels[i] and labels[j] == labels[i]]
+        larger.append(i)
         if not caption or not mask.any():
+            continue
+        area = int(mask.sum())
+        if any(np.count_nonzero(mask & stack[j]) >= PART_SHARE * area for j in wholes):
             continue
         x, y = _inside(draw, *_anchor(mask), caption, font)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")

@@ -30,11 +30,13 @@ def build_interactive_model(
     graph_cut: bool | None = None,
     zoom_in: bool | None = None,
     first_look: bool = False,
+    box_choice: bool | None = None,
 ) -> InteractiveModel:
     """``grabcut`` -> the classical baseline; any other name -> a hub model behind a Predictor
     (``refine_edges``, ``graph_cut``: as :class:`~zeroseg.segment.Predictor`, None = the model's default;
     ``zoom_in``: later clicks in a crop around the object, :class:`~zeroseg.segment.zoom.ZoomIn`; None: the
-    model's preset; ``first_look``: with it, a first click answered close up when the object fits there)."""
+    model's preset; ``first_look``: with it, a first click answered close up when the object fits there;
+    ``box_choice``: a box answered by the output that fits it best, None: the model's preset)."""
     if name.lower() == "grabcut":
         from zeroseg.eval.grabcut import GrabCutModel
 
@@ -45,7 +47,7 @@ def build_interactive_model(
     model = load_model(name, checkpoint=checkpoint, config=config, device=device)
     if zoom_in is None:
         zoom_in = getattr(model, "zoom_in", False)
-    predictor = Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut)
+    predictor = Predictor(model, refine_edges=refine_edges, graph_cut=graph_cut, box_choice=box_choice)
     return PredictorModel(predictor, zoom_in=zoom_in, first_look=first_look)
 
 
@@ -92,15 +94,21 @@ def interactive(
                      help="with Zoom-In, also answer a first click close up, kept for a small object the whole photo's "
                           "mask spilled over"),
     ] = False,
+    box_choice: Annotated[
+        bool | None,
+        typer.Option("--box-choice/--no-box-choice",
+                     help="answer a box with the output that fits it best, not the single-mask output "
+                          "(default: the model's own)"),
+    ] = None,
 ) -> None:
-    """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU with the RITM click protocol."""
+    """NoC@85/90, mIoU after 1 and 5 clicks and box mIoU (tight and loose boxes) with the RITM click protocol."""
     console = Console()
     try:
         objects = load_interactive_dataset(dataset)
         if limit is not None:
             objects = objects[:limit]
         interactive_model = build_interactive_model(
-            model, checkpoint, config, device, refine_edges, graph_cut, zoom_in, first_look
+            model, checkpoint, config, device, refine_edges, graph_cut, zoom_in, first_look, box_choice
         )
         results = evaluate(interactive_model, objects, max_clicks=max_clicks)
         if json_path is not None:

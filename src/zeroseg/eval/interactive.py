@@ -28,6 +28,8 @@ Box = tuple[float, float, float, float]
 
 #: Clicks at which mean IoU is reported (``miou_at_<k>``).
 MIOU_CLICKS = (1, 5)
+LOOSE_BOX_MARGIN = 0.1
+"""How far a loose box reaches beyond the object on each side, as a share of the object's width or height."""
 
 
 # --- models -------------------------------------------------------------------------------
@@ -213,6 +215,15 @@ def mask_box(mask: np.ndarray) -> Box:
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
+def loose_box(box: Box, shape: tuple[int, ...], margin: float = LOOSE_BOX_MARGIN) -> Box:
+    """``box`` widened by ``margin`` of its width and height on every side, within an image of ``shape``:
+    the box a person drags around an object, rarely tight."""
+    x0, y0, x1, y1 = box
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    height, width = shape[:2]
+    return max(0.0, x0 - dx), max(0.0, y0 - dy), min(width - 1.0, x1 + dx), min(height - 1.0, y1 + dy)
+
+
 def clicks_to_reach(ious: Sequence[float], threshold: float, max_clicks: int) -> int:
     """Number of clicks after which IoU first reaches ``threshold`` (``max_clicks`` if never)."""
     return next((k for k, iou in enumerate(ious, start=1) if iou >= threshold), max_clicks)
@@ -263,6 +274,7 @@ def evaluate(
     Returns ``noc<t>`` per threshold (e.g. ``noc85``, ``noc90``), ``miou_at_1`` and ``miou_at_5``
     (None if ``max_clicks`` is smaller), ``fail<t>`` for the highest threshold (objects never
     reaching it), ``box_miou`` (one tight GT box per object; None if the model takes no box),
+    ``loose_box_miou`` (the box widened as :func:`loose_box`, as people draw them; None likewise),
     ``n_objects``, ``seconds_per_click`` (mean time of ``predict`` per click) and ``per_object``.
     """
     if max_clicks < 1:
@@ -288,6 +300,8 @@ def evaluate(
         if supports_box:
             box_mask, _ = model.predict([], None, box=mask_box(sample.gt))
             record["box_iou"] = mask_iou(box_mask, sample.gt, sample.ignore)
+            box_mask, _ = model.predict([], None, box=loose_box(mask_box(sample.gt), sample.gt.shape))
+            record["loose_box_iou"] = mask_iou(box_mask, sample.gt, sample.ignore)
         per_object.append(record)
 
     def mean(values: list[float]) -> float:
@@ -300,6 +314,7 @@ def evaluate(
         results[f"miou_at_{k}"] = mean([r["ious"][k - 1] for r in per_object]) if k <= max_clicks else None
     results[f"fail{_threshold_key(top)}"] = sum(int(max(r["ious"]) < top) for r in per_object)
     results["box_miou"] = mean([r["box_iou"] for r in per_object]) if supports_box else None
+    results["loose_box_miou"] = mean([r["loose_box_iou"] for r in per_object]) if supports_box else None
     results["n_objects"] = len(per_object)
     results["seconds_per_click"] = predict_seconds / max(n_clicks, 1)
     results["per_object"] = per_object

@@ -30,11 +30,13 @@ LITE_PRESET = Preset(
     refine_edges=True,
     graph_cut=True,
     zoom_in=True,
+    box_choice=True,
 )
 """The lite model's defaults: its scores sit lower than SAM's, so looser filters (chosen on MSRC-21, CamVid
 and coco128 val photos, docs/models/lite.md); one layer of zoomed-in crops (16 x 16 points each) finds the
 parts and small objects a whole-photo pass misses; edge refinement (segment-everything included) and the graph
-cut (clicks) help its coarse masks, and Zoom-In its masks of small objects."""
+cut (clicks) help its coarse masks, and Zoom-In its masks of small objects; a box takes the output that fits it
+best, as the single-mask output alone sometimes answers a loose box with its surroundings."""
 
 LITE_LICENCE = "Apache-2.0 (heads); ImageNet EfficientNet-Lite0 backbone from PyPI"
 TRAINED_FOLDER = "models"

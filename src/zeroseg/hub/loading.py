@@ -64,7 +64,7 @@ def load_model(
 
     The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
     SHA-256 prefix, the Hugging Face commit, or zeroseg's version for packaged weights) and ``preset``
-    (:class:`Preset`), and its refinement switches (``refine_edges``, ``graph_cut``, ``zoom_in``) are the preset's.
+    (:class:`Preset`), and its refinement switches (``refine_edges``, ``graph_cut``, ``zoom_in``, ``box_choice``) are the preset's.
     """
     from zeroseg import __version__
 
@@ -113,6 +113,7 @@ def load_model(
         raise ConfigError(f"cannot use device {device!r}: {err}") from None
     model.name, model.version, model.preset = entry_name, version, preset
     model.refine_edges, model.graph_cut, model.zoom_in = preset.refine_edges, preset.graph_cut, preset.zoom_in
+    model.box_choice = preset.box_choice
     return model.eval()
 
 

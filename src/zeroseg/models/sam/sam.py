@@ -35,6 +35,7 @@ class Sam(nn.Module):
     image_format: str = "RGB"
     refine_edges: bool = False  # whether the Predictor snaps this model's masks to image edges by default
     graph_cut: bool = False  # whether Predictor.predict refines this model's masks with GrabCut by default
+    box_choice: bool = False  # whether Predictor.predict answers a box with the output that fits it best
 
     def __init__(
         self,
