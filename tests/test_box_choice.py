@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zeroseg.segment.box_choice import box_fit_scores
+from zeroseg.segment.box_choice import box_fit_scores, chooses
 
 BOX = (20, 20, 79, 79)  # 60 x 60 pixels in a 100 x 100 image
 
@@ -43,3 +43,7 @@ def test_a_box_past_the_image_edge_is_clipped() -> None:
     fit = box_fit_scores(obj[None], np.array([0.7]), (-50, -50, 500, 500))
     assert fit.shape == (1,) and np.isfinite(fit).all()
     assert fit[0] == pytest.approx(0.7 + 0.1)  # nothing on the (clipped) border, nothing outside, not tiny
+
+
+def test_only_a_large_box_is_chosen_for() -> None:
+    assert chooses((0, 0, 50, 50), (100, 100)) and not chooses((0, 0, 40, 40), (100, 100))

@@ -1,8 +1,8 @@
 """A box prompt's mask chosen among all the decoder's outputs by how well it fits the box.
 
 SAM answers a box with its single-mask output. A small model trained on tight boxes sometimes answers a
-loosely drawn box (the way people draw them) with the box's surroundings, a sliver or nothing, while one
-of its three multi-mask outputs holds the object. So the single output and the three compete: each by its
+large, loosely drawn box (the way people draw them) with the box's surroundings, a sliver or nothing, while
+one of its three multi-mask outputs holds the object. So the single output and the three compete: each by its
 predicted IoU, less what no object of the box looks like: a mask running along the box's inner border
 (the background inside the box), a mask outside the box, and a mask that fills almost none of it. The
 weights were chosen on validation objects (docs/models/lite.md, "A box's mask chosen by its fit").
@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+MIN_BOX_SHARE = 0.25
+"""Only a box covering at least this share of the image is chosen for: on smaller boxes (small objects,
+boxes answered in a Zoom-In crop) the single-mask output does better on validation."""
 
 RING_DEPTH = 0.05
 """Depth of the box's inner border, as a share of the box's shorter side."""
@@ -25,6 +29,12 @@ TINY_PENALTY = 1.0
 """... and loses this much."""
 SINGLE_BONUS = 0.1
 """The single-mask output, trained for boxes, wins ties."""
+
+
+def chooses(box: Sequence[float], shape: tuple[int, ...]) -> bool:
+    """Whether an XYXY ``box`` in an image of ``shape`` (H, W, ...) is large enough to choose its mask."""
+    x0, y0, x1, y1 = box
+    return (x1 - x0) * (y1 - y0) >= MIN_BOX_SHARE * shape[0] * shape[1]
 
 
 def box_fit_scores(masks: np.ndarray, scores: np.ndarray, box: Sequence[float], single: int = 0) -> np.ndarray:

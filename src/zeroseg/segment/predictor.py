@@ -24,7 +24,7 @@ from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
 from zeroseg.io import image_key, load_image
-from zeroseg.segment.box_choice import box_fit_scores
+from zeroseg.segment import box_choice
 from zeroseg.segment.graph_cut import GraphCutRefiner, refine_all
 from zeroseg.segment.refine import EdgeRefiner
 from zeroseg.segment.validation import check_boxes, check_mask_input, check_points
@@ -61,9 +61,9 @@ class Predictor:
         (``return_logits``) and :meth:`predict_batch` stay the model's own.
       cut_alternatives: with several masks for one prompt, cut them all (True) or only the best-scored
         one, the one a person sees first (False: the app's first click shows its mask sooner).
-      box_choice: answer a box alone (no points, no mask input, one mask) with whichever of the decoder's
-        four outputs fits the box best (:mod:`~zeroseg.segment.box_choice`) rather than its single-mask
-        output; by default the model's ``box_choice`` (its preset's).
+      box_choice: answer a large box alone (no points, no mask input, one mask) with whichever of the
+        decoder's four outputs fits the box best (:mod:`~zeroseg.segment.box_choice`) rather than its
+        single-mask output; by default the model's ``box_choice`` (its preset's).
     """
 
     def __init__(
@@ -184,13 +184,14 @@ class Predictor:
         masks, low_res_masks = masks[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
         scores = iou_predictions[0].cpu().numpy()
         no_points = point_coords is None or len(point_coords) == 0
-        if self.box_choice and box is not None and no_points and mask_input is None and not multimask_output \
-                and not return_logits:
+        xyxy = None if box is None else np.asarray(box, np.float64).reshape(-1)
+        if self.box_choice and xyxy is not None and no_points and mask_input is None and not multimask_output \
+                and not return_logits and box_choice.chooses(xyxy, masks.shape[-2:]):
             more, more_scores, more_low = self.predict_torch(*prompts, True, False)
             masks = np.concatenate([masks, more[0].cpu().numpy()])
             scores = np.concatenate([scores, more_scores[0].cpu().numpy()])
             low_res_masks = np.concatenate([low_res_masks, more_low[0].cpu().numpy()])
-            best = int(np.argmax(box_fit_scores(masks, scores, np.asarray(box, np.float64).reshape(-1))))
+            best = int(np.argmax(box_choice.box_fit_scores(masks, scores, xyxy)))
             masks, scores, low_res_masks = masks[best:best + 1], scores[best:best + 1], low_res_masks[best:best + 1]
         if self.graph_cut and not return_logits and self._image is not None:
             cut = range(len(masks)) if self.cut_alternatives else [int(np.argmax(scores))]
