@@ -11,7 +11,7 @@
 #   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), PART_WEIGHT (machine-made part targets per
 #   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), PASTE_PROB (share of
 #   sampled photos that get a copy of an object pasted beside it, default 0), INSTALL (0: do not copy
-#   the result into the package), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
+#   the result into the package), BOX_MARGIN (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
 #   not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
@@ -25,7 +25,7 @@ args=(--out "$OUT" --steps "${STEPS:-2000}" --seed "${SEED:-0}" --threads "${THR
 [[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
 [[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
 args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}" --part-weight "${PART_WEIGHT:-0}"
-      --paste-prob "${PASTE_PROB:-0}")
+      --paste-prob "${PASTE_PROB:-0}" --box-margin "${BOX_MARGIN:-0}")
 [[ -n "${PART_SOURCES:-}" ]] && args+=(--part-sources "$PART_SOURCES")
 [[ -n "${CACHE:-}" ]] && args+=(--cache-dir "$CACHE")
 if [[ -n "$INIT" ]]; then

@@ -223,6 +223,23 @@ def test_jittered_boxes_stay_around_the_object():
     assert (boxes[:, 2:] > boxes[:, :2]).all() and boxes.min() >= 0 and boxes.max() <= 127
 
 
+def test_a_box_margin_widens_training_boxes_outward():
+    target = np.zeros((1, 32, 32), bool)
+    target[0, 8:20, 10:30] = True
+    tight = np.array([40, 32, 119, 79])
+    cfg = dataclasses.replace(lite_prompt.TrainConfig(), box_noise=0.0, box_margin=0.2)
+    boxes = lite_prompt.jittered_boxes(np.repeat(target, 50, 0), cfg, np.random.default_rng(0), scale=4)
+    outward = (boxes - tight) * np.array([-1, -1, 1, 1])
+    assert outward.min() >= 0 and outward.max() > 5  # never inside the object, often well outside it
+    assert (outward <= 0.2 * np.array([79, 47, 79, 47]) + 1e-4).all()  # at most 20% of the side
+    plain = dataclasses.replace(lite_prompt.TrainConfig(), box_margin=0.0)
+    rng = np.random.default_rng(0)
+    lite_prompt.jittered_boxes(target, plain, rng, scale=4)
+    expected = np.random.default_rng(0)
+    expected.normal(size=(1, 4))
+    assert rng.random() == expected.random()  # without a margin no extra random draw (old runs reproduce)
+
+
 def test_train_resumes_exactly_and_exports(tiny_dataset, tmp_path, monkeypatch):
     straight = lite_prompt.train(tmp_path / "a", TINY_TRAIN, TINY, progress=False, dataset=tiny_dataset)
     sidecar = read_sidecar(straight)

@@ -80,6 +80,11 @@ def lite_prompt(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of sampled photos that get a copy of an object pasted beside it."),
     ] = 0.0,
+    box_margin: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Widen each side of a training box by up to this share of the box's side "
+                                            "(boxes drawn loosely, as people do)."),
+    ] = 0.0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the lite model's promptable head on ../shared/data (COCO128, CamVid, MSRC), plus the extra sets
@@ -120,6 +125,7 @@ def lite_prompt(
         part_weight=part_weight,
         part_sources=_part_sources(part_sources, chosen),
         paste_prob=paste_prob,
+        box_margin=box_margin,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()

@@ -89,6 +89,7 @@ class TrainConfig:
     box_prob: float = 0.25  # share of steps whose first prompt is a box instead of a click
     box_noise: float = 0.1  # std of box-corner jitter, as a fraction of the box side (SAM)
     box_noise_max: float = 20.0  # ... at most this many input pixels
+    box_margin: float = 0.0  # each side first moved outward by U(0, margin) x the box's side (loosely drawn boxes)
     max_corrections: int = 4  # correction rounds per step: 0..max (the last one is graded)
     focal_weight: float = 20.0
     dice_weight: float = 5.0  # SAM uses 20:1; from scratch on little data 20:5 learns masks far sooner
@@ -329,9 +330,12 @@ def _tight_box(mask: np.ndarray) -> np.ndarray:
 
 
 def jittered_boxes(targets: np.ndarray, cfg: TrainConfig, rng: np.random.Generator, scale: int) -> np.ndarray:
-    """Tight boxes of the targets in input pixels, each corner moved by N(0, noise x side), capped."""
+    """Tight boxes of the targets in input pixels, each side first widened by U(0, margin x side) (with a
+    ``box_margin``), then each corner moved by N(0, noise x side), capped."""
     boxes = np.stack([_tight_box(t) for t in targets]) * scale + np.array([0, 0, scale - 1, scale - 1])
     sides = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+    if cfg.box_margin > 0:  # no draw otherwise: earlier runs' random streams stay as they were
+        boxes = boxes + rng.uniform(0, cfg.box_margin, size=boxes.shape) * sides * np.array([-1, -1, 1, 1])
     noise = np.clip(rng.normal(size=boxes.shape) * cfg.box_noise * sides, -cfg.box_noise_max, cfg.box_noise_max)
     limit = targets.shape[-1] * scale - 1
     boxes = np.clip(boxes + noise, 0, limit)
