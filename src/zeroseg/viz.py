@@ -145,8 +145,8 @@ def _draw_captions(
         larger.append(i)
         if not caption or not mask.any():
             continue
-        area = int(mask.sum())
-        if any(np.count_nonzero(mask & stack[j]) >= PART_SHARE * area for j in wholes):
+        pixels = np.flatnonzero(mask)  # a part is small: look only at its own pixels in each whole
+        if any(np.count_nonzero(stack[j].reshape(-1)[pixels]) >= PART_SHARE * len(pixels) for j in wholes):
             continue
         x, y = _inside(draw, *_anchor(mask), caption, font)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
