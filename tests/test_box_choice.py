@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zeroseg.segment.box_choice import box_fit_scores, chooses
+from zeroseg.segment.box_choice import box_fit_scores, centre_click, chooses
 
 BOX = (20, 20, 79, 79)  # 60 x 60 pixels in a 100 x 100 image
 
@@ -47,3 +47,8 @@ def test_a_box_past_the_image_edge_is_clipped() -> None:
 
 def test_only_a_large_box_is_chosen_for() -> None:
     assert chooses((0, 0, 50, 50), (100, 100)) and not chooses((0, 0, 40, 40), (100, 100))
+
+
+def test_a_small_box_gets_a_click_at_its_centre() -> None:
+    np.testing.assert_array_equal(centre_click((10, 20, 18, 30), (100, 100)), [[14, 25]])
+    assert centre_click((0, 0, 10, 10), (100, 100)) is None  # 1% of the image: no longer small

@@ -240,6 +240,10 @@ def test_box_choice_picks_among_all_four_outputs(sam: SimpleNamespace, images: d
     assert chosen_scores[0] == pytest.approx(scores[best])
     clicked = dict(point_coords=np.array([[w / 2, h / 2]]), point_labels=np.array([1]), box=box, multimask_output=False)
     np.testing.assert_array_equal(choosing.predict(**clicked)[0], plain.predict(**clicked)[0])  # a box with clicks: as before
+    small = np.array([w * 0.4, h * 0.4, w * 0.45, h * 0.45])  # a quarter of 1% of the image
+    centre = dict(point_coords=np.array([[w * 0.425, h * 0.425]]), point_labels=np.array([1]), box=small)
+    np.testing.assert_array_equal(choosing.predict(box=small, multimask_output=False)[0],
+                                  plain.predict(**centre, multimask_output=False)[0])  # a small box: clicked at its centre
 
 
 # --- validation -------------------------------------------------------------------------------

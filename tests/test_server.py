@@ -185,6 +185,10 @@ def test_click_and_box_give_masks_around_the_object(client):
     assert (clicked.source, clicked.model_name) == ("assisted", "lite") and clicked.rle == candidates[0]["rle"]
     boxed_segment = segmenter.candidate(box_candidate["id"], image_id).segment
     assert boxed_segment.prompt == {"box": [58.0, 38.0, 122.0, 102.0]}
+    small = client.post(f"/api/images/{image_id}/predict", json={"box": [86, 66, 94, 74], "multimask": False})
+    (small_candidate,) = small.json()["candidates"]  # under 1% of the photo: its centre is clicked too
+    assert rle_to_mask(small_candidate["rle"])[70, 90]
+    assert segmenter.candidate(small_candidate["id"], image_id).segment.prompt == {"box": [86.0, 66.0, 94.0, 74.0]}
 
     refined = client.post(
         f"/api/images/{image_id}/predict",

@@ -43,7 +43,8 @@ class FakePredictor:
     def predict(self, point_coords, point_labels, box, mask_input, multimask_output):
         self.calls.append({"points": point_coords, "mask_input": mask_input, "box": box})
         mask = np.zeros(self.shape, bool)
-        xs, ys = point_coords[:, 0].astype(int), point_coords[:, 1].astype(int)
+        corners = np.asarray(box, float).reshape(2, 2) if point_coords is None else point_coords
+        xs, ys = corners[:, 0].astype(int), corners[:, 1].astype(int)
         mask[ys.min() : ys.max() + 5, xs.min() : xs.max() + 5] = True
         return mask[None], np.array([0.9]), np.zeros((1, 8, 8), np.float32)
 
@@ -142,3 +143,17 @@ def test_the_app_looks_close_at_a_first_click_and_zooms_in_on_later_clicks_as_th
     plain = Segmenter(model, zoom_in=False)  # zeroseg serve --no-zoom-in
     again = plain.predict(1, path, [(170, 115, 1), (152, 102, 1)], mask_input=plain.predict(1, path, [(170, 115, 1)])[0].id)
     assert again[0].crop is None
+
+
+def test_a_small_box_is_clicked_at_its_centre_judged_on_the_whole_photo():
+    fake = FakePredictor()
+    fake.box_choice = True  # the lite preset's box rules
+    model = PredictorModel(fake, zoom_in=True)
+    model.set_image(np.zeros((200, 400, 3), np.uint8))
+    model.predict([], None, box=(100, 50, 120, 60))  # 0.25% of the photo
+    (x0, y0, *_), call = model.zoom.crop, fake.calls[-1]
+    assert np.allclose(call["points"], np.array([[110, 55]]) - [x0, y0])  # in the crop's frame
+    assert np.allclose(call["box"], np.array([100, 50, 120, 60]) - [x0, y0, x0, y0])
+    fake.box_choice = False
+    model.predict([], None, box=(100, 50, 120, 60))
+    assert fake.calls[-1]["points"] is None  # without the rules: the box alone

@@ -32,8 +32,8 @@ class Preset:
       graph_cut: GrabCut interactive masks around their boundaries.
       zoom_in: answer an object's later clicks and boxes in a crop around it (``zeroseg.segment.zoom``;
         read by the app and the interactive evaluation).
-      box_choice: answer a box with whichever of the decoder's outputs fits the box best, not always its
-        single-mask output (``zeroseg.segment.box_choice``).
+      box_choice: answer a large box with whichever of the decoder's outputs fits it best, not always its
+        single-mask output, and a small box together with a click at its centre (``zeroseg.segment.box_choice``).
     Naming (as ``load_namer``):
       embedder: dense vision-language embedder that names masks and pixels.
       background: let the embedder's learned background leave a mask or pixel unnamed ("none of these").

@@ -61,9 +61,10 @@ class Predictor:
         (``return_logits``) and :meth:`predict_batch` stay the model's own.
       cut_alternatives: with several masks for one prompt, cut them all (True) or only the best-scored
         one, the one a person sees first (False: the app's first click shows its mask sooner).
-      box_choice: answer a large box alone (no points, no mask input, one mask) with whichever of the
-        decoder's four outputs fits the box best (:mod:`~zeroseg.segment.box_choice`) rather than its
-        single-mask output; by default the model's ``box_choice`` (its preset's).
+      box_choice: answer a box alone (no points, no mask input, one mask) as :mod:`~zeroseg.segment.box_choice`
+        says: a large box with whichever of the decoder's four outputs fits it best rather than its single-mask
+        output, a small box together with a click at its centre; by default the model's ``box_choice`` (its
+        preset's).
     """
 
     def __init__(
@@ -179,14 +180,17 @@ class Predictor:
         and low_res_masks are their :meth:`mask_to_input`, so that the next click refines the mask the
         user saw.
         """
+        xyxy = None if box is None else np.asarray(box, np.float64).reshape(-1)
+        box_alone = self.box_choice and xyxy is not None and (point_coords is None or len(point_coords) == 0) \
+            and mask_input is None and not multimask_output and not return_logits and self.original_size is not None
+        if box_alone:  # a small box: click its centre too
+            point_coords, point_labels = box_choice.with_centre_click(None, None, xyxy, self.original_size)
+            box_alone = point_coords is None
         prompts = self._prompts_to_torch(point_coords, point_labels, box, mask_input, batched=False)
         masks, iou_predictions, low_res_masks = self.predict_torch(*prompts, multimask_output, return_logits)
         masks, low_res_masks = masks[0].cpu().numpy(), low_res_masks[0].cpu().numpy()
         scores = iou_predictions[0].cpu().numpy()
-        no_points = point_coords is None or len(point_coords) == 0
-        xyxy = None if box is None else np.asarray(box, np.float64).reshape(-1)
-        if self.box_choice and xyxy is not None and no_points and mask_input is None and not multimask_output \
-                and not return_logits and box_choice.chooses(xyxy, masks.shape[-2:]):
+        if box_alone and box_choice.chooses(xyxy, masks.shape[-2:]):
             more, more_scores, more_low = self.predict_torch(*prompts, True, False)
             masks = np.concatenate([masks, more[0].cpu().numpy()])
             scores = np.concatenate([scores, more_scores[0].cpu().numpy()])

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from zeroseg.segment import box_choice
+
 if TYPE_CHECKING:
     from zeroseg.segment.predictor import Predictor
 
@@ -243,6 +245,10 @@ class ZoomIn:
         if self._image is None:
             raise RuntimeError("call set_image first")
         guided = mask_input is not None or self.mask is not None
+        if getattr(self.predictor, "box_choice", False) and not guided:  # a small box: judged on the whole photo
+            point_coords, point_labels = box_choice.with_centre_click(
+                point_coords, point_labels, box, self._image.shape
+            )
         if self.settings.first_look and is_first_click(point_labels, box, guided):
             if self._held is not None:
                 self.predictor.set_image(self._image)
