@@ -146,7 +146,7 @@ def text_to_masks(
     if verify:
         # the image's segment-everything masks are candidates too: they hold the instances a region merges
         # and those no grid cell gives the phrase
-        candidates = candidates.join(_proposal_candidates(image, predictor, share))
+        candidates = candidates.join(_proposal_candidates(image, predictor))
         match = match_scores(image, query, candidates.masks, namer)
         named = [k for k, m in enumerate(match) if m is not None]
         candidates = candidates.take(named)
@@ -268,12 +268,11 @@ def _proposed(image: np.ndarray, predictor: Predictor) -> tuple[list[Segment], n
     return found, masks
 
 
-def _proposal_candidates(image: np.ndarray, predictor: Predictor, share: np.ndarray) -> _Candidates:
-    """:func:`proposals` as candidates, scored by predicted IoU x the phrase's mean share over the mask."""
+def _proposal_candidates(image: np.ndarray, predictor: Predictor) -> _Candidates:
+    """:func:`proposals` as candidates; they are scored by the naming check that follows (no score yet)."""
     found, masks = _proposed(image, predictor)
     ious = np.array([s.predicted_iou or 0.0 for s in found], dtype=np.float64)
-    scores = ious * np.array([float(share[m].mean()) for m in masks])
-    return _Candidates(masks, ious, scores, [dict(s.prompt) for s in found], np.ones(len(found), bool))
+    return _Candidates(masks, ious, np.zeros(len(found)), [dict(s.prompt) for s in found], np.ones(len(found), bool))
 
 
 def match_scores(image: Any, phrase: str, masks: np.ndarray, namer: Namer) -> list[float | None]:
