@@ -135,6 +135,10 @@ def predict_in_crop(
         return predictor.predict(point_coords, point_labels, box, mask_input, multimask_output)
     if image is None:
         raise ValueError("a crop needs the photo")
+    if getattr(predictor, "box_choice", False) and mask_input is None and prior is None:
+        # a small box is clicked at its centre as on the whole photo, where the rule was chosen (in the crop
+        # the box covers more; on the whole photo the Predictor applies the rule itself)
+        point_coords, point_labels = box_choice.with_centre_click(point_coords, point_labels, box, image.shape)
     x0, y0, x1, y1 = crop
     predictor.set_image(np.ascontiguousarray(image[y0:y1, x0:x1]))
     if mask_input is None and prior is not None:
@@ -245,10 +249,6 @@ class ZoomIn:
         if self._image is None:
             raise RuntimeError("call set_image first")
         guided = mask_input is not None or self.mask is not None
-        if getattr(self.predictor, "box_choice", False) and not guided:  # a small box: judged on the whole photo
-            point_coords, point_labels = box_choice.with_centre_click(
-                point_coords, point_labels, box, self._image.shape
-            )
         if self.settings.first_look and is_first_click(point_labels, box, guided):
             if self._held is not None:
                 self.predictor.set_image(self._image)

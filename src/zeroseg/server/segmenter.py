@@ -29,7 +29,7 @@ from torch import nn
 from zeroseg import hub
 from zeroseg.errors import NotFoundError, PromptValueError, ZerosegError
 from zeroseg.io import load_image, masks_to_rles
-from zeroseg.segment import Namer, Predictor, box_choice
+from zeroseg.segment import Namer, Predictor
 from zeroseg.segment.concept import is_concept_model
 from zeroseg.segment.pipeline import Everything
 from zeroseg.segment.record import Segment
@@ -204,9 +204,6 @@ class Segmenter:
             logits = earlier.low_res if earlier is not None else None
             coords = np.array([p[:2] for p in points], dtype=np.float64) if points else None
             labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
-            if getattr(predictor, "box_choice", False) and earlier is None and prior is None:
-                shape = self.pixels(image_id, file).shape  # a small box gets its centre clicked too, as on the photo
-                coords, labels = box_choice.with_centre_click(coords, labels, box, shape)
             first = self.zoom is not None and self.zoom.first_look and is_first_click(
                 labels, box, earlier is not None or prior is not None
             )
