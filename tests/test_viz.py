@@ -111,3 +111,10 @@ def test_a_part_named_as_its_whole_gets_no_caption() -> None:
     assert (with_part == whole_only).all()  # the part's "person" caption is left out
     named_else = np.asarray(viz.overlay(image, [whole, other], labels=["person", "bag"], scores=[0.9, 0.8]))
     assert (named_else != whole_only).any()  # a thing of another name inside keeps its caption
+
+
+def test_name_captions_of_named_and_unnamed_segments() -> None:
+    from types import SimpleNamespace
+
+    named, unnamed = SimpleNamespace(label="cat", label_score=0.9), SimpleNamespace(label=None, label_score=0.0)
+    assert viz.name_captions([named, unnamed]) == (["cat", ""], [0.9, None])

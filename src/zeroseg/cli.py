@@ -513,7 +513,7 @@ def everything(
     """
     from zeroseg.engine import coco
     from zeroseg.segment.pipeline import Everything, namer_for
-    from zeroseg.viz import overlay
+    from zeroseg.viz import name_captions, overlay
 
     rgb = load_image(image)
     vocabulary = _vocabulary(names)
@@ -536,8 +536,7 @@ def everything(
     entry = {"id": 1, "file_name": image.name, "path": str(image), "height": rgb.shape[0], "width": rgb.shape[1]}
     known = [{"id": i + 1, "name": name} for i, name in enumerate([coco.UNLABELLED, *vocabulary])]
     document = coco.document([(entry, segments)], categories=known, info=info)
-    names, scores = ([s.label or "" for s in segments], [s.label_score if s.label else None for s in segments]) \
-        if vocabulary else (None, None)
+    names, scores = name_captions(segments) if vocabulary else (None, None)
     save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=names, scores=scores))
     atomic_write(out / "annotations.json", json.dumps(document))
     if vocabulary:

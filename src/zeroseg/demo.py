@@ -47,7 +47,7 @@ def run(
     ``overrides`` change fields of the model's preset (as the CLI's flags do)."""
     from zeroseg import Predictor, text_to_masks
     from zeroseg.segment.pipeline import Everything, namer_for
-    from zeroseg.viz import label_map_overlay, overlay
+    from zeroseg.viz import label_map_overlay, name_captions, overlay
 
     model = hub.load_model(model_name)
     settings = hub.preset_of(model).override(**overrides)  # the model's defaults, as `zeroseg everything`
@@ -82,8 +82,8 @@ def run(
         written.append(path)
 
         path = out / f"{name}_named.png"
-        save_png(path, overlay(image, masks, labels=[s.label or "" for s in segments],
-                               scores=[s.label_score if s.label else None for s in segments]))
+        names, scores = name_captions(segments)
+        save_png(path, overlay(image, masks, labels=names, scores=scores))
         written.append(path)
         path = out / f"{name}_labels.png"
         save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))

@@ -76,6 +76,13 @@ def overlay(
     return canvas
 
 
+def name_captions(segments: Sequence[object]) -> tuple[list[str], list[float | None]]:
+    """:func:`overlay`'s ``labels`` and ``scores`` for named segments (``label``, ``label_score``): a segment's
+    name and how well it matched; an unnamed segment gets no caption."""
+    labels = [getattr(s, "label", None) or "" for s in segments]
+    return labels, [getattr(s, "label_score", None) if label else None for s, label in zip(segments, labels)]
+
+
 def _owner_map(stack: np.ndarray) -> np.ndarray:
     """HxW index of the smallest mask covering each pixel, -1 where no mask does."""
     if len(stack) == 0:

@@ -64,7 +64,8 @@ def load_model(
 
     The model gets ``name`` (the registry name; None for a config build), ``version`` (the weights'
     SHA-256 prefix, the Hugging Face commit, or zeroseg's version for packaged weights) and ``preset``
-    (:class:`Preset`), and its refinement switches (``refine_edges``, ``graph_cut``, ``zoom_in``, ``box_choice``) are the preset's.
+    (:class:`Preset`), and its refinement switches (``refine_edges``, ``graph_cut``, ``zoom_in``, ``box_choice``)
+    are the preset's.
     """
     from zeroseg import __version__
 
