@@ -35,17 +35,22 @@ SINGLE_BONUS = 0.1
 """The single-mask output, trained for boxes, wins ties."""
 
 
-def chooses(box: Sequence[float], shape: tuple[int, ...]) -> bool:
-    """Whether an XYXY ``box`` in an image of ``shape`` (H, W, ...) is large enough to choose its mask."""
+def _share(box: Sequence[float], shape: tuple[int, ...]) -> float:
+    """The share of an image of ``shape`` (H, W, ...) that an XYXY ``box`` covers."""
     x0, y0, x1, y1 = box
-    return (x1 - x0) * (y1 - y0) >= MIN_BOX_SHARE * shape[0] * shape[1]
+    return (x1 - x0) * (y1 - y0) / (shape[0] * shape[1])
+
+
+def chooses(box: Sequence[float], shape: tuple[int, ...]) -> bool:
+    """Whether an XYXY ``box`` in an image of ``shape`` is large enough to choose its mask."""
+    return _share(box, shape) >= MIN_BOX_SHARE
 
 
 def centre_click(box: Sequence[float], shape: tuple[int, ...]) -> np.ndarray | None:
     """The (x, y) centre of a small XYXY ``box`` in an image of ``shape`` as a 1 x 2 point, None for a larger box."""
-    x0, y0, x1, y1 = box
-    if (x1 - x0) * (y1 - y0) >= SMALL_BOX_SHARE * shape[0] * shape[1]:
+    if _share(box, shape) >= SMALL_BOX_SHARE:
         return None
+    x0, y0, x1, y1 = box
     return np.array([[(x0 + x1) / 2, (y0 + y1) / 2]], dtype=np.float64)
 
 
