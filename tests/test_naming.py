@@ -174,6 +174,39 @@ def test_name_records_reads_rles_and_arrays():
     assert all(isinstance(r["label_score"], float) and r["label_score"] > 0.99 for r in records)
 
 
+def test_parts_take_their_containers_opinion_when_unsure():
+    from zeroseg.segment.vocabulary_namer import CONTAINER_WEIGHT, PART_UNSURE, containers, in_context
+
+    masks = np.zeros((4, 40, 40), bool)
+    masks[0] = True  # the whole picture
+    masks[1, 5:30, 5:30] = True  # inside 0
+    masks[2, 10:15, 10:15] = True  # inside 1 (and 0): its smallest container is 1
+    masks[3, 0:20, 20:40] = True  # a quarter, half outside 1: inside 0 only
+    assert containers(list(masks)).tolist() == [-1, 0, 1, 0]
+    sure, unsure = 5.0, 0.1  # softmax of [x, 0]: 0.99 and 0.52
+    assert F.softmax(torch.tensor([unsure, 0.0]), 0).max() < PART_UNSURE < F.softmax(torch.tensor([sure, 0.0]), 0).max()
+    logits = torch.tensor([[sure, 0.0], [0.0, unsure], [unsure, 0.0], [0.0, sure]])
+    mixed = in_context(logits, containers(list(masks)))
+    # 1 is unsure and takes 0's "first name"; 2 is unsure and takes 1's mixed opinion; 3 is sure and keeps its own
+    assert mixed.argmax(1).tolist() == [0, 0, 0, 1]
+    own = F.log_softmax(logits, 1)
+    torch.testing.assert_close(mixed[1], own[1] + CONTAINER_WEIGHT * own[0])
+    torch.testing.assert_close(mixed[3], own[3])
+    assert containers([]).tolist() == []
+
+
+def test_segments_named_together_in_context():
+    namer = Namer(FakeEmbedder(HALVES), ["sky", "grass"])
+    masks = np.zeros((2, 40, 40), bool)
+    masks[0, :, :24] = True  # mostly sky
+    masks[1, :, 18:22] = True  # a sliver on the border, inside 0: unsure on its own
+    records = [{"segmentation": m} for m in masks]
+    alone = [label for label, _ in namer.name_masks(IMAGE, masks)]
+    namer.name_records(IMAGE, records)
+    assert [r["label"] for r in records] == ["sky", "sky"]
+    assert namer.name_records(IMAGE, [dict(r) for r in records], context=False)[1]["label"] == alone[1]
+
+
 def test_similarity_map():
     similarity = Namer(FakeEmbedder(HALVES), ["sky", "grass"]).similarity(IMAGE, "grass")
     assert similarity.dtype == np.float32 and similarity.shape == (40, 40)

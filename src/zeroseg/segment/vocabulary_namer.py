@@ -4,21 +4,36 @@ A namer gives log-scores per name plus, last, "none of these" when it has one (:
 :meth:`pixel_logits`); this base turns them into names, for masks, records, segments and pixels.
 The dense namer (:class:`~zeroseg.segment.naming.Namer`) and the concept-model namer
 (:class:`~zeroseg.segment.concept_naming.ConceptNamer`) differ only in how they score.
+
+Segments named together (:meth:`name_segments`, :meth:`name_records`: segment-everything's output) are
+named in context: a segment lying mostly inside a larger one is usually a part of it (a cat's eye, a
+sleeve), and when the namer is unsure of the part it also asks what the part lies in
+(:func:`in_context`; chosen on validation photos, docs/zero-shot.md).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from zeroseg.errors import PromptValueError
 from zeroseg.io import rle_to_mask
 from zeroseg.models.text import clean_names
 
 MASK_BATCH = 16  # masks named per step: bounds memory at MASK_BATCH x H x W floats
+# A segment with at least PART_INSIDE of its pixels inside another at least PART_RATIO times its area is a
+# part of it; the smallest such segment is its container. A part whose own best name has a softmax score
+# under PART_UNSURE adds CONTAINER_WEIGHT x its container's log-softmax (the container's own, in context)
+# to its log-softmax.
+PART_INSIDE = 0.8
+PART_RATIO = 1.5
+PART_UNSURE = 0.7
+CONTAINER_WEIGHT = 3.0
+CONTEXT_SIDE = 160  # pixels: masks are compared at most this long a side
 
 
 class VocabularyNamer:
@@ -71,27 +86,32 @@ class VocabularyNamer:
             for label, score, ok in zip(labels.tolist(), scores.tolist(), present.tolist())
         ]
 
-    def name_records(self, image: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def name_records(self, image: Any, records: list[dict[str, Any]], context: bool = True) -> list[dict[str, Any]]:
         """Add `label` and `label_score` to segment records (in place; also returned), reading each
-        record's `segmentation` (bool HxW array or COCO RLE)."""
-        for record, (label, score) in self._name_batched(image, records, lambda r: _as_mask(r["segmentation"])):
+        record's `segmentation` (bool HxW array or COCO RLE); parts are named in ``context``."""
+        masks = [_as_mask(r["segmentation"]) for r in records]
+        for record, (label, score) in zip(records, self._name_together(image, masks, context)):
             record["label"], record["label_score"] = label, float(score)
         return records
 
-    def name_segments(self, image: Any, segments: Sequence[Any]) -> Sequence[Any]:
+    def name_segments(self, image: Any, segments: Sequence[Any], context: bool = True) -> Sequence[Any]:
         """Set ``label`` and ``label_score`` (None when unnamed) of :class:`~zeroseg.segment.record.Segment`
-        records, in place; also returned."""
-        for segment, (label, score) in self._name_batched(image, segments, lambda s: s.mask):
+        records, in place; also returned. Parts are named in ``context`` (:func:`in_context`)."""
+        for segment, (label, score) in zip(segments, self._name_together(image, [s.mask for s in segments], context)):
             segment.label, segment.label_score = label, (float(score) if label is not None else None)
         return segments
 
     # --- helpers --------------------------------------------------------------------------------
-    def _name_batched(self, image: Any, items: Sequence[Any], mask_of: Any) -> Iterator[tuple[Any, tuple[str | None, float]]]:
-        """Each item with its (name, score), masks named :data:`MASK_BATCH` at a time to bound memory."""
-        items = list(items)
-        for start in range(0, len(items), MASK_BATCH):
-            batch = items[start : start + MASK_BATCH]
-            yield from zip(batch, self.name_masks(image, np.stack([mask_of(item) for item in batch])))
+    def _name_together(self, image: Any, masks: Sequence[np.ndarray], context: bool) -> list[tuple[str | None, float]]:
+        """(name, score) of each mask, scored :data:`MASK_BATCH` at a time to bound memory, then decided
+        together (with ``context``, parts in the light of their containers)."""
+        if not masks:
+            return []
+        scored = [self.mask_logits(image, np.stack(masks[start : start + MASK_BATCH])) for start in range(0, len(masks), MASK_BATCH)]
+        logits, present = torch.cat([s[0] for s in scored]), torch.cat([s[1] for s in scored])
+        if context:
+            logits = in_context(logits, containers(masks))
+        return self.names_from_logits(logits, present)
 
     def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Winner of logits [K(+1), ...] along dim 0 and its softmax score; the winner is -1 (none) for
@@ -101,6 +121,44 @@ class VocabularyNamer:
         if self.background_threshold is not None:
             none |= scores < self.background_threshold
         return torch.where(none, -1, labels), scores
+
+
+def containers(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """For each mask (bool HxW, all one size), the index of the smallest mask that holds it as a part
+    (:data:`PART_INSIDE` of it, :data:`PART_RATIO` times its area), or -1; compared at most
+    :data:`CONTEXT_SIDE` pixels a side."""
+    if not len(masks):
+        return np.zeros(0, dtype=np.int64)
+    step = max(1, -(-max(masks[0].shape) // CONTEXT_SIDE))
+    flat = torch.from_numpy(np.stack([m[::step, ::step] for m in masks]).reshape(len(masks), -1)).float()
+    overlap = flat @ flat.T  # [part, container] shared pixels
+    area = flat.sum(1)
+    holds = (overlap >= PART_INSIDE * area[:, None]) & (area[None, :] >= PART_RATIO * area[:, None]) & (area[:, None] > 0)
+    holds.fill_diagonal_(False)
+    size = torch.where(holds, area[None, :].expand_as(holds), torch.inf)
+    smallest = size.argmin(1)
+    return torch.where(holds.any(1), smallest, -1).numpy()
+
+
+def in_context(logits: torch.Tensor, container: np.ndarray) -> torch.Tensor:
+    """Log-scores [N, K(+1)] as log-softmax, each part's, where its own best softmax score is under
+    :data:`PART_UNSURE`, plus :data:`CONTAINER_WEIGHT` x its container's (the container's own in
+    context: a container is settled before its parts)."""
+    own = F.log_softmax(logits.float(), dim=1)
+    mixed = own.clone()
+    unsure = (own.exp().amax(1) < PART_UNSURE).tolist()
+    for i in sorted(range(len(container)), key=lambda k: _depth(container, k)):
+        if container[i] >= 0 and unsure[i]:
+            mixed[i] = own[i] + CONTAINER_WEIGHT * F.log_softmax(mixed[container[i]], dim=0)
+    return mixed
+
+
+def _depth(container: np.ndarray, index: int) -> int:
+    """How many containers hold ``index`` one inside another (containers are larger, so chains end)."""
+    depth = 0
+    while container[index] >= 0:
+        index, depth = int(container[index]), depth + 1
+    return depth
 
 
 def _checked(vocabulary: Sequence[str] | str) -> list[str]:
