@@ -75,7 +75,8 @@ class EdgeRefiner:
         if tuple(logits.shape[-2:]) != self.shape:
             raise ValueError(f"masks of size {tuple(logits.shape[-2:])} do not match the image {self.shape}")
         flat = torch.sigmoid(logits.detach().float()).reshape(-1, *self.shape).cpu().numpy()
-        refined = np.stack([self.refine_probability(np.ascontiguousarray(p)) for p in flat])
-        refined = np.clip(refined, _CLIP, 1.0 - _CLIP)
-        out = torch.from_numpy(np.log(refined / (1.0 - refined))).reshape(logits.shape)
-        return out.to(device=logits.device, dtype=logits.dtype)
+        out = np.empty_like(flat)
+        for k, prob in enumerate(flat):  # mask by mask into one array: whole-stack temporaries cost seconds
+            out[k] = self.refine_probability(np.ascontiguousarray(prob))
+        refined = torch.from_numpy(out).logit_(eps=_CLIP)  # clipped to [CLIP, 1 - CLIP], back to logits
+        return refined.reshape(logits.shape).to(device=logits.device, dtype=logits.dtype)
