@@ -206,12 +206,13 @@ class MaskGenerator:
         orig_h, orig_w = orig_size
         threshold = predictor.model.mask_threshold
         data["stability_score"] = calculate_stability_score(data["masks"], threshold, self.stability_score_offset)
-        if self.stability_score_thresh > 0.0:
-            data.filter(data["stability_score"] >= self.stability_score_thresh)
-
+        # one filter, on the binary masks (filtering the float logits first copied them whole)
         data["masks"] = data["masks"] > threshold
         data["boxes"] = batched_mask_to_box(data["masks"])
-        data.filter(~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h]))
+        keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+        if self.stability_score_thresh > 0.0:
+            keep &= data["stability_score"] >= self.stability_score_thresh
+        data.filter(keep)
 
         if encode:
             masks = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
