@@ -96,7 +96,8 @@ class VocabularyNamer:
 
     def name_segments(self, image: Any, segments: Sequence[Any], context: bool = True) -> Sequence[Any]:
         """Set ``label`` and ``label_score`` (None when unnamed) of :class:`~zeroseg.segment.record.Segment`
-        records, in place; also returned. Parts are named in ``context`` (:func:`in_context`)."""
+        records, in place; also returned. Parts are named in ``context`` (:func:`in_context`; a part's
+        score is then its softmax score in context)."""
         for segment, (label, score) in zip(segments, self._name_together(image, [s.mask for s in segments], context)):
             segment.label, segment.label_score = label, (float(score) if label is not None else None)
         return segments
