@@ -8,7 +8,7 @@ The dense namer (:class:`~zeroseg.segment.naming.Namer`) and the concept-model n
 Segments named together (:meth:`name_segments`, :meth:`name_records`: segment-everything's output) are
 named in context: a segment lying mostly inside a larger one is usually a part of it (a cat's eye, a
 sleeve), and when the namer is unsure of the part it also asks what the part lies in
-(:func:`in_context`; chosen on validation photos, docs/zero-shot.md).
+(:func:`in_context`; chosen with the lite namer on validation photos, docs/zero-shot.md; every namer gets it).
 """
 from __future__ import annotations
 
