@@ -21,23 +21,25 @@ from zeroseg.segment.record import Segment
 from test_eval_zero_shot import FakeNamer, load_fake_embedder, naming_image, write_mask_folder
 
 
-def test_imagenet_coverage_by_string_and_by_text():
-    covered = imagenet_coverage(["cat", "traffic light", "person", "skis", "tv"])
+def test_imagenet_coverage_by_wordnet_and_by_text():
+    covered = imagenet_coverage(["cat", "traffic light", "cow", "skis", "tv", "grass"])
     assert "tiger cat" in covered["cat"] and covered["traffic light"] == ["traffic light"]
-    assert covered["person"] == [] and covered["skis"] == ["ski"] and covered["tv"] == []
-    names = torch.eye(3)[:2]  # "tv" on the first axis, "person" on the second
+    assert covered["cow"] == ["ox"] and covered["skis"] == ["ski"]  # kinds and plurals
+    assert covered["tv"] == [] and covered["grass"] == []
+    names = torch.eye(3)[:2]  # "tv" on the first axis, "grass" on the second
     classes = torch.zeros(1000, 3)
     classes[851] = torch.tensor([1.0, 0.0, 0.0])  # television
     classes[0] = torch.tensor([0.0, COVER_COSINE - 0.01, (1 - (COVER_COSINE - 0.01) ** 2) ** 0.5])
-    by_text = imagenet_coverage(["tv", "person"], names, classes)
-    assert by_text == {"tv": ["television"], "person": []}
+    by_text = imagenet_coverage(["tv", "grass"], names, classes)
+    assert by_text == {"tv": ["television"], "grass": []}  # tench is just below the cosine needed
 
 
 def test_naming_reports_imagenet_groups(tmp_path: Path):
     data = MaskFolderNaming(write_mask_folder(tmp_path / "folder"))  # cow, sheep (read as grass), grass
     results = evaluate_naming(FakeNamer, data, ["cow"], progress=False)
-    assert results["imagenet_covered"]["sheep"] == ["bighorn"] and results["imagenet_covered"]["grass"] == []
-    assert results["imagenet_acc"] == 0.0 and results["not_imagenet_acc"] == 100.0  # sheep / cow + grass
+    assert results["imagenet_covered"]["sheep"] == ["ram"] and results["imagenet_covered"]["cow"] == ["ox"]
+    assert results["imagenet_covered"]["grass"] == []
+    assert results["imagenet_acc"] == 50.0 and results["not_imagenet_acc"] == 100.0  # cow + sheep / grass
     assert results["accuracy"] == pytest.approx(200 / 3)
 
 

@@ -106,11 +106,41 @@ def test_transfer_hands_probability_to_the_nearest_names():
     names = AxisText().encode(["cat", "airplane", "grass"])
     log_probs = torch.full((2, 1000), -30.0)
     log_probs[0, TABBY], log_probs[1, AIRLINER] = 0.0, 0.0
-    out = imagenet.transfer(log_probs.log_softmax(1), class_text, names, top_k=5)
+    share = imagenet.name_share(class_text, names)  # text alone
+    out = imagenet.transfer(log_probs.log_softmax(1), share, top_k=5)
     assert out.shape == (2, 3) and out.argmax(1).tolist() == [0, 1]
     torch.testing.assert_close(out.exp().sum(1), torch.ones(2))
     unrelated = torch.zeros(1, 1000).log_softmax(1)  # all ImageNet classes alike: no opinion
-    assert imagenet.transfer(unrelated, class_text, names, top_k=1000).exp().std() < 1e-3
+    assert imagenet.transfer(unrelated, share, top_k=1000).exp().std() < 1e-3
+
+
+def test_wordnet_table_is_the_classifiers_classes_and_their_hypernyms():
+    lemmas, depths = imagenet._wordnet()
+    assert len(depths) == 1000 and len(lemmas) > 1000
+    for row, entry in enumerate(IMAGENET_CLASSES):  # the table's first 1,000 synsets are the classes, in order
+        assert lemmas[row][0] == entry.split(", ")[0].lower()
+    entity = lemmas.index(("entity",))
+    assert all(depth[row] == 0 and entity in depth for row, depth in enumerate(depths))  # each reaches the root
+
+
+def test_wordnet_hands_a_kind_to_the_nearest_name_above_it():
+    saluki, junco, ox, tiger, ballplayer = 176, 13, 345, 292, 981
+    kinds = imagenet.wordnet_kinds(["cat", "dogs", "bird", "cattle", "animal", "person", "grass"])
+    assert kinds[saluki].tolist() == [0, 1, 0, 0, 0, 0, 0]  # a Saluki is a dog (and an animal, further up)
+    assert kinds[junco].argmax() == 2 and kinds[ox].argmax() == 3 and kinds[ballplayer].argmax() == 5
+    assert kinds[tiger].argmax() == 0  # a tiger is a big cat, a cat
+    assert kinds[AIRLINER].sum() == 0  # no name above an airliner: text similarity decides
+    torch.testing.assert_close(kinds.sum(1)[kinds.sum(1) > 0], torch.ones(int((kinds.sum(1) > 0).sum())))
+
+
+def test_name_share_takes_wordnet_where_it_knows_and_text_elsewhere():
+    class_text = F.one_hot(torch.tensor([AXES.get(n, DIM - 1) for n in imagenet.imagenet_names()]), DIM).float()
+    names = ["cat", "airplane", "grass"]
+    share = imagenet.name_share(class_text, AxisText().encode(names), names)
+    assert share[TABBY].argmax() == 0 and share[TABBY, 0] >= imagenet.WORDNET_WEIGHT  # WordNet: a tabby is a cat
+    text_only = imagenet.name_share(class_text, AxisText().encode(names))
+    torch.testing.assert_close(share[AIRLINER], text_only[AIRLINER])  # WordNet has no name above an airliner
+    torch.testing.assert_close(share.sum(1), torch.ones(1000))
 
 
 def test_the_classifier_names_masks_the_dense_head_is_unsure_of():
@@ -173,7 +203,8 @@ def test_pixels_take_the_classifiers_opinion_of_their_cell():
     embedding = mixed.embed(image)
     grid = mixed.grid_logits(embedding, mixed._classes)
     expected = F.log_softmax(dense.grid_logits(embedding, dense._classes), 0)
-    expected += imagenet.transfer(embedding.imagenet.flatten(1).T, mixed.transfer_text(), mixed._classes[0]).T.reshape(3, 4, 4)
+    share = imagenet.name_share(mixed.transfer_text(), mixed._classes.text, names)
+    expected += imagenet.transfer(embedding.imagenet.flatten(1).T, share).T.reshape(3, 4, 4)
     torch.testing.assert_close(grid, expected)
     off = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, pixel_classifier_weight=0.0)
     torch.testing.assert_close(off.pixel_logits(image), dense.pixel_logits(image))

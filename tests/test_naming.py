@@ -405,7 +405,7 @@ def test_names_as_typed_are_embedded_and_calibrated_by_their_noun(scene):
     typed = load_namer(["a square", "the floor"], embedder, classifier=False)
     bare = load_namer(["square", "floor"], embedder, classifier=False)
     assert typed.seen == {"a square", "the floor"} and bare.seen == {"square", "floor"}
-    for a, b in zip(typed.classes(typed.vocabulary, 0.1), bare.classes(bare.vocabulary, 0.1)):
+    for a, b in zip(typed.classes(typed.vocabulary, 0.1)[:2], bare.classes(bare.vocabulary, 0.1)[:2]):  # text, offsets
         assert torch.equal(a, b)
     assert torch.equal(typed.pixel_logits(image), bare.pixel_logits(image))
 

@@ -329,7 +329,7 @@ def imagenet_covered(namer: Any, names: Sequence[str]) -> dict[str, list[str]]:
     """The ImageNet-1k classes that already cover each name
     (:func:`~zeroseg.models.lite.imagenet.imagenet_coverage`): which names the backbone's pretraining has
     seen, so "unseen" is not zero-shot for them. The text-space match needs an embedder whose backbone is
-    the ImageNet classifier (the lite one); otherwise the string match alone."""
+    the ImageNet classifier (the lite one); otherwise WordNet's alone."""
     from zeroseg.models.lite.imagenet import imagenet_coverage
     from zeroseg.segment.naming import imagenet_text
 

@@ -16,7 +16,7 @@ unit embedding of the grid cells it covers. Two zero-shot devices can decide bet
 
 Masks and pixels also get the opinion of the backbone's ImageNet-1k classifier when the embedder has one
 (`classifier=True`, the default): ImageNet probabilities are carried over to the vocabulary through the
-text space (ConSE; :mod:`zeroseg.models.lite.imagenet`). A mask's crop is classified, and its score is
+text space, or through WordNet for the classes it puts under a name (ConSE; :mod:`zeroseg.models.lite.imagenet`). A mask's crop is classified, and its score is
 ``log_softmax(dense logits) + classifier_weight * log p_classifier(name)``; a pixel takes the classifier's
 opinion of its grid cell (the classifier without its pooling), weighted by `pixel_classifier_weight`.
 """
@@ -27,7 +27,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -43,6 +43,20 @@ from zeroseg.segment.vocabulary_namer import MASK_BATCH, VocabularyNamer
 from zeroseg.vocabulary import name_key, strip_article
 
 DEFAULT_TEMPERATURE = 0.01
+
+
+SHARES_KEPT = 8  # name lists whose ImageNet share a namer keeps (a text prompt adds one per phrase)
+
+
+class Classes(NamedTuple):
+    """A list of names ready to score: unit text embeddings [K(+1), D] (the background last, if any),
+    each name's cosine offset [K(+1)] and the K names themselves."""
+
+    text: torch.Tensor
+    offsets: torch.Tensor
+    names: tuple[str, ...]
+
+
 # What a namer does unless asked (load_namer, the CLI, the app, the data engine): chosen for top-1 naming
 # accuracy on a user's whole vocabulary, measured on validation data (docs/zero-shot.md).
 DEFAULT_CALIBRATE = False
@@ -127,6 +141,7 @@ class Namer(VocabularyNamer):
         self.classifier_weight = float(classifier_weight)
         self.pixel_classifier_weight = float(pixel_classifier_weight)
         self._transfer_text: torch.Tensor | None = None  # [1000, D] ImageNet class names, embedded lazily
+        self._shares: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()  # by name list: _share
 
     def _vocabulary_changed(self) -> None:  # with_vocabulary: the image cache is shared, the names embedded again
         self._classes = self.classes(self.vocabulary)
@@ -150,9 +165,9 @@ class Namer(VocabularyNamer):
                 self._cache.popitem(last=False)
         return embedding
 
-    def classes(self, names: Sequence[str], calibration: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit embeddings of `names` (+ the background, last, if any) [K(+1), D] and the cosine offset
-        of each: -calibration (default: the pixel calibration) for seen names, 0 otherwise."""
+    def classes(self, names: Sequence[str], calibration: float | None = None) -> Classes:
+        """`names` ready to score: their unit embeddings (+ the background, last, if any) [K(+1), D] and
+        the cosine offset of each: -calibration (default: the pixel calibration) for seen names, 0 otherwise."""
         gamma = self.calibration if calibration is None else calibration
         # a name is embedded by its noun ("a cup" as "cup"), and is seen when it names a seen thing ("cups")
         text = self.embedder.text_encoder.encode([strip_article(n) for n in names]).float().cpu()
@@ -161,15 +176,15 @@ class Namer(VocabularyNamer):
         if self.background is not None:
             text = torch.cat([text, self.background[None]])
             offsets = torch.cat([offsets, offsets.new_zeros(1)])
-        return text, offsets
+        return Classes(text, offsets, tuple(names))
 
-    def logits(self, embeddings: torch.Tensor, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def logits(self, embeddings: torch.Tensor, classes: Classes) -> torch.Tensor:
         """Calibrated logits [K, ...] of unit embeddings [D, ...] against `classes` (see :meth:`classes`)."""
-        text, offsets = classes
+        text, offsets, _ = classes
         cosine = torch.tensordot(text, embeddings, dims=([1], [0]))
         return (cosine + offsets.view(-1, *([1] * (cosine.dim() - 1)))) / self.temperature
 
-    def grid_logits(self, embedding: DenseEmbedding, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def grid_logits(self, embedding: DenseEmbedding, classes: Classes) -> torch.Tensor:
         """Logits [K(+1), h, w] of each grid cell against `classes` (:meth:`classes`). With the classifier
         on and the embedding's per-cell ImageNet log-probabilities, the mix ``log_softmax(logits) +
         pixel_classifier_weight * log p_classifier(name)`` (log-scores whose softmax is the mixed one)."""
@@ -260,15 +275,29 @@ class Namer(VocabularyNamer):
             self._crops.popitem(last=False)
         return out
 
-    def _classifier_names(self, log_probs: torch.Tensor, classes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _classifier_names(self, log_probs: torch.Tensor, classes: Classes) -> torch.Tensor:
         """ImageNet log-probabilities [N, 1000] -> log-probabilities [N, K(+1)] over the names of `classes`
         (:func:`~zeroseg.models.lite.imagenet.transfer`); the background, if any, gets the uniform share
         (the classifier has no opinion on "none")."""
-        count = len(classes[0]) - (self.background is not None)
-        names = imagenet.transfer(log_probs, self.transfer_text(), classes[0][:count])
+        count = len(classes.names)
+        names = imagenet.transfer(log_probs, self._share(classes))
         if self.background is not None:
             names = torch.cat([names, names.new_full((len(names), 1), -float(np.log(count)))], 1)
         return names
+
+    def _share(self, classes: Classes) -> torch.Tensor:
+        """[1000, K]: how each ImageNet class hands its probability to the names of `classes`
+        (:func:`~zeroseg.models.lite.imagenet.name_share`), kept for the last few name lists."""
+        key = classes.names
+        share = self._shares.get(key)
+        if share is None:
+            plain = [strip_article(name) for name in key]  # "a cup" is a cup in WordNet too
+            share = imagenet.name_share(self.transfer_text(), classes.text[: len(key)], plain)
+            self._shares[key] = share
+            while len(self._shares) > SHARES_KEPT:
+                self._shares.popitem(last=False)
+        self._shares.move_to_end(key)
+        return share
 
     def transfer_text(self) -> torch.Tensor:
         """[1000, D] unit embeddings of the ImageNet class names by the embedder's text encoder (once)."""
