@@ -118,3 +118,24 @@ def test_name_captions_of_named_and_unnamed_segments() -> None:
 
     named, unnamed = SimpleNamespace(label="cat", label_score=0.9), SimpleNamespace(label=None, label_score=0.0)
     assert viz.name_captions([named, unnamed]) == (["cat", ""], [0.9, None])
+
+
+def test_masks_coloured_by_label_share_their_names_colour_and_one_caption() -> None:
+    image = np.full((160, 320, 3), 100, np.uint8)
+    left, right, far, bag = np.zeros((4, 160, 320), bool)
+    left[10:150, 10:100] = True
+    right[10:150, 100:150] = True  # touches the left one: one "person" region
+    far[100:150, 240:310] = True  # a person apart from them
+    bag[20:50, 240:310] = True
+    masks, labels = [left, right, far, bag], ["person", "person", "person", "bag"]
+    plain = np.asarray(viz.overlay(image, masks, alpha=1.0))
+    by_label = np.asarray(viz.overlay(image, masks, alpha=1.0, by_label=True, labels=labels))
+    assert (plain[50, 120] != plain[50, 50]).any()  # a colour per mask ...
+    np.testing.assert_array_equal(by_label[145, 60], by_label[145, 120])  # ... or one per name
+    np.testing.assert_array_equal(by_label[145, 60], by_label[145, 280])
+    assert (by_label[30, 280] != by_label[145, 60]).any()  # the bag has its own
+    assert (by_label[50, 100] < by_label[145, 60]).all()  # the outline between the two people, darker
+    captioned = np.asarray(viz.overlay(image, masks, labels=labels, scores=[0.9, 0.8, 0.7, 0.6], by_label=True))
+    black = (captioned == 0).all(axis=2)  # caption boxes
+    assert black[:, 10:100].any() and black[100:150, 240:310].any()  # the left person's, the far one's ...
+    assert not black[:, 110:150].any()  # ... but none for the part touching the left one

@@ -537,7 +537,7 @@ def everything(
     known = [{"id": i + 1, "name": name} for i, name in enumerate([coco.UNLABELLED, *vocabulary])]
     document = coco.document([(entry, segments)], categories=known, info=info)
     names, scores = name_captions(segments) if vocabulary else (None, None)
-    save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=names, scores=scores))
+    save_png(out / "overlay.png", overlay(rgb, [s.mask for s in segments], labels=names, scores=scores, by_label=True))
     atomic_write(out / "annotations.json", json.dumps(document))
     if vocabulary:
         counts = {name: sum(s.label == name for s in segments) for name in vocabulary}

@@ -83,7 +83,7 @@ def run(
 
         path = out / f"{name}_named.png"
         names, scores = name_captions(segments)
-        save_png(path, overlay(image, masks, labels=names, scores=scores))
+        save_png(path, overlay(image, masks, labels=names, scores=scores, by_label=True))
         written.append(path)
         path = out / f"{name}_labels.png"
         save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))

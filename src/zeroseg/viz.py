@@ -17,6 +17,7 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 of a drawn caption or 
 POSITIVE = (40, 220, 60)
 NEGATIVE = (235, 40, 40)
 _GOLDEN = 0.618033988749895
+OUTLINE_SHADE = 0.55  # outlines of masks coloured by label: darker, so masks of one name stay apart
 
 
 def mask_colors(n: int) -> np.ndarray:
@@ -34,12 +35,14 @@ def overlay(
     points: np.ndarray | Sequence[Sequence[float]] | None = None,
     boxes: np.ndarray | Sequence[Sequence[float]] | None = None,
     alpha: float = 0.5,
+    by_label: bool = False,
 ) -> Image.Image:
     """Draw masks and prompts over an image and return a new RGB image.
 
     Arguments:
       image: HxWx3 uint8 array or PIL image.
-      masks: NxHxW bools (or one HxW mask); mask i gets colour ``mask_colors(N)[i]``.
+      masks: NxHxW bools (or one HxW mask); mask i gets colour ``mask_colors(N)[i]``, or with ``by_label``
+        its label's colour (masks of one name read as one thing; their outlines, darker, still part them).
       labels, scores: optional per-mask text, drawn inside each mask ("cat 0.93"); a None score is left out.
         A mask lying mostly inside a larger one of the same label gets no caption (a part named as its whole
         would repeat the whole's).
@@ -52,13 +55,15 @@ def overlay(
     height, width = base.shape[:2]
     stack = np.asarray(masks, dtype=bool).reshape(-1, height, width)
     colors = mask_colors(max(len(stack), len(boxes) if boxes is not None else 0))
+    if by_label and labels is not None:
+        colors = _label_colors(list(labels), len(colors))
 
     owner = _owner_map(stack)
     painted = owner >= 0
     blended = base.astype(np.float32)
     blended[painted] = (1.0 - alpha) * blended[painted] + alpha * colors[owner[painted]]
     edges = _edges(owner)
-    blended[edges] = colors[owner[edges]]
+    blended[edges] = colors[owner[edges]] * (OUTLINE_SHADE if by_label else 1.0)
 
     canvas = Image.fromarray(blended.round().astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
@@ -70,7 +75,8 @@ def overlay(
     marks = [] if points is None else np.atleast_2d(np.asarray(points, dtype=np.float64))[:, :2].tolist()
     if labels is not None or scores is not None:
         keep_clear = [(x - 2 * radius, y - 2 * radius, x + 2 * radius, y + 2 * radius) for x, y in marks]
-        _draw_captions(draw, stack, _captions(len(stack), labels, scores), round(11 * scale), keep_clear, labels)
+        _draw_captions(draw, stack, _captions(len(stack), labels, scores), round(11 * scale), keep_clear, labels,
+                       one_per_region=by_label)
     if points is not None:  # last: prompts stay visible
         _draw_points(draw, np.asarray(points, dtype=np.float64), radius=radius)
     return canvas
@@ -81,6 +87,16 @@ def name_captions(segments: Sequence[object]) -> tuple[list[str], list[float | N
     name and how well it matched; an unnamed segment gets no caption."""
     labels = [getattr(s, "label", None) or "" for s in segments]
     return labels, [getattr(s, "label_score", None) if label else None for s, label in zip(segments, labels)]
+
+
+def _label_colors(labels: list[str], n: int) -> np.ndarray:
+    """n x 3 uint8: one colour per distinct label (in order of first use), a colour of its own for each
+    unlabelled mask."""
+    names = list(dict.fromkeys(label for label in labels if label))
+    palette = mask_colors(len(names) + n)
+    index = {name: i for i, name in enumerate(names)}
+    labelled = labels + [""] * (n - len(labels))
+    return palette[[index[label] if label else len(names) + i for i, label in enumerate(labelled)]]
 
 
 def _owner_map(stack: np.ndarray) -> np.ndarray:
@@ -138,11 +154,13 @@ def _draw_captions(
     size: int,
     keep_clear: Sequence[Box] = (),
     labels: Sequence[str] | None = None,
+    one_per_region: bool = False,
 ) -> None:
     """Each mask's caption at its anchor, larger masks first; a caption that would cover one already
     drawn is left out, so crowded small masks do not bury each other's text, and so is the caption of a
-    part of a larger mask with the same label. A caption that would hide a prompt point (``keep_clear``)
-    moves just below or above it."""
+    part of a larger mask with the same label (with ``one_per_region``, of any mask that overlaps or
+    touches a larger one with its label: in one colour they read as one region). A caption that would
+    hide a prompt point (``keep_clear``) moves just below or above it."""
     font = ImageFont.load_default(size=max(10, size))
     placed: list[Box] = []
     larger: list[int] = []
@@ -152,8 +170,9 @@ def _draw_captions(
         larger.append(i)
         if not caption or not mask.any():
             continue
-        pixels = np.flatnonzero(mask)  # a part is small: look only at its own pixels in each whole
-        if any(np.count_nonzero(stack[j].reshape(-1)[pixels]) >= PART_SHARE * len(pixels) for j in wholes):
+        pixels = np.flatnonzero(_grown(mask) if one_per_region else mask)  # a part is small: its own pixels
+        needed = 1 if one_per_region else PART_SHARE * len(pixels)
+        if any(np.count_nonzero(stack[j].reshape(-1)[pixels]) >= needed for j in wholes):
             continue
         x, y = _inside(draw, *_anchor(mask), caption, font)
         left, top, right, bottom = draw.textbbox((x, y), caption, font=font, anchor="mm")
@@ -169,6 +188,13 @@ def _draw_captions(
         placed.append(box)
         draw.rectangle(list(box), fill=(0, 0, 0))
         draw.text((x, y + dy), caption, fill=(255, 255, 255), font=font, anchor="mm")
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """The mask and its 8 neighbours (pixels touching it)."""
+    padded = np.pad(mask, 1)
+    height, width = mask.shape
+    return np.any([padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)], axis=0)
 
 
 def _inside(draw: ImageDraw.ImageDraw, x: int, y: int, caption: str, font: ImageFont.ImageFont) -> tuple[int, int]:
