@@ -143,6 +143,16 @@ def _wordnet() -> tuple[list[tuple[str, ...]], list[dict[int, int]]]:
     return lemmas, depths
 
 
+@functools.lru_cache(maxsize=1)
+def _lemma_index() -> dict[str, list[int]]:
+    """Lemma (lower case) -> the synsets (table rows) that have it."""
+    index: dict[str, list[int]] = {}
+    for node, words in enumerate(_wordnet()[0]):
+        for word in words:
+            index.setdefault(word, []).append(node)
+    return index
+
+
 def _forms(name: str) -> set[str]:
     """A name as WordNet may spell it: lower case, single spaces, its singular ("cups", "buses", "berries")
     and its plural ("cow" is among the lemmas of cattle as "cows")."""
@@ -161,11 +171,7 @@ def wordnet_kinds(names: Sequence[str]) -> torch.Tensor:
     """[1000, K]: for each ImageNet class, an equal share for the names that WordNet puts nearest above
     it (a name among the lemmas of the class's synset or of its closest hypernym that has one of the
     names); a row of zeros where no name is the class or above it."""
-    lemmas, depths = _wordnet()
-    by_lemma: dict[str, list[int]] = {}
-    for node, words in enumerate(lemmas):
-        for word in words:
-            by_lemma.setdefault(word, []).append(node)
+    by_lemma, depths = _lemma_index(), _wordnet()[1]
     nodes = [{node for form in _forms(name) for node in by_lemma.get(form, ())} for name in names]
     kinds = torch.zeros(len(IMAGENET_CLASSES), len(names))
     for row, depth in enumerate(depths):
