@@ -195,6 +195,23 @@ def test_parts_take_their_containers_opinion_when_unsure():
     assert containers([]).tolist() == []
 
 
+def test_a_detail_takes_its_containers_opinion_however_sure():
+    from zeroseg.segment.vocabulary_namer import PART_DETAIL, containers, details, in_context
+
+    assert PART_DETAIL > 0.01
+
+    masks = np.zeros((3, 100, 100), bool)
+    masks[0] = True  # a cat filling the picture
+    masks[1, 40:50, 40:50] = True  # its eye: 1% of it, a detail (under PART_DETAIL)
+    masks[2, 10:40, 10:40] = True  # a larger part, not a detail
+    held = containers(list(masks))
+    assert held.tolist() == [-1, 0, 0] and details(list(masks), held).tolist() == [False, True, False]
+    logits = torch.tensor([[5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])  # the eye and the part are sure they are a person
+    mixed = in_context(logits, held, details(list(masks), held))
+    assert mixed.argmax(1).tolist() == [0, 0, 1]  # the eye is the cat's; the larger part keeps its name
+    assert in_context(logits, held).argmax(1).tolist() == [0, 1, 1]  # without details: sure parts keep theirs
+
+
 def test_segments_named_together_in_context():
     namer = Namer(FakeEmbedder(HALVES), ["sky", "grass"])
     masks = np.zeros((2, 40, 40), bool)

@@ -28,10 +28,12 @@ MASK_BATCH = 16  # masks named per step: bounds memory at MASK_BATCH x H x W flo
 # A segment with at least PART_INSIDE of its pixels inside another at least PART_RATIO times its area is a
 # part of it; the smallest such segment is its container. A part whose own best name has a softmax score
 # under PART_UNSURE adds CONTAINER_WEIGHT x its container's log-softmax (the container's own, in context)
-# to its log-softmax.
+# to its log-softmax; so does a detail, a part under PART_DETAIL of its container's area (an eye, a button),
+# however sure of itself: alone it is named from a few grid cells.
 PART_INSIDE = 0.8
 PART_RATIO = 1.5
 PART_UNSURE = 0.7
+PART_DETAIL = 0.02
 CONTAINER_WEIGHT = 3.0
 CONTEXT_SIDE = 160  # pixels: masks are compared at most this long a side
 
@@ -111,7 +113,8 @@ class VocabularyNamer:
         scored = [self.mask_logits(image, np.stack(masks[start : start + MASK_BATCH])) for start in range(0, len(masks), MASK_BATCH)]
         logits, present = torch.cat([s[0] for s in scored]), torch.cat([s[1] for s in scored])
         if context:
-            logits = in_context(logits, containers(masks))
+            held = containers(masks)
+            logits = in_context(logits, held, details(masks, held))
         return self.names_from_logits(logits, present)
 
     def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,13 +144,25 @@ def containers(masks: Sequence[np.ndarray]) -> np.ndarray:
     return torch.where(holds.any(1), smallest, -1).numpy()
 
 
-def in_context(logits: torch.Tensor, container: np.ndarray) -> torch.Tensor:
+def details(masks: Sequence[np.ndarray], container: np.ndarray) -> np.ndarray:
+    """bool [N]: which masks are details of their container (:func:`containers`): under
+    :data:`PART_DETAIL` of its area."""
+    area = np.array([np.count_nonzero(m) for m in masks], dtype=np.float64)
+    held = container >= 0
+    out = np.zeros(len(masks), dtype=bool)
+    out[held] = area[held] <= PART_DETAIL * area[container[held]]
+    return out
+
+
+def in_context(logits: torch.Tensor, container: np.ndarray, detail: np.ndarray | None = None) -> torch.Tensor:
     """Log-scores [N, K(+1)] as log-softmax, each part's, where its own best softmax score is under
-    :data:`PART_UNSURE`, plus :data:`CONTAINER_WEIGHT` x its container's (the container's own in
-    context: a container is settled before its parts)."""
+    :data:`PART_UNSURE` or it is a ``detail`` (bool [N], :func:`details`), plus :data:`CONTAINER_WEIGHT`
+    x its container's (the container's own in context: a container is settled before its parts)."""
     own = F.log_softmax(logits.float(), dim=1)
     mixed = own.clone()
-    unsure = (own.exp().amax(1) < PART_UNSURE).tolist()
+    unsure = (own.exp().amax(1) < PART_UNSURE).numpy()
+    if detail is not None:
+        unsure = unsure | detail
     for i in sorted(range(len(container)), key=lambda k: _depth(container, k)):
         if container[i] >= 0 and unsure[i]:
             mixed[i] = own[i] + CONTAINER_WEIGHT * F.log_softmax(mixed[container[i]], dim=0)
