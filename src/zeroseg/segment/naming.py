@@ -16,7 +16,8 @@ unit embedding of the grid cells it covers. Two zero-shot devices can decide bet
 
 Masks and pixels also get the opinion of the backbone's ImageNet-1k classifier when the embedder has one
 (`classifier=True`, the default): ImageNet probabilities are carried over to the vocabulary through the
-text space, or through WordNet for the classes it puts under a name (ConSE; :mod:`zeroseg.models.lite.imagenet`). A mask's crop is classified, and its score is
+text space, and through WordNet for the classes it files under a name (ConSE;
+:mod:`zeroseg.models.lite.imagenet`). A mask's crop is classified, and its score is
 ``log_softmax(dense logits) + classifier_weight * log p_classifier(name)``; a pixel takes the classifier's
 opinion of its grid cell (the classifier without its pooling), weighted by `pixel_classifier_weight`.
 """
@@ -43,20 +44,6 @@ from zeroseg.segment.vocabulary_namer import MASK_BATCH, VocabularyNamer
 from zeroseg.vocabulary import name_key, strip_article
 
 DEFAULT_TEMPERATURE = 0.01
-
-
-SHARES_KEPT = 8  # name lists whose ImageNet share a namer keeps (a text prompt adds one per phrase)
-
-
-class Classes(NamedTuple):
-    """A list of names ready to score: unit text embeddings [K(+1), D] (the background last, if any),
-    each name's cosine offset [K(+1)] and the K names themselves."""
-
-    text: torch.Tensor
-    offsets: torch.Tensor
-    names: tuple[str, ...]
-
-
 # What a namer does unless asked (load_namer, the CLI, the app, the data engine): chosen for top-1 naming
 # accuracy on a user's whole vocabulary, measured on validation data (docs/zero-shot.md).
 DEFAULT_CALIBRATE = False
@@ -80,8 +67,18 @@ DEFAULT_CLASSIFIER_WEIGHT = 1.5
 # coco128 val and CamVid val pixels (docs/zero-shot.md).
 DEFAULT_PIXEL_CLASSIFIER_WEIGHT = 0.5
 CROPS_PER_IMAGE = 512  # mask crops whose classifier answer is kept, per cached image embedding
+SHARES_KEPT = 8  # name lists whose ImageNet share a namer keeps (a text prompt adds one per phrase)
 
 log = logging.getLogger(__name__)
+
+
+class Classes(NamedTuple):
+    """A list of names ready to score: unit text embeddings [K(+1), D] (the background last, if any),
+    each name's cosine offset [K(+1)] and the K names themselves."""
+
+    text: torch.Tensor
+    offsets: torch.Tensor
+    names: tuple[str, ...]
 
 
 class Namer(VocabularyNamer):
