@@ -208,6 +208,11 @@ def test_pixels_take_the_classifiers_opinion_of_their_cell():
     torch.testing.assert_close(grid, expected)
     off = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, pixel_classifier_weight=0.0)
     torch.testing.assert_close(off.pixel_logits(image), dense.pixel_logits(image))
+    text_only = Namer(CellEmbedder(RedIsTabby()), names, temperature=1.0, pixel_classifier_weight=1.0, wordnet_weight=0)
+    share = imagenet.name_share(mixed.transfer_text(), mixed._classes.text)  # no WordNet
+    expected = F.log_softmax(dense.grid_logits(embedding, dense._classes), 0)
+    expected += imagenet.transfer(embedding.imagenet.flatten(1).T, share).T.reshape(3, 4, 4)
+    torch.testing.assert_close(text_only.grid_logits(embedding, text_only._classes), expected)
 
 
 def test_a_small_weight_leaves_a_sure_dense_head_alone():

@@ -99,6 +99,8 @@ class Namer(VocabularyNamer):
         `backbone` with a `classify` method, as the lite embedder has); ignored for embedders without one.
       classifier_weight: weight of the classifier's log-probabilities for masks (the dense head's weighs 1).
       pixel_classifier_weight: the same for pixels (the per-cell classifier of ``DenseEmbedding.imagenet``).
+      wordnet_weight: share of an ImageNet class's probability handed to the name WordNet files it under
+        (:func:`~zeroseg.models.lite.imagenet.name_share`); 0 carries it over by text similarity alone.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class Namer(VocabularyNamer):
         classifier: bool = DEFAULT_CLASSIFIER,
         classifier_weight: float = DEFAULT_CLASSIFIER_WEIGHT,
         pixel_classifier_weight: float = DEFAULT_PIXEL_CLASSIFIER_WEIGHT,
+        wordnet_weight: float = imagenet.WORDNET_WEIGHT,
     ) -> None:
         super().__init__(vocabulary, background_threshold)
         self.embedder = embedder
@@ -137,6 +140,7 @@ class Namer(VocabularyNamer):
         self.classifier = backbone if classifier and callable(getattr(backbone, "classify", None)) else None
         self.classifier_weight = float(classifier_weight)
         self.pixel_classifier_weight = float(pixel_classifier_weight)
+        self.wordnet_weight = float(wordnet_weight)
         self._transfer_text: torch.Tensor | None = None  # [1000, D] ImageNet class names, embedded lazily
         self._shares: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()  # by name list: _share
 
@@ -289,7 +293,9 @@ class Namer(VocabularyNamer):
         share = self._shares.get(key)
         if share is None:
             plain = [strip_article(name) for name in key]  # "a cup" is a cup in WordNet too
-            share = imagenet.name_share(self.transfer_text(), classes.text[: len(key)], plain)
+            share = imagenet.name_share(
+                self.transfer_text(), classes.text[: len(key)], plain, wordnet_weight=self.wordnet_weight
+            )
             self._shares[key] = share
             while len(self._shares) > SHARES_KEPT:
                 self._shares.popitem(last=False)
