@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 class Classes(NamedTuple):
     """A list of names ready to score: unit text embeddings [K(+1), D] (the background last, if any),
-    each name's cosine offset [K(+1)] and the K names themselves."""
+    each name's cosine offset [K(+1)] and the K names as embedded ("a cup" as "cup")."""
 
     text: torch.Tensor
     offsets: torch.Tensor
@@ -171,13 +171,14 @@ class Namer(VocabularyNamer):
         the cosine offset of each: -calibration (default: the pixel calibration) for seen names, 0 otherwise."""
         gamma = self.calibration if calibration is None else calibration
         # a name is embedded by its noun ("a cup" as "cup"), and is seen when it names a seen thing ("cups")
-        text = self.embedder.text_encoder.encode([strip_article(n) for n in names]).float().cpu()
+        plain = tuple(strip_article(n) for n in names)
+        text = self.embedder.text_encoder.encode(list(plain)).float().cpu()
         seen = {name_key(n) for n in self.seen}
         offsets = torch.tensor([-gamma if name_key(n) in seen else 0.0 for n in names])
         if self.background is not None:
             text = torch.cat([text, self.background[None]])
             offsets = torch.cat([offsets, offsets.new_zeros(1)])
-        return Classes(text, offsets, tuple(names))
+        return Classes(text, offsets, plain)
 
     def logits(self, embeddings: torch.Tensor, classes: Classes) -> torch.Tensor:
         """Calibrated logits [K, ...] of unit embeddings [D, ...] against `classes` (see :meth:`classes`)."""
@@ -292,9 +293,8 @@ class Namer(VocabularyNamer):
         key = classes.names
         share = self._shares.get(key)
         if share is None:
-            plain = [strip_article(name) for name in key]  # "a cup" is a cup in WordNet too
             share = imagenet.name_share(
-                self.transfer_text(), classes.text[: len(key)], plain, wordnet_weight=self.wordnet_weight
+                self.transfer_text(), classes.text[: len(key)], key, wordnet_weight=self.wordnet_weight
             )
             self._shares[key] = share
             while len(self._shares) > SHARES_KEPT:

@@ -113,8 +113,7 @@ class VocabularyNamer:
         scored = [self.mask_logits(image, np.stack(masks[start : start + MASK_BATCH])) for start in range(0, len(masks), MASK_BATCH)]
         logits, present = torch.cat([s[0] for s in scored]), torch.cat([s[1] for s in scored])
         if context:
-            held = containers(masks)
-            logits = in_context(logits, held, details(masks, held))
+            logits = in_context(logits, *containers(masks))
         return self.names_from_logits(logits, present)
 
     def _decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,12 +126,13 @@ class VocabularyNamer:
         return torch.where(none, -1, labels), scores
 
 
-def containers(masks: Sequence[np.ndarray]) -> np.ndarray:
+def containers(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """For each mask (bool HxW, all one size), the index of the smallest mask that holds it as a part
-    (:data:`PART_INSIDE` of it, :data:`PART_RATIO` times its area), or -1; compared at most
-    :data:`CONTEXT_SIDE` pixels a side."""
+    (:data:`PART_INSIDE` of it, :data:`PART_RATIO` times its area), or -1, and whether it is a detail of
+    that container (under :data:`PART_DETAIL` of its area); compared at most :data:`CONTEXT_SIDE` pixels
+    a side."""
     if not len(masks):
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     step = max(1, -(-max(masks[0].shape) // CONTEXT_SIDE))
     flat = torch.from_numpy(np.stack([m[::step, ::step] for m in masks]).reshape(len(masks), -1)).float()
     overlap = flat @ flat.T  # [part, container] shared pixels
@@ -140,23 +140,15 @@ def containers(masks: Sequence[np.ndarray]) -> np.ndarray:
     holds = (overlap >= PART_INSIDE * area[:, None]) & (area[None, :] >= PART_RATIO * area[:, None]) & (area[:, None] > 0)
     holds.fill_diagonal_(False)
     size = torch.where(holds, area[None, :].expand_as(holds), torch.inf)
-    smallest = size.argmin(1)
-    return torch.where(holds.any(1), smallest, -1).numpy()
-
-
-def details(masks: Sequence[np.ndarray], container: np.ndarray) -> np.ndarray:
-    """bool [N]: which masks are details of their container (:func:`containers`): under
-    :data:`PART_DETAIL` of its area."""
-    area = np.array([np.count_nonzero(m) for m in masks], dtype=np.float64)
-    held = container >= 0
-    out = np.zeros(len(masks), dtype=bool)
-    out[held] = area[held] <= PART_DETAIL * area[container[held]]
-    return out
+    smallest, held = size.min(1)
+    held = torch.where(holds.any(1), held, -1)
+    detail = holds.any(1) & (area <= PART_DETAIL * smallest)
+    return held.numpy(), detail.numpy()
 
 
 def in_context(logits: torch.Tensor, container: np.ndarray, detail: np.ndarray | None = None) -> torch.Tensor:
     """Log-scores [N, K(+1)] as log-softmax, each part's, where its own best softmax score is under
-    :data:`PART_UNSURE` or it is a ``detail`` (bool [N], :func:`details`), plus :data:`CONTAINER_WEIGHT`
+    :data:`PART_UNSURE` or it is a ``detail`` (bool [N]; both from :func:`containers`), plus :data:`CONTAINER_WEIGHT`
     x its container's (the container's own in context: a container is settled before its parts)."""
     own = F.log_softmax(logits.float(), dim=1)
     mixed = own.clone()
