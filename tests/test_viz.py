@@ -139,3 +139,13 @@ def test_masks_coloured_by_label_share_their_names_colour_and_one_caption() -> N
     black = (captioned == 0).all(axis=2)  # caption boxes
     assert black[:, 10:100].any() and black[100:150, 240:310].any()  # the left person's, the far one's ...
     assert not black[:, 110:150].any()  # ... but none for the part touching the left one
+
+
+def test_a_rings_caption_sits_on_its_widest_part() -> None:
+    table = np.ones((120, 200), bool)
+    table[10:100, 50:190] = False  # a cup standing on it, off-centre: the table is a thick L around it
+    x, y = viz._anchor(table)
+    assert table[y, x] and 15 <= x <= 35 and 20 < y < 100  # deep in the L's wide (left) arm, not at the cup's edge
+    square = np.zeros((60, 80), bool)
+    square[20:40, 10:70] = True
+    assert viz._anchor(square) == (39, 29)  # a convex blob: its centre, as before

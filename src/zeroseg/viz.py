@@ -17,6 +17,7 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 of a drawn caption or 
 POSITIVE = (40, 220, 60)
 NEGATIVE = (235, 40, 40)
 _GOLDEN = 0.618033988749895
+ANCHOR_GRID = 128  # cells a side on which a caption's place inside its mask is found
 OUTLINE_SHADE = 0.55  # outlines of masks coloured by label: darker, so masks of one name stay apart
 
 
@@ -212,9 +213,25 @@ def _overlap(a: Box, b: Box) -> bool:
 
 
 def _anchor(mask: np.ndarray) -> tuple[int, int]:
-    """The mask pixel closest to the mask's centroid (inside the mask even for rings and C shapes)."""
+    """Where a mask's caption goes: among its deepest pixels (farthest from its edge, on a grid of at most
+    :data:`ANCHOR_GRID` cells a side), the one closest to its centroid, so a ring's caption sits on the
+    ring's widest part, not beside the hole (or on whatever the hole holds)."""
+    step = max(1, -(-max(mask.shape) // ANCHOR_GRID))
+    grid = mask[::step, ::step]
+    if not grid.any():  # a mask thinner than the grid's step
+        grid, step = mask, 1
+    deepest = grid
+    while True:  # peel the outer pixels off until nothing is left; the last layer is the deepest
+        padded = np.pad(deepest, 1)
+        inner = deepest & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        if not inner.any():
+            break
+        deepest = inner
     ys, xs = np.nonzero(mask)
-    nearest = np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2)
+    gy, gx = np.nonzero(deepest)
+    best = np.argmin((gx * step - xs.mean()) ** 2 + (gy * step - ys.mean()) ** 2)
+    x, y = gx[best] * step, gy[best] * step
+    nearest = np.argmin((xs - x) ** 2 + (ys - y) ** 2)  # a mask pixel, whatever the grid rounded
     return int(xs[nearest]), int(ys[nearest])
 
 
