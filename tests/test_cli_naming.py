@@ -67,7 +67,7 @@ def run(*args: str):
 
 def test_label_pixels_writes_labels_legend_and_counts(picture, tmp_path):
     out = tmp_path / "out"
-    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--out", out)
+    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--no-segments", "--out", out)
     labels = np.asarray(Image.open(out / "labels.png"))
     assert labels.shape == (96, 128)
     assert (labels[:40] == 1).mean() > 0.95 and (labels[56:, :56] == 2).mean() > 0.95
@@ -88,12 +88,27 @@ def test_label_pixels_calibrates_pixels_unless_told(tmp_path, scratch_hub, pictu
     red_share = {}
     for flag in ("--calibrate", "--no-calibrate"):
         out = tmp_path / flag
-        run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", flag, "--out", out)
+        run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", flag, "--no-segments",
+            "--out", out)
         red_share[flag] = (np.asarray(Image.open(out / "labels.png"))[:40] == 1).mean()
     default = tmp_path / "default"
-    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", "--out", default)
+    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "seen-red", "--no-segments", "--out", default)
     assert red_share["--no-calibrate"] > 0.95 and red_share["--calibrate"] < 0.05
     assert (np.asarray(Image.open(default / "labels.png"))[:40] == 1).mean() < 0.05  # calibrated by default
+
+
+def test_label_pixels_names_pixels_with_the_photos_segments_by_default(picture, tmp_path, monkeypatch):
+    from zeroseg.segment import pipeline
+
+    seen = []
+    top = np.zeros((1, 96, 128), bool)
+    top[0, :48] = True
+    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor: seen.append(predictor.model.name) or ([], top))
+    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--out", tmp_path / "a")
+    run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--no-segments", "--out", tmp_path / "b")
+    assert seen == ["lite"]  # the default model's segments, once; none with --no-segments
+    a, b = (np.asarray(Image.open(tmp_path / f / "labels.png")) for f in "ab")
+    assert (a[:40] == 1).all() and (a == b).mean() > 0.95
 
 
 def test_everything_names_every_mask(picture, tmp_path):

@@ -501,17 +501,24 @@ def test_cli_zero_shot_on_an_msrc_folder(tmp_path: Path, fake_embedder: str) -> 
 
 
 def test_cli_zero_shot_protocols(tmp_path: Path, fake_embedder: str, monkeypatch) -> None:
-    """--protocol zero-shot (default) scores the dense head alone; user mixes in the ImageNet classifier."""
-    import zeroseg.eval.zero_shot as zero_shot_module
+    """--protocol zero-shot (default) scores the dense head alone; user names pixels as label-pixels does:
+    the product's namer (ImageNet classifier mixed in) and the default model's proposals."""
+    import zeroseg.eval.cli as eval_cli
+    from zeroseg.segment import naming
+    from zeroseg.segment import pipeline
 
-    asked: list[bool] = []
-    real = zero_shot_module.build_namer
+    namers: list[Any] = []
+    real = naming.load_namer
 
     def spy(*args: Any, **options: Any) -> Any:
-        asked.append(options["classifier"])
-        return real(*args, **options)
+        namers.append(real(*args, **options))
+        return namers[-1]
 
-    monkeypatch.setattr(zero_shot_module, "build_namer", spy)
+    segmenter = object()
+    asked: list[Any] = []
+    monkeypatch.setattr(naming, "load_namer", spy)
+    monkeypatch.setattr(eval_cli, "_segmenter", lambda: segmenter)
+    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor: asked.append(predictor) or ([], np.zeros((0, *image.shape[:2]), bool)))
     folder = write_msrc_folder(tmp_path / "msrc21", n_images=1)
     base = ["zero-shot", "--dataset", str(folder), "--model", fake_embedder, "--unseen", "cow,sheep"]
     for protocol in ([], ["--protocol", "user"]):
@@ -519,7 +526,7 @@ def test_cli_zero_shot_protocols(tmp_path: Path, fake_embedder: str, monkeypatch
         result = CliRunner().invoke(app, [*base, *protocol, "--json", str(out)])
         assert result.exit_code == 0, result.output
         assert json.loads(out.read_text())["protocol"] == (protocol[-1] if protocol else "zero-shot")
-    assert asked == [False, True]
+        assert len(namers) == len(protocol) // 2 and asked == [segmenter] * (len(protocol) // 2)
     result = CliRunner().invoke(app, [*base, "--protocol", "mine"])
     assert result.exit_code != 0 and "--protocol" in result.output
 

@@ -224,6 +224,32 @@ def test_segments_named_together_in_context():
     assert namer.name_records(IMAGE, [dict(r) for r in records], context=False)[1]["label"] == alone[1]
 
 
+def test_pixels_take_the_names_of_the_segments_they_lie_in(monkeypatch):
+    from zeroseg.segment import pipeline
+    from zeroseg.segment.vocabulary_namer import PIXEL_UNSURE
+
+    odd = grid([(slice(None), slice(2, None), unit(0.0, 1.0)), (slice(1, 2), slice(1, 2), unit(1.0, 1.005))])
+    namer = Namer(FakeEmbedder(odd, temperature=0.5), ["sky", "grass"])  # left sky, one cell barely grass; right grass
+    alone = namer.label_pixels(IMAGE)
+    assert alone[15, 15] == 1 and (alone[:, :5] == 0).all()  # the cell alone reads grass at its centre
+    assert namer.pixel_logits(IMAGE)[:, 15, 15].softmax(0).max() < PIXEL_UNSURE  # and is unsure of it
+    segments = np.zeros((2, 40, 40), bool)
+    segments[0, :, :20] = True  # the left half: sky as a whole
+    segments[1] = True  # the whole picture: half sky, half grass (impure)
+    labels = namer.label_pixels(IMAGE, segments)
+    assert labels[15, 15] == 0 and (labels[:, :16] == 0).all()  # the unsure cell takes the left half's name
+    assert (labels[:, 24:] == 1).all()  # sure pixels keep their own name
+    logits = namer.segment_pixel_logits(IMAGE, segments)
+    torch.testing.assert_close(logits[:, 0, 30], F.log_softmax(namer.pixel_logits(IMAGE)[:, 0, 30], 0))
+    assert (namer.label_pixels(IMAGE, np.zeros((0, 40, 40), bool)) == alone).all()
+    with pytest.raises(PromptValueError, match="segments must be masks"):
+        namer.label_pixels(IMAGE, segments[:, :20])
+    # the pipeline's label_pixels takes the segments from the image's proposals when given a predictor
+    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor: ([], segments))
+    assert (pipeline.label_pixels(IMAGE, namer, predictor=object()) == labels).all()
+    assert (pipeline.label_pixels(IMAGE, namer) == alone).all()
+
+
 def test_similarity_map():
     similarity = Namer(FakeEmbedder(HALVES), ["sky", "grass"]).similarity(IMAGE, "grass")
     assert similarity.dtype == np.float32 and similarity.shape == (40, 40)
@@ -336,7 +362,7 @@ def test_text_to_masks_without_a_match(scene, predictor):
 
 def test_text_to_masks_finds_instances_no_region_holds(scene, predictor):
     """With no region of the phrase map, the image's segment-everything masks named as the phrase remain."""
-    from zeroseg.segment.text_prompt import proposals
+    from zeroseg.segment.pipeline import proposals
 
     image, embedder = scene
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]), threshold=1.01)
@@ -345,7 +371,7 @@ def test_text_to_masks_finds_instances_no_region_holds(scene, predictor):
         truth = np.zeros(image.shape[:2], bool)
         truth[rows, cols] = True
         assert max((s.mask & truth).sum() / (s.mask | truth).sum() for s in segments) > 0.5
-    assert proposals(image, predictor) is proposals(image.copy(), predictor)  # segmented once per image
+    assert proposals(image, predictor)[0] is proposals(image.copy(), predictor)[0]  # segmented once per image
 
 
 def test_with_vocabulary_shares_the_image_cache():
@@ -380,7 +406,7 @@ def test_text_to_masks_verified_best_first(scene, predictor, monkeypatch):
     image, embedder = scene
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
     assert "box" in segments[0].prompt  # the masks the phrase map points at come before the proposals
-    monkeypatch.setattr(text_prompt, "_proposed", lambda image, predictor: ([], np.zeros((0, *image.shape[:2]), bool)))
+    monkeypatch.setattr(text_prompt, "proposals", lambda image, predictor: ([], np.zeros((0, *image.shape[:2]), bool)))
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
     scores = [s.label_score for s in segments]
     ranks = [s.label_score * np.sqrt(s.area) for s in segments]  # a confident whole instance first

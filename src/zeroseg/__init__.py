@@ -16,6 +16,7 @@ _LAZY_EXPORTS = {
     "Namer": "zeroseg.segment.naming",
     "Segment": "zeroseg.segment.record",
     "load_namer": "zeroseg.segment.naming",
+    "label_pixels": "zeroseg.segment.pipeline",
     "text_to_masks": "zeroseg.segment.text_prompt",
 }
 

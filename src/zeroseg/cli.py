@@ -578,10 +578,21 @@ def label_pixels(
     ] = None,
     calibrate: CalibrateOpt = None,
     embedder: EmbedderOpt = None,
+    segments: Annotated[
+        bool,
+        typer.Option(
+            "--segments/--no-segments",
+            help="Let pixels take the names of the photo's segment-everything masks (a few seconds on a CPU); "
+                 "--no-segments names each pixel from its own features alone.",
+        ),
+    ] = True,
+    model: ModelOpt = DEFAULT_MODEL,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Label every pixel with one of the names (zero-shot semantic segmentation).
 
-    Writes OUT/labels.png (8- or 16-bit: 0 = none, i = the i-th name), OUT/overlay.png (colours
+    Pixels are named in the light of the photo's segments (segment-everything with --model), so a
+    whole thing gets one name; --no-segments skips them. Writes OUT/labels.png (8- or 16-bit: 0 = none, i = the i-th name), OUT/overlay.png (colours
     and a legend) and, last, OUT/result.json (names with their pixel counts).
 
     \b
@@ -598,7 +609,11 @@ def label_pixels(
         embedder=embedder, background=none, background_threshold=threshold
     )
     namer = _namer(vocabulary, settings, pixel_calibrate=calibrate)  # pixels are calibrated unless told
-    labels = namer.label_pixels(rgb)
+    from zeroseg.segment import Predictor
+    from zeroseg.segment.pipeline import label_pixels
+
+    predictor = Predictor(hub.load_model(model, checkpoint)) if segments else None
+    labels = label_pixels(rgb, namer, predictor)
     ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
     save_png(out / "labels.png", ids)
     save_png(out / "overlay.png", label_map_overlay(rgb, labels, vocabulary))

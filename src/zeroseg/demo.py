@@ -46,7 +46,7 @@ def run(
     """Run the demo on ``photos`` (default :func:`sample_photos`) and return the overlay files written;
     ``overrides`` change fields of the model's preset (as the CLI's flags do)."""
     from zeroseg import Predictor, text_to_masks
-    from zeroseg.segment.pipeline import Everything, namer_for
+    from zeroseg.segment.pipeline import Everything, label_pixels, namer_for
     from zeroseg.viz import label_map_overlay, name_captions, overlay
 
     model = hub.load_model(model_name)
@@ -86,7 +86,7 @@ def run(
         save_png(path, overlay(image, masks, labels=names, scores=scores, by_label=True))
         written.append(path)
         path = out / f"{name}_labels.png"
-        save_png(path, label_map_overlay(image, namer.label_pixels(image), namer.vocabulary))
+        save_png(path, label_map_overlay(image, label_pixels(image, namer, predictor), namer.vocabulary))
         written.append(path)
         phrase = TEXT_PROMPTS.get(name, VOCABULARY[0])
         found = text_to_masks(image, phrase, predictor, text_namer, max_instances=1)

@@ -180,6 +180,14 @@ def _embedder(model: str, checkpoint: Path | None) -> Any:
     return load_dense_embedder(model, checkpoint)
 
 
+def _segmenter() -> Any:
+    """A predictor on the default model: the user's protocol names pixels with its proposals, as the product does."""
+    from zeroseg.hub import DEFAULT_MODEL, load_model
+    from zeroseg.segment import Predictor
+
+    return Predictor(load_model(DEFAULT_MODEL))
+
+
 def _write_json(path: Path | None, results: dict[str, Any]) -> None:
     if path is not None:
         atomic_write(path, json.dumps(results, indent=2))
@@ -213,8 +221,9 @@ def zero_shot(
     protocol: Annotated[
         str,
         typer.Option(
-            help="zero-shot: the strict protocol (the dense head alone); user: what label-pixels does by "
-                 "default (the backbone's ImageNet classifier mixed in). Both calibrate pixels.",
+            help="zero-shot: the strict protocol (the dense head alone, every name but the unseen ones "
+                 "calibrated); user: what label-pixels does by default (its namer, and the names of the "
+                 "default model's segment-everything proposals).",
         ),
     ] = "zero-shot",
     limit: LimitOption = None,
@@ -229,7 +238,7 @@ def zero_shot(
         unseen_names, dropped_names = zero_shot_split(dataset, data.classes.values(), _names(unseen), _names(dropped))
         results = evaluate_semantic(
             _embedder(model, checkpoint), data, unseen_names, calibration, dropped_names,
-            classifier=protocol == "user",
+            product=protocol == "user", segmenter=_segmenter() if protocol == "user" else None,
         )
         _write_json(json_path, {
             "dataset": dataset, "split": split, "model": model, "protocol": protocol, "n_images": len(data),

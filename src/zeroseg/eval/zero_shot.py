@@ -251,12 +251,17 @@ def evaluate_semantic(
     calibration: float | None = None,
     dropped: Iterable[str] = (),
     progress: bool = True,
-    classifier: bool = False,
+    product: bool = False,
+    segmenter: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Zero-shot semantic segmentation scores of ``model`` on ``dataset``: ``{"zsl": {...}, "gzsl": {...}}``.
 
-    ``classifier`` mixes the backbone's per-cell ImageNet classifier into the pixel scores, as the product
-    does by default (the user's protocol); the strict protocol leaves it off (the dense head alone).
+    ``product`` (the user's protocol) names pixels with the product's namer
+    (:func:`~zeroseg.segment.naming.load_namer`'s defaults: the backbone's ImageNet classifier mixed in, the
+    names the embedder trained on calibrated), and ``segmenter`` (a
+    :class:`~zeroseg.segment.predictor.Predictor`) then lets pixels take the names of the image's
+    segment-everything proposals, as ``label-pixels`` does. The strict protocol is the dense head alone,
+    every name but ``unseen`` calibrated.
 
     Each setting has ``miou``, ``seen_miou``, ``unseen_miou``, ``hmean`` (percent, None when undefined) and
     ``per_class_iou``; ``gzsl`` also reports the ``calibration`` gamma used. Each image is embedded once:
@@ -264,7 +269,13 @@ def evaluate_semantic(
     """
     names, lookup = vocabulary_of(dataset.classes, dropped)
     unseen = evaluated_unseen(names, unseen)
-    namer, gamma = build_namer(model, names, unseen, calibration, background=False, classifier=classifier)
+    if product and isinstance(model, DenseEmbedder):
+        from zeroseg.segment.naming import load_namer
+
+        namer = load_namer(names, model, **({} if calibration is None else {"calibration": float(calibration)}))
+        gamma = namer.calibration
+    else:
+        namer, gamma = build_namer(model, names, unseen, calibration, background=False, classifier=False)
     unseen_rows = torch.tensor([names.index(name) for name in unseen], dtype=torch.long)
     to_zsl = np.full(len(names), -1, dtype=np.int64)
     to_zsl[unseen_rows.numpy()] = np.arange(len(unseen))
@@ -273,7 +284,12 @@ def evaluate_semantic(
     for index in tqdm(range(len(dataset)), desc="images", disable=not progress):
         sample = dataset[index]
         gt = lookup[sample.label]
-        logits = torch.as_tensor(namer.pixel_logits(sample.image))[: len(names)]
+        if segmenter is None:
+            logits = torch.as_tensor(namer.pixel_logits(sample.image))[: len(names)]
+        else:
+            from zeroseg.segment.pipeline import proposals
+
+            logits = namer.segment_pixel_logits(sample.image, proposals(sample.image, segmenter)[1])[: len(names)]
         if tuple(logits.shape[1:]) != gt.shape:
             raise ValueError(f"{sample.name}: pixel scores {tuple(logits.shape)} vs labels {gt.shape}")
         gzsl += confusion_matrix(gt, logits.argmax(0).numpy(), len(names))

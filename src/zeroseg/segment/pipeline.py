@@ -7,18 +7,26 @@ single fields overridden by the caller's flags.
 """
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from zeroseg.hub import preset_of
-from zeroseg.io import load_image
+from zeroseg.io import image_key, load_image
 from zeroseg.preset import Preset
 from zeroseg.segment.mask_generator import MaskGenerator
 from zeroseg.segment.naming import Namer, load_namer
 from zeroseg.segment.predictor import Predictor
 from zeroseg.segment.record import Segment
+
+# Proposals: a lighter segment-everything pass (no crops) whose masks text prompts name as candidates and
+# pixel labels take names from; the last PROPOSAL_CACHE images' are kept.
+PROPOSAL_POINTS_PER_SIDE = 16
+PROPOSAL_CACHE = 4
 
 
 class Everything:
@@ -76,3 +84,37 @@ def namer_for(names: Sequence[str] | str, settings: Preset, embedder: Any = None
     options.setdefault("background_threshold", settings.background_threshold)
     options.setdefault("calibrate", settings.calibrate)
     return load_namer(names, settings.embedder if embedder is None else embedder, **options)
+
+
+_PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment], np.ndarray]] = OrderedDict()
+
+
+def proposals(image: Any, predictor: Predictor) -> tuple[list[Segment], np.ndarray]:
+    """The image's segment-everything masks at the model's preset with :data:`PROPOSAL_POINTS_PER_SIDE`
+    points a side and no crops, as segments and stacked [N, H, W] bool; the last :data:`PROPOSAL_CACHE`
+    images' are kept, so that the phrases typed on one photo, and its pixel labels, segment it once."""
+    image = load_image(image)
+    model = predictor.model
+    key = (image_key(image), id(model), predictor.refine_edges)
+    cached = _PROPOSALS.get(key)
+    if cached is not None and cached[0]() is model:
+        _PROPOSALS.move_to_end(key)
+        return cached[1], cached[2]
+    settings = preset_of(model).override(points_per_side=PROPOSAL_POINTS_PER_SIDE, crop_n_layers=0)
+    found = Everything(predictor, settings)(image)
+    predictor.set_image(image)  # the generator leaves the predictor on its last crop
+    masks = np.stack([s.mask for s in found]) if found else np.zeros((0, *image.shape[:2]), bool)
+    _PROPOSALS[key] = (weakref.ref(model), found, masks)
+    while len(_PROPOSALS) > PROPOSAL_CACHE:
+        _PROPOSALS.popitem(last=False)
+    return found, masks
+
+
+def label_pixels(image: Any, namer: Namer, predictor: Predictor | None = None) -> np.ndarray:
+    """[H, W] index into ``namer.vocabulary`` (-1: none) of every pixel; with a ``predictor``, pixels also
+    take the names of the image's :func:`proposals` that cover them (``Namer.segment_pixel_logits``), so
+    the label map follows whole things rather than each grid cell's guess."""
+    image = load_image(image)
+    if predictor is None:
+        return namer.label_pixels(image)
+    return namer.label_pixels(image, proposals(image, predictor)[1])

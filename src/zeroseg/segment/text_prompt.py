@@ -11,8 +11,6 @@ hold the instances a region merges or that no grid cell gives the phrase.
 from __future__ import annotations
 
 import dataclasses
-import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,12 +19,12 @@ import numpy as np
 import torch
 
 from zeroseg.errors import PromptValueError
-from zeroseg.hub import preset_of
-from zeroseg.io import image_key, load_image
+from zeroseg.io import load_image
 from zeroseg.models.text import clean_names
 from zeroseg.segment.amg import mask_iou_matrix
 from zeroseg.segment.concept import Exemplar, concept_masks, is_concept_model
 from zeroseg.segment.naming import Namer, resize_grid
+from zeroseg.segment.pipeline import proposals
 from zeroseg.segment.predictor import Predictor
 from zeroseg.segment.record import Segment
 from zeroseg.vocabulary import name_key, strip_article
@@ -41,8 +39,6 @@ DEFAULT_VERIFY = True
 DEFAULT_POINTS_PER_REGION = 4
 DEFAULT_MAX_INSTANCES = 10  # regions, and masks returned
 BOX_PAD_CELLS = 1.0  # a region's box prompt is widened by this many grid cells of the embedder on each side
-PROPOSAL_POINTS_PER_SIDE = 16  # segment-everything points a side for a text prompt's proposals (no crops)
-PROPOSAL_CACHE = 4  # images whose proposals are kept
 # When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
 # (a phrase alone against the background matches something in almost every photo).
 CONTEXT_NAMES = (
@@ -238,39 +234,9 @@ def _region_candidates(
                                   [{"points": [[*p.tolist(), 1.0]]} for p in xy], np.zeros(len(xy), bool)))
 
 
-_PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment], np.ndarray]] = OrderedDict()
-
-
-def proposals(image: np.ndarray, predictor: Predictor) -> list[Segment]:
-    """The image's segment-everything masks for text prompts: the model's preset with
-    :data:`PROPOSAL_POINTS_PER_SIDE` points a side and no crops; the last :data:`PROPOSAL_CACHE` images'
-    are kept, so that the phrases typed on one photo segment it once."""
-    return _proposed(image, predictor)[0]
-
-
-def _proposed(image: np.ndarray, predictor: Predictor) -> tuple[list[Segment], np.ndarray]:
-    """:func:`proposals` and their masks stacked [N, H, W], cached together."""
-    from zeroseg.segment.pipeline import Everything
-
-    model = predictor.model
-    key = (image_key(image), id(model), predictor.refine_edges)
-    cached = _PROPOSALS.get(key)
-    if cached is not None and cached[0]() is model:
-        _PROPOSALS.move_to_end(key)
-        return cached[1], cached[2]
-    settings = preset_of(model).override(points_per_side=PROPOSAL_POINTS_PER_SIDE, crop_n_layers=0)
-    found = Everything(predictor, settings)(image)
-    predictor.set_image(image)  # the generator leaves the predictor on its last crop
-    masks = np.stack([s.mask for s in found]) if found else np.zeros((0, *image.shape[:2]), bool)
-    _PROPOSALS[key] = (weakref.ref(model), found, masks)
-    while len(_PROPOSALS) > PROPOSAL_CACHE:
-        _PROPOSALS.popitem(last=False)
-    return found, masks
-
-
 def _proposal_candidates(image: np.ndarray, predictor: Predictor) -> _Candidates:
     """:func:`proposals` as candidates; they are scored by the naming check that follows (no score yet)."""
-    found, masks = _proposed(image, predictor)
+    found, masks = proposals(image, predictor)
     ious = np.array([s.predicted_iou or 0.0 for s in found], dtype=np.float64)
     return _Candidates(masks, ious, np.zeros(len(found)), [dict(s.prompt) for s in found], np.ones(len(found), bool))
 
