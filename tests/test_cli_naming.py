@@ -103,7 +103,7 @@ def test_label_pixels_names_pixels_with_the_photos_segments_by_default(picture, 
     seen = []
     top = np.zeros((1, 96, 128), bool)
     top[0, :48] = True
-    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor: seen.append(predictor.model.name) or ([], top))
+    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor, progress=False: seen.append(predictor.model.name) or ([], top))
     run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--out", tmp_path / "a")
     run("label-pixels", picture, "--names", "red, green, blue", "--embedder", "colour", "--no-segments", "--out", tmp_path / "b")
     assert seen == ["lite"]  # the default model's segments, once; none with --no-segments

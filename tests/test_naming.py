@@ -245,7 +245,7 @@ def test_pixels_take_the_names_of_the_segments_they_lie_in(monkeypatch):
     with pytest.raises(PromptValueError, match="segments must be masks"):
         namer.label_pixels(IMAGE, segments[:, :20])
     # the pipeline's label_pixels takes the segments from the image's proposals when given a predictor
-    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor: ([], segments))
+    monkeypatch.setattr(pipeline, "proposals", lambda image, predictor, progress=False: ([], segments))
     assert (pipeline.label_pixels(IMAGE, namer, predictor=object()) == labels).all()
     assert (pipeline.label_pixels(IMAGE, namer) == alone).all()
 

@@ -613,7 +613,7 @@ def label_pixels(
     from zeroseg.segment.pipeline import label_pixels
 
     predictor = Predictor(hub.load_model(model, checkpoint)) if segments else None
-    labels = label_pixels(rgb, namer, predictor)
+    labels = label_pixels(rgb, namer, predictor, progress=True)
     ids = (labels + 1).astype(np.uint8 if len(vocabulary) < 255 else np.uint16)
     save_png(out / "labels.png", ids)
     save_png(out / "overlay.png", label_map_overlay(rgb, labels, vocabulary))

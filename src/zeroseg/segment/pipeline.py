@@ -89,10 +89,11 @@ def namer_for(names: Sequence[str] | str, settings: Preset, embedder: Any = None
 _PROPOSALS: OrderedDict[tuple[Any, ...], tuple[weakref.ref, list[Segment], np.ndarray]] = OrderedDict()
 
 
-def proposals(image: Any, predictor: Predictor) -> tuple[list[Segment], np.ndarray]:
+def proposals(image: Any, predictor: Predictor, progress: bool = False) -> tuple[list[Segment], np.ndarray]:
     """The image's segment-everything masks at the model's preset with :data:`PROPOSAL_POINTS_PER_SIDE`
     points a side and no crops, as segments and stacked [N, H, W] bool; the last :data:`PROPOSAL_CACHE`
-    images' are kept, so that the phrases typed on one photo, and its pixel labels, segment it once."""
+    images' are kept, so that the phrases typed on one photo, and its pixel labels, segment it once
+    (``progress``: a progress bar while it segments)."""
     image = load_image(image)
     model = predictor.model
     key = (image_key(image), id(model), predictor.refine_edges)
@@ -101,7 +102,7 @@ def proposals(image: Any, predictor: Predictor) -> tuple[list[Segment], np.ndarr
         _PROPOSALS.move_to_end(key)
         return cached[1], cached[2]
     settings = preset_of(model).override(points_per_side=PROPOSAL_POINTS_PER_SIDE, crop_n_layers=0)
-    found = Everything(predictor, settings)(image)
+    found = Everything(predictor, settings, progress=progress)(image)
     predictor.set_image(image)  # the generator leaves the predictor on its last crop
     masks = np.stack([s.mask for s in found]) if found else np.zeros((0, *image.shape[:2]), bool)
     _PROPOSALS[key] = (weakref.ref(model), found, masks)
@@ -110,11 +111,11 @@ def proposals(image: Any, predictor: Predictor) -> tuple[list[Segment], np.ndarr
     return found, masks
 
 
-def label_pixels(image: Any, namer: Namer, predictor: Predictor | None = None) -> np.ndarray:
+def label_pixels(image: Any, namer: Namer, predictor: Predictor | None = None, progress: bool = False) -> np.ndarray:
     """[H, W] index into ``namer.vocabulary`` (-1: none) of every pixel; with a ``predictor``, pixels also
     take the names of the image's :func:`proposals` that cover them (``Namer.segment_pixel_logits``), so
     the label map follows whole things rather than each grid cell's guess."""
     image = load_image(image)
     if predictor is None:
         return namer.label_pixels(image)
-    return namer.label_pixels(image, proposals(image, predictor)[1])
+    return namer.label_pixels(image, proposals(image, predictor, progress)[1])
