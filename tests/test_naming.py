@@ -405,11 +405,16 @@ def test_text_to_masks_verified_best_first(scene, predictor, monkeypatch):
 
     image, embedder = scene
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
-    assert "box" in segments[0].prompt  # the masks the phrase map points at come before the proposals
+    squares = np.zeros((len(SQUARES), *image.shape[:2]), bool)
+    for k, (rows, cols) in enumerate(SQUARES):
+        squares[k, rows, cols] = True
+    first = segments[0].mask
+    assert max((first & sq).sum() / (first | sq).sum() for sq in squares) > 0.8  # a whole square comes first
     monkeypatch.setattr(text_prompt, "proposals", lambda image, predictor: ([], np.zeros((0, *image.shape[:2]), bool)))
     segments = text_to_masks(image, "square", predictor, Namer(embedder, ["floor", "square"]))
     scores = [s.label_score for s in segments]
-    ranks = [s.label_score * np.sqrt(s.area) for s in segments]  # a confident whole instance first
+    share = phrase_map(image, "square", Namer(embedder, ["floor", "square"]))
+    ranks = [s.label_score * np.sqrt(s.area) * share[s.mask].mean() for s in segments]  # a confident whole first
     assert len(segments) >= 2 and ranks == sorted(ranks, reverse=True) and min(scores) > 0.5
     # the floor phrase wins the regions around the squares; its masks, named, are floor too
     assert all(s.label == "floor" for s in text_to_masks(image, "floor", predictor, Namer(embedder, ["square"])))

@@ -38,6 +38,7 @@ DEFAULT_VERIFY = True
 # point alone, so a region that merges several instances (a crowd, a shelf of books) can give each one.
 DEFAULT_POINTS_PER_REGION = 4
 DEFAULT_MAX_INSTANCES = 10  # regions, and masks returned
+MIN_SUPPORT = 1e-3  # a mask's phrase-map mean counts at least this in its rank (a mask nowhere on the map still ranks)
 BOX_PAD_CELLS = 1.0  # a region's box prompt is widened by this many grid cells of the embedder on each side
 # When the namer knows no other name than the phrase, these everyday things and surfaces compete with it
 # (a phrase alone against the background matches something in almost every photo).
@@ -103,7 +104,8 @@ def text_to_masks(
     the phrase and the namer's other names (:data:`CONTEXT_NAMES` when it has none) as
     :meth:`~zeroseg.segment.naming.Namer.mask_logits` names segments, and kept only when the phrase wins;
     each instance is a separate segment. The regions' masks come first, then the proposals, each ranked by
-    match x the square root of the mask's area, so a confident whole instance comes first.
+    match x the square root of the mask's area x the mean of :func:`phrase_map` over it, so a confident
+    whole instance where the phrase map points comes first.
     A segment's ``label`` is the phrase, ``label_score`` how well the mask matches it (with ``verify``
     the phrase's share of the mask's naming softmax, else the mean of :func:`phrase_map` over the mask,
     in [0, 1]), ``predicted_iou`` the model's score, ``prompt`` the ``text`` and the ``box`` (XYXY) and
@@ -153,8 +155,13 @@ def text_to_masks(
     else:
         candidates.scores = np.array([float(share[m].mean()) for m in candidates.masks])
     # the masks the phrase map points at first, then the proposals; each by match x sqrt(area), not match
-    # alone: the first mask is the instance more often (coco128 and CamVid val, docs/zero-shot.md)
+    # alone: the first mask is the instance more often (coco128 and CamVid val, docs/zero-shot.md),
+    # and, when named, by the phrase map's mean over the mask: a mask the phrase wins as a whole but not pixel by
+    # pixel (a wooden table that the ImageNet classifier takes for a wooden spoon) goes down the list
     rank = candidates.scores * np.sqrt(candidates.masks.sum((1, 2)))
+    if verify:
+        support = np.array([float(share[m].mean()) if m.any() else 0.0 for m in candidates.masks])
+        rank = rank * np.maximum(support, MIN_SUPPORT)
     keep = np.lexsort((-rank, candidates.proposed))[:max_instances]
     model = predictor.model
     return [
