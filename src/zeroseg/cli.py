@@ -592,8 +592,9 @@ def label_pixels(
     """Label every pixel with one of the names (zero-shot semantic segmentation).
 
     Pixels are named in the light of the photo's segments (segment-everything with --model), so a
-    whole thing gets one name; --no-segments skips them. Writes OUT/labels.png (8- or 16-bit: 0 = none, i = the i-th name), OUT/overlay.png (colours
-    and a legend) and, last, OUT/result.json (names with their pixel counts).
+    whole thing gets one name; --no-segments skips them. Writes OUT/labels.png (8- or 16-bit: 0 = none,
+    i = the i-th name), OUT/overlay.png (colours and a legend) and, last, OUT/result.json (names with
+    their pixel counts).
 
     \b
     Examples:

@@ -157,7 +157,7 @@ def text_to_masks(
     # the masks the phrase map points at first, then the proposals; each by match x sqrt(area), not match
     # alone: the first mask is the instance more often (coco128 and CamVid val, docs/zero-shot.md),
     # and, when named, by the phrase map's mean over the mask: a mask the phrase wins as a whole but not pixel by
-    # pixel (a wooden table that the ImageNet classifier takes for a wooden spoon) goes down the list
+    # pixel (a piece of saucer or table named "spoon") goes down the list
     rank = candidates.scores * np.sqrt(candidates.masks.sum((1, 2)))
     if verify:
         support = np.array([float(share[m].mean()) if m.any() else 0.0 for m in candidates.masks])
