@@ -45,6 +45,7 @@ CONTEXT_SIDE = 160  # pixels: masks are compared at most this long a side
 PIXEL_UNSURE = 0.7
 SEGMENT_WEIGHT = 2.0
 SEGMENT_PURITY_POWER = 2.0
+PIXEL_CHUNK = 1 << 18  # pixels mixed at a time (segment_pixel_logits)
 
 
 class VocabularyNamer:
@@ -90,28 +91,31 @@ class VocabularyNamer:
         """Pixel log-softmax [K(+1), H, W] in which each pixel that is unsure of itself (:data:`PIXEL_UNSURE`)
         and lies in some of ``segments`` [N, H, W] bool is averaged with :data:`SEGMENT_WEIGHT` x the
         purity-weighted mean log-softmax of those segments' names (each named alone, mask-pooled): a pixel
-        alone is named from its grid cell, a segment from all of it."""
+        alone is named from its grid cell, a segment from all of it. Pixels are mixed
+        :data:`PIXEL_CHUNK` at a time, so memory stays near that of the pixel scores themselves."""
         pixels = F.log_softmax(self.pixel_logits(image).float(), dim=0)
         masks = np.asarray(segments, dtype=bool)
         if masks.ndim != 3 or masks.shape[1:] != pixels.shape[1:]:
             raise PromptValueError(f"segments must be masks [N, {pixels.shape[1]}, {pixels.shape[2]}], not {masks.shape}")
         logits, present = self._scored(image, masks)
         named, masks = F.log_softmax(logits.float(), dim=1)[present], masks[present.numpy()]
-        k, h, w = pixels.shape
-        flat = pixels.reshape(k, -1)
-        best, own = flat.max(0)
-        total, weight = torch.zeros(k, h * w), torch.zeros(h * w)
-        for start in range(0, len(masks), MASK_BATCH):
-            chunk = torch.from_numpy(masks[start : start + MASK_BATCH].reshape(-1, h * w)).float()
-            names = named[start : start + MASK_BATCH]
-            agree = (chunk * (own[None, :] == names.argmax(1)[:, None])).sum(1) / chunk.sum(1).clamp(min=1)
-            chunk *= (agree**SEGMENT_PURITY_POWER)[:, None]
-            total += names.T @ chunk
-            weight += chunk.sum(0)
-        mixed = (weight > 0) & (best.exp() < PIXEL_UNSURE)
-        out = flat.clone()
-        out[:, mixed] = (flat[:, mixed] + SEGMENT_WEIGHT * total[:, mixed] / weight[mixed]) / (1 + SEGMENT_WEIGHT)
-        return out.reshape(k, h, w)
+        flat, masks = pixels.view(len(pixels), -1), masks.reshape(len(masks), pixels[0].numel())
+        chunks = [slice(start, start + PIXEL_CHUNK) for start in range(0, flat.shape[1], PIXEL_CHUNK)]
+        agree, area = torch.zeros(len(masks)), torch.zeros(len(masks))
+        for part in chunks:  # purity: the share of each segment's pixels whose own best name is the segment's
+            inside = torch.from_numpy(masks[:, part]).float()
+            agree += (inside * (flat[:, part].argmax(0)[None, :] == named.argmax(1)[:, None])).sum(1)
+            area += inside.sum(1)
+        purity = (agree / area.clamp(min=1)) ** SEGMENT_PURITY_POWER
+        for part in chunks:
+            scores = flat[:, part]  # a view: mixed in place
+            weighted = torch.from_numpy(masks[:, part]).float() * purity[:, None]
+            weight = weighted.sum(0)
+            mixed = (weight > 0) & (scores.amax(0).exp() < PIXEL_UNSURE)
+            if mixed.any():
+                heard = named.T @ weighted[:, mixed] / weight[mixed]
+                scores[:, mixed] = (scores[:, mixed] + SEGMENT_WEIGHT * heard) / (1 + SEGMENT_WEIGHT)
+        return pixels
 
     def name_masks(self, image: Any, masks: np.ndarray) -> list[tuple[str | None, float]]:
         """For each mask of `masks` [N, H, W] bool: (best name or None, its softmax score); an empty
