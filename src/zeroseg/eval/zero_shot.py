@@ -269,6 +269,8 @@ def evaluate_semantic(
     """
     names, lookup = vocabulary_of(dataset.classes, dropped)
     unseen = evaluated_unseen(names, unseen)
+    if segmenter is not None:
+        from zeroseg.segment.pipeline import proposals
     if product and isinstance(model, DenseEmbedder):
         from zeroseg.segment.naming import load_namer
 
@@ -287,8 +289,6 @@ def evaluate_semantic(
         if segmenter is None:
             logits = torch.as_tensor(namer.pixel_logits(sample.image))[: len(names)]
         else:
-            from zeroseg.segment.pipeline import proposals
-
             logits = namer.segment_pixel_logits(sample.image, proposals(sample.image, segmenter)[1])[: len(names)]
         if tuple(logits.shape[1:]) != gt.shape:
             raise ValueError(f"{sample.name}: pixel scores {tuple(logits.shape)} vs labels {gt.shape}")

@@ -153,15 +153,14 @@ def text_to_masks(
         order = scores + ~candidates.proposed
         candidates = candidates.take(_mask_nms(candidates.masks, order, NMS_IOU), scores)
     else:
-        candidates.scores = np.array([float(share[m].mean()) for m in candidates.masks])
+        candidates.scores = _mean_over(share, candidates.masks)
     # the masks the phrase map points at first, then the proposals; each by match x sqrt(area), not match
     # alone: the first mask is the instance more often (coco128 and CamVid val, docs/zero-shot.md),
     # and, when named, by the phrase map's mean over the mask: a mask the phrase wins as a whole but not pixel by
     # pixel (a piece of saucer or table named "spoon") goes down the list
     rank = candidates.scores * np.sqrt(candidates.masks.sum((1, 2)))
     if verify:
-        support = np.array([float(share[m].mean()) if m.any() else 0.0 for m in candidates.masks])
-        rank = rank * np.maximum(support, MIN_SUPPORT)
+        rank = rank * np.maximum(_mean_over(share, candidates.masks), MIN_SUPPORT)
     keep = np.lexsort((-rank, candidates.proposed))[:max_instances]
     model = predictor.model
     return [
@@ -267,6 +266,11 @@ def _others(phrase: str, names: Iterable[str], head: bool = False) -> list[str]:
     words = key.split()
     heads = {" ".join(words[i:]) for i in range(len(words))} if head else {key}
     return [name for name in names if name_key(name) not in heads]
+
+
+def _mean_over(share: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """[N]: the mean of the phrase map ``share`` [H, W] over each mask [N, H, W] (0 for an empty mask)."""
+    return np.array([float(share[m].mean()) if m.any() else 0.0 for m in masks])
 
 
 def _regions(share: np.ndarray, threshold: float, min_area: float, max_instances: int) -> list[np.ndarray]:
