@@ -1,4 +1,4 @@
-"""The lite image encoder: EfficientNet-Lite0 features fused by a light neck.
+"""The lite image encoder: EfficientNet-Lite features (Lite0 by default) fused by a light neck.
 
 The ImageNet backbone stays frozen; optionally its last blocks are replaced by fine-tuned copies
 (``tuned_blocks``), so the frozen features below them can still be cached for training.
