@@ -12,8 +12,9 @@
 #   object, default 0), PART_SOURCES (comma-separated sources that get them, default all), PASTE_PROB (share of
 #   sampled photos that get a copy of an object pasted beside it, default 0), INSTALL (0: do not copy
 #   the result into the package), BACKBONE (lite0 or lite2; default: INIT's; with INIT on another backbone
-#   the new image encoder is first fitted to INIT's embedding for DISTILL_STEPS steps, default 500), BOX_MARGIN (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default OUT/cache; the frozen backbone features do
-#   not depend on the head), PYTHON.
+#   the new image encoder is first fitted to INIT's embedding for DISTILL_STEPS steps, default 500), BOX_MARGIN
+#   (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default
+#   OUT/cache; the frozen backbone features do not depend on the head), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -212,8 +212,11 @@ def test_a_head_moves_to_another_backbone_by_distilling_its_embedding(tiny_datas
     ours, theirs = student.image_encoder.backbone_features(x), teacher.image_encoder.backbone_features(x)
     with torch.no_grad():
         before = torch.nn.functional.mse_loss(student.image_encoder.embed_features(ours), teacher.image_encoder(x))
-    history = encoder_distill.distill_encoder(student, teacher, ours, theirs, steps=30, lr=3e-3, tuned_lr_scale=0.2,
-                                              batch=3, progress=False)
+    groups = lite_prompt.parameter_groups(student, dataclasses.replace(TINY_TRAIN, tuned_lr_scale=0.2))
+    decoder = {k: v.clone() for k, v in student.mask_decoder.state_dict().items()}
+    history = encoder_distill.distill_encoder(student, teacher, ours, theirs, groups, steps=30, lr=3e-3, batch=3,
+                                              progress=False)
+    assert all(torch.equal(v, decoder[k]) for k, v in student.mask_decoder.state_dict().items())  # encoder only
     with torch.no_grad():
         after = torch.nn.functional.mse_loss(student.image_encoder.embed_features(ours), teacher.image_encoder(x))
     assert history[-1]["step"] == 30 and after < 0.5 * before

@@ -17,18 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from zeroseg.models.lite.build import TUNED_PREFIX
+from zeroseg.models.lite.build import TUNED_PREFIX, head_state_dict
 from zeroseg.models.sam.sam import Sam
 
 
 def load_matching(model: Sam, source: Sam) -> list[str]:
     """Copy every trainable tensor of ``source`` whose name and shape ``model`` shares; return the names of
     ``model``'s trainable tensors that kept their own values (new shapes, or tuned blocks of another backbone)."""
-    theirs = source.state_dict()
+    theirs = head_state_dict(source)
     kept, state = [], {}
-    for name, value in model.state_dict().items():
-        if name.startswith("image_encoder.backbone."):
-            continue
+    for name, value in head_state_dict(model).items():
         if name.startswith(TUNED_PREFIX) or name not in theirs or theirs[name].shape != value.shape:
             kept.append(name)
         else:
@@ -42,22 +40,22 @@ def distill_encoder(
     teacher: Sam,
     student_features: Sequence[torch.Tensor],
     teacher_features: Sequence[torch.Tensor],
+    groups: list[dict],
     steps: int,
     lr: float,
-    tuned_lr_scale: float,
     seed: int = 0,
     batch: int = 8,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Fit ``student``'s trainable image encoder to ``teacher``'s embedding of the same photos (each list: cached
-    frozen-backbone features per level, one entry per photo, in the same order). Returns the loss history."""
+    frozen-backbone features per level, one entry per photo, in the same order), with the training's parameter
+    groups (``params`` and an lr ``scale`` each; parameters the embedding does not reach stay as they are).
+    Returns the loss history."""
     entries = len(student_features[0])
     if len(teacher_features[0]) != entries:
         raise ValueError(f"student and teacher features cover {entries} and {len(teacher_features[0])} photos")
     encoder = student.image_encoder
-    neck = [p for n, p in encoder.named_parameters() if p.requires_grad and not n.startswith("tuned.")]
-    tuned = [p for n, p in encoder.named_parameters() if p.requires_grad and n.startswith("tuned.")]
-    groups = [{"params": neck, "scale": 1.0}] + ([{"params": tuned, "scale": tuned_lr_scale}] if tuned else [])
+    groups = [{"params": g["params"], "scale": g["scale"]} for g in groups]  # its own, not the caller's optimizer's
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     teacher.eval()
     encoder.train()

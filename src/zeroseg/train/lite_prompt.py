@@ -551,10 +551,10 @@ def train(
     if teacher is not None and not start and cfg.distill_steps:
         teacher_features = cached_features(teacher, dataset, cfg.flips, cache_dir, progress)[0]
         distilled = distill_encoder(
-            model, teacher, data.features, teacher_features, cfg.distill_steps, cfg.lr, cfg.tuned_lr_scale, cfg.seed,
+            model, teacher, data.features, teacher_features, groups, cfg.distill_steps, cfg.lr, cfg.seed,
             progress=progress,
         )
-        del teacher_features
+        del teacher, teacher_features
 
     model.train()
     began = time.monotonic() - elapsed
