@@ -28,6 +28,13 @@
 #                                                                       augmented copies per photo (reader keeps one).
 # pets_sample     Naveen-Dodda/Sample_Pets_dataset @ 9281626            Oxford-IIIT Pet (Parkhi et al. 2012) subsets
 # pets_simon      simonhansen1999/PetClassification @ 1b52994           with trimaps; CC BY-SA 4.0.
+# coco_mini       Obmutescence/COCO-MINI @ 644f29e                      COCO 2017 subsets (Lin et al. 2014): 80 train
+# coco_tiny       zzowenzz/COCO_Tiny @ e7a689f                          + 79 / 80 val photos each, all their instance
+#                                                                       masks (80 names); annotations CC BY 4.0,
+#                                                                       photos Flickr's terms (COCO's terms of use).
+#                                                                       Training reads train2017 only; val2017 is
+#                                                                       validation (recipes/coco_val.py), none in
+#                                                                       coco128.
 set -euo pipefail
 OUT=${1:-/work/data_extra}
 MIRRORS=${MIRRORS:-}
@@ -75,4 +82,8 @@ extract feral_cat pcashman21/feral-cat-segmentation-dataset-and-model c7cdfa43c0
 extract pets_sample Naveen-Dodda/Sample_Pets_dataset 9281626a62066c09f278b9b41ac4bad3683d7541 \
     images trimaps annotations/trimaps README.md
 extract pets_simon simonhansen1999/PetClassification 1b52994357192034951537a9e53372bcfe4def97 data README.md
+extract coco_mini Obmutescence/COCO-MINI 644f29e7c1d2eefd9c4412d39bc5b0ee6fd0afd4 \
+    train2017 val2017 annotations/instances_train2017.json annotations/instances_val2017.json Readme.md
+extract coco_tiny zzowenzz/COCO_Tiny e7a689f7d6d1a1908df287c3e79eccdadfdba1fe \
+    train2017 val2017 annotations/instances_train2017.json annotations/instances_val2017.json README.md
 "${PYTHON:-.venv/bin/python}" "$(dirname "$0")/check_lite_data.py" "$OUT"  # no GrabCut/Berkeley photo among the BSDS ones

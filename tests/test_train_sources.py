@@ -1,6 +1,7 @@
 """Readers of the extra training sets (zeroseg.train.sources) on tiny hand-made folders of each layout."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,36 @@ def test_ccp_person_and_garments(tmp_path):
     assert objects[0][1].sum() == 6 * 16
 
 
+def _coco_subset(folder: Path, split: str, photos: dict[str, list[tuple[int, list[float], int]]]) -> None:
+    """A COCO 2017 subset's layout: ``annotations/instances_<split>2017.json`` + ``<split>2017/`` photos of
+    20 x 20; ``photos`` maps a file stem to its annotations (category id, square polygon, iscrowd)."""
+    images, annotations = [], []
+    for image_id, (stem, objects) in enumerate(sorted(photos.items()), start=1):
+        _photo(folder / f"{split}2017" / f"{stem}.jpg", (20, 20))
+        images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": 20, "width": 20})
+        for category, (x0, y0, x1, y1), crowd in objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
+                                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], "iscrowd": crowd,
+                                "area": (x1 - x0) * (y1 - y0), "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    (folder / "annotations").mkdir(parents=True, exist_ok=True)
+    data = {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]}
+    (folder / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
+
+
+def test_coco_subsets_read_train2017_once_without_crowds(tmp_path):
+    _coco_subset(tmp_path / "coco_mini", "train", {"a": [(18, [2, 2, 12, 12], 0), (1, [0, 0, 20, 20], 1)],
+                                                    "b": [(1, [0, 0, 20, 20], 1)]})  # crowds only: no object
+    _coco_subset(tmp_path / "coco_mini", "val", {"v": [(1, [0, 0, 5, 5], 0)]})  # validation: never read
+    _coco_subset(tmp_path / "coco_tiny", "train", {"a": [(1, [0, 0, 5, 5], 0)], "c": [(1, [0, 0, 10, 20], 0)]})
+    source = open_extra_source("coco", tmp_path, split="all")
+    objects = {p.stem: o for p, o in source.objects(1)}
+    assert sorted(objects) == ["a", "c"]  # "a" from the first folder only
+    assert [name for name, _ in objects["a"]] == ["dog"] and objects["a"][0][1].sum() == 100
+    assert objects["c"][0][0] == "person" and objects["c"][0][1].shape == (20, 20)
+    assert sorted(source.classes.values()) == ["dog", "person"]
+
+
 def test_splits_partition_and_limit_spreads(tmp_path):
     horse = tmp_path / "weizmann_horse" / "weizmann_horse_db"
     (horse / "figure_ground").mkdir(parents=True)
@@ -180,4 +211,4 @@ def test_prompt_mask_dataset_reads_extra_sources(tmp_path):
         PromptMaskDataset(sources=("nope",), extra_root=tmp_path)
     with pytest.raises(DatasetError, match="none of"):
         open_extra_source("pets", tmp_path)
-    assert set(EXTRA_FOLDERS) == {"bsds", "ccp", "horse", "human", "feral_cat", "pets"}
+    assert set(EXTRA_FOLDERS) == {"bsds", "ccp", "horse", "human", "feral_cat", "pets", "coco"}

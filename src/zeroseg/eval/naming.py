@@ -11,9 +11,7 @@ regions (:func:`load_naming_dataset`).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from zeroseg.train.datasets import (
     object_masks_from_semantic,
     read_classes,
 )
+from zeroseg.train.sources import CocoJson
 
 
 @dataclass(frozen=True)
@@ -90,40 +89,26 @@ class YoloSegNaming:
 
 
 class CocoJsonNaming:
-    """A COCO instances JSON and its image folder; crowd regions are left out (they are not one object)."""
+    """A COCO instances JSON and its image folder (:class:`~zeroseg.train.sources.CocoJson`: crowd regions
+    left out)."""
 
     def __init__(self, annotations: Path | str, images: Path | str, limit: int | None = None) -> None:
-        from pycocotools.coco import COCO
-
-        self.images = Path(images)
-        if not self.images.is_dir():
-            raise DatasetError(f"image folder {self.images} not found")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints its progress
-                self.coco = COCO(str(annotations))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DatasetError(f"cannot read COCO annotations {annotations}: {e}") from e
-        categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
-        self.classes = [c["name"] for c in categories]
-        self._names = {c["id"]: c["name"] for c in categories}
-        with_objects = [i for i in sorted(self.coco.getImgIds()) if self._annotations(i)]
-        self.image_ids = with_objects[:limit]
-
-    def _annotations(self, image_id: int) -> list[dict[str, Any]]:
-        return self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], iscrowd=False))
+        self.coco = CocoJson(annotations, images)
+        self.classes = self.coco.classes
+        self.image_ids = self.coco.image_ids[:limit]
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> NamedMasks:
-        info = self.coco.loadImgs([self.image_ids[index]])[0]
-        image = load_image(self.images / info["file_name"])
-        annotations = self._annotations(info["id"])
-        masks = _stack([self.coco.annToMask(a) for a in annotations], image.shape)
+        image_id = self.image_ids[index]
+        path = self.coco.image_path(image_id)
+        image = load_image(path)
+        objects = self.coco.objects(image_id)
+        masks = _stack([mask for _, mask in objects], image.shape)
         if masks.shape[1:] != image.shape[:2]:
-            raise DatasetError(f"{info['file_name']}: annotations are {masks.shape[1:]}, image {image.shape[:2]}")
-        names = [self._names[a["category_id"]] for a in annotations]
-        return NamedMasks(Path(info["file_name"]).stem, image, masks, names)
+            raise DatasetError(f"{path.name}: annotations are {masks.shape[1:]}, image {image.shape[:2]}")
+        return NamedMasks(path.stem, image, masks, [name for name, _ in objects])
 
 
 class MaskFolderNaming:

@@ -204,7 +204,7 @@ def lite_text(
     ] = None,
     extra_source: Annotated[
         list[str] | None,
-        typer.Option(help="NAME=SHARE: also train on this extra named set (ccp, human, horse, pets) with this share "
+        typer.Option(help="NAME=SHARE: also train on this extra named set (ccp, human, horse, pets, coco) with this share "
                           "of the sampled images (the shared sources' shares are scaled to the rest); repeatable."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,

@@ -14,10 +14,13 @@ BSDS photos that the GrabCut or Berkeley benchmarks use are never read (:func:`b
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,6 +39,7 @@ EXTRA_FOLDERS: dict[str, tuple[str, ...]] = {
     "human": ("human_seg",),
     "feral_cat": ("feral_cat",),
     "pets": ("pets_sample", "pets_simon"),
+    "coco": ("coco_mini", "coco_tiny"),  # their train2017 photos only: val2017 is validation (recipes/coco_val.py)
 }
 """Extra source name -> folders under the extra data root (the layout ``recipes/get_lite_data.sh`` writes)."""
 
@@ -293,12 +297,59 @@ def _feral_cat(folders: list[Path]) -> tuple[list[ExtraItem], list[str]]:
     return list(items.values()), ["cat"]
 
 
+class CocoJson:
+    """A COCO instances JSON and its image folder, read with pycocotools; crowd regions are left out (they
+    are not one object), and so are photos with no other object."""
+
+    def __init__(self, annotations: Path | str, images: Path | str) -> None:
+        from pycocotools.coco import COCO
+
+        self.images = Path(images)
+        if not self.images.is_dir():
+            raise DatasetError(f"image folder {self.images} not found")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints its progress
+                self.coco = COCO(str(annotations))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DatasetError(f"cannot read COCO annotations {annotations}: {e}") from e
+        categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+        self.classes = [c["name"] for c in categories]
+        self._names = {c["id"]: c["name"] for c in categories}
+        self.image_ids = [i for i in sorted(self.coco.getImgIds()) if self._annotations(i)]
+
+    def _annotations(self, image_id: int) -> list[dict[str, Any]]:
+        return self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], iscrowd=False))
+
+    def image_path(self, image_id: int) -> Path:
+        return self.images / self.coco.loadImgs([image_id])[0]["file_name"]
+
+    def objects(self, image_id: int) -> Objects:
+        """``[(class name, bool mask)]`` of one photo's objects, at the size its annotations give."""
+        return [(self._names[a["category_id"]], self.coco.annToMask(a).astype(bool)) for a in self._annotations(image_id)]
+
+
+def _coco(folders: list[Path]) -> tuple[list[ExtraItem], list[str]]:
+    """COCO 2017 subsets: ``annotations/instances_train2017.json`` + ``train2017/`` of each folder (their
+    val2017 photos are never read here); a photo in two folders is read once."""
+    items: dict[str, ExtraItem] = {}
+    classes: list[str] = []
+    for folder in folders:
+        coco = CocoJson(folder / "annotations" / "instances_train2017.json", folder / "train2017")
+        classes += coco.classes
+        for image_id in coco.image_ids:
+            path = coco.image_path(image_id)
+            if path.stem not in items and path.is_file():
+                items[path.stem] = ExtraItem(path.stem, path, lambda min_area, c=coco, i=image_id: c.objects(i))
+    return list(items.values()), classes
+
+
 _READERS: dict[str, Callable[[list[Path]], tuple[list[ExtraItem], list[str]]]] = {
     "ccp": _ccp,
     "horse": _horse,
     "human": _human,
     "feral_cat": _feral_cat,
     "pets": _pets,
+    "coco": _coco,
 }
 
 

@@ -72,7 +72,9 @@ COCO_TRAIN_SPLIT = "train"
 # contrasted with COCO128's seen names, of which it is a kind, and gives naming instances in that vocabulary;
 # Clothing Co-Parsing's garments, skin and hair keep their own names (pixels only; its whole-person masks are
 # left out, so "person" never competes with the garments that cover it).
-EXTRA_NAMED: dict[str, str | None] = {"ccp": None, "human": "coco128", "horse": "coco128", "pets": "coco128"}
+EXTRA_NAMED: dict[str, str | None] = {
+    "ccp": None, "human": "coco128", "horse": "coco128", "pets": "coco128", "coco": "coco128"
+}
 
 # Cell targets: an index into the source vocabulary, or one of these.
 IGNORE = -1  # no loss: padding, dropped classes, and every cell an unseen pixel falls in
