@@ -15,7 +15,8 @@ feral cats and Oxford-IIIT pets. Objects are drawn with a fixed seed among those
 ``SOURCES=a,b`` keeps those sources only and ``MOST=N`` replaces every cap (e.g. ``SOURCES=coco128 MOST=1000``:
 every COCO128 val instance of at least 1% of its photo, a larger COCO-style set to judge small changes on).
 ``SMALL=1`` writes the objects under the share instead (at least :data:`MIN_PIXELS`; ``SOURCES=coco128 MOST=1000
-SMALL=1``: the 92 small COCO128 val instances).
+SMALL=1``: the 92 small COCO128 val instances). ``SOURCES=coco MOST=1000`` writes the val part of the COCO 2017
+subsets (:data:`ON_REQUEST`: never in the default set).
 """
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ EXTRA = {
     "feral_cat": (12, 0.01),
     "pets": (12, 0.01),
 }
-PER_SOURCE = {name: most for name, (most, _) in {**SHARED, **EXTRA}.items()}
-MIN_SHARE = {name: share for name, (_, share) in {**SHARED, **EXTRA}.items()}
+# only when SOURCES names them (the default set stays the one the lite model's settings were chosen on)
+ON_REQUEST = {"coco": (50, 0.01)}  # the hash-split val part of the COCO 2017 subsets' train2017 photos
+PER_SOURCE = {name: most for name, (most, _) in {**SHARED, **EXTRA, **ON_REQUEST}.items()}
+MIN_SHARE = {name: share for name, (_, share) in {**SHARED, **EXTRA, **ON_REQUEST}.items()}
 MIN_PIXELS = 100  # the smallest object of a SMALL=1 set
 
 
@@ -50,7 +53,7 @@ def main(out: Path, extra: Path | None = None) -> None:
     sources = list(SHARED) + (list(EXTRA) if extra is not None else [])
     wanted = os.environ.get("SOURCES")
     if wanted:
-        sources = [s for s in sources if s in wanted.split(",")]
+        sources = [s for s in sources + list(ON_REQUEST) if s in wanted.split(",")]
     for source in sources:
         objects = PromptMaskDataset(sources=(source,), split="val", extra_root=extra)
         if os.environ.get("SMALL"):  # the small objects instead: under the share, at least MIN_PIXELS
