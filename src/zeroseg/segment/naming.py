@@ -52,8 +52,9 @@ DEFAULT_CALIBRATE = False
 DEFAULT_PIXEL_CALIBRATE = True
 # Masks not calibrated with the embedder's fitted gamma still get this smaller one (cosine units) against the
 # names it was trained on: with the ImageNet classifier mixed in, it names untrained names right far more often
-# and costs nothing on a whole vocabulary of trained names; chosen on coco128 val (docs/zero-shot.md).
-DEFAULT_MASK_CALIBRATION = 0.14
+# and costs nothing on a whole vocabulary of trained names; chosen on coco128 val and the COCO 2017 subsets' val
+# photos (docs/zero-shot.md).
+DEFAULT_MASK_CALIBRATION = 0.10
 # Text prompts' namers (``load_namer(text=True)``) keep masks uncalibrated: there the gamma lowered how often the
 # best-ranked mask was the instance, on both validation sets (docs/zero-shot.md).
 DEFAULT_TEXT_MASK_CALIBRATION = 0.0
