@@ -14,7 +14,8 @@
 #   the result into the package), BACKBONE (lite0 or lite2; default: INIT's; with INIT on another backbone
 #   the new image encoder is first fitted to INIT's embedding for DISTILL_STEPS steps, default 500), BOX_MARGIN
 #   (widen training boxes by up to this share of their side, default 0), CACHE (feature cache folder, default
-#   OUT/cache; the frozen backbone features do not depend on the head), PYTHON.
+#   OUT/cache; the frozen backbone features do not depend on the head), SOURCES (comma-separated training sources;
+#   default v3's: the shared sets and every extra set but coco), PYTHON.
 # Re-running with the same OUT_DIR resumes from its checkpoint (and reuses its feature cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,9 @@ PYTHON=${PYTHON:-.venv/bin/python}
 INIT=${INIT-runs/lite_prompt_v2.safetensors}
 INIT_COMMIT=${INIT_COMMIT:-e950bcf}  # the commit that shipped the v2 head
 args=(--out "$OUT" --steps "${STEPS:-2000}" --seed "${SEED:-0}" --threads "${THREADS:-2}" --lr "${LR:-5e-4}")
-[[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}")
+# v3's sources (the CLI's default takes every extra set, the COCO 2017 subsets included)
+[[ -d "$EXTRA" ]] && args+=(--extra-data "$EXTRA" --extra-limit "${EXTRA_LIMIT:-250}"
+                           --sources "${SOURCES:-coco128,camvid,msrc21,bsds,ccp,horse,human,feral_cat,pets}")
 [[ "${FLIPS:-0}" == 1 ]] || args+=(--no-flips)
 args+=(--tuned-blocks "${TUNED_BLOCKS:-11}" --tuned-lr-scale "${TUNED_LR_SCALE:-0.2}" --part-weight "${PART_WEIGHT:-0}"
       --paste-prob "${PASTE_PROB:-0}" --box-margin "${BOX_MARGIN:-0}")
