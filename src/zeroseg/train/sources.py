@@ -325,7 +325,8 @@ class CocoJson:
 
     def objects(self, image_id: int) -> Objects:
         """``[(class name, bool mask)]`` of one photo's objects, at the size its annotations give."""
-        return [(self._names[a["category_id"]], self.coco.annToMask(a).astype(bool)) for a in self._annotations(image_id)]
+        annotations = self._annotations(image_id)
+        return [(self._names[a["category_id"]], self.coco.annToMask(a).astype(bool)) for a in annotations]
 
 
 def _coco(folders: list[Path]) -> tuple[list[ExtraItem], list[str]]:
