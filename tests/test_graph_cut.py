@@ -35,6 +35,15 @@ def test_a_coarse_mask_snaps_to_the_object():
     assert _iou(refined, disc) > 0.97
 
 
+def test_a_mask_in_any_memory_order_is_cut_alike():
+    # pycocotools decodes masks in Fortran order; OpenCV's GrabCut needs C order
+    image, disc = _disc_image()
+    coarse = np.zeros_like(disc)
+    coarse[32:88, 36:92] = True
+    refiner = GraphCutRefiner(image)
+    assert np.array_equal(refiner(np.asfortranarray(coarse)), refiner(coarse))
+
+
 def test_clicks_are_pinned():
     image, disc = _disc_image()
     # A background click inside the mask's deep interior and an object click outside it both hold.

@@ -93,7 +93,7 @@ class GraphCutRefiner:
         y0, y1 = max(0, int(ys.min()) - margin), min(height, int(ys.max()) + margin + 1)
         scale = min(1.0, self.max_side / max(x1 - x0, y1 - y0))
 
-        region = mask[y0:y1, x0:x1].astype(np.uint8)
+        region = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)  # OpenCV needs C order
         inside = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         trimap = np.where(region > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
         trimap[inside > band] = cv2.GC_FGD
