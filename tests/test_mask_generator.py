@@ -347,6 +347,46 @@ def test_edge_refinement_runs_on_the_distinct_masks_only(
         predictor.refine_edges = False
 
 
+def test_edge_refined_candidates_are_judged_on_a_quick_look(
+    goldens_dir: Path, sam_goldens: dict, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With edge refinement on, a photo larger than COARSE_SIDE has its candidates' stability, boxes and crop
+    edges judged on smaller masks: the records are nearly those of judging them at full size, and every
+    record's box is its own mask's."""
+    from zeroseg.segment import mask_generator
+
+    image = np.array(Image.fromarray(load_rgb(amg_image_path(goldens_dir, sam_goldens))).resize((610, 470)))
+    options = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "crop_n_layers": 1}
+    predictor.refine_edges = True
+    try:
+        quick = MaskGenerator(predictor, **options).generate(image)
+        monkeypatch.setattr(mask_generator, "COARSE_SIDE", 10**6)
+        full = MaskGenerator(predictor, **options).generate(image)
+    finally:
+        predictor.refine_edges = False
+    assert quick and full
+    iou = mask_iou_matrix(np.stack([r["segmentation"] for r in full]), np.stack([r["segmentation"] for r in quick]))
+    assert (iou.max(1) >= 0.9).mean() >= 0.9
+    assert abs(len(quick) - len(full)) <= 0.1 * len(full)
+    for record in quick:
+        ys, xs = np.nonzero(record["segmentation"])
+        assert record["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+
+
+def test_boxes_of_smaller_masks_are_given_in_the_crops_pixels(predictor: Predictor) -> None:
+    from zeroseg.segment.amg import MaskData
+
+    height, width = 470, 610
+    full = torch.full((2, height, width), -5.0)
+    full[0, 100:300, 50:400] = 5.0
+    full[1, 10:40, 500:609] = 5.0
+    small = torch.nn.functional.interpolate(full[:, None], (196, 254), mode="bilinear")[:, 0]
+    data = MaskData(masks=small, iou_preds=torch.ones(2), points=torch.zeros(2, 2))
+    MaskGenerator(predictor, stability_score_thresh=0.0)._threshold(data, [0, 0, width, height], (height, width), encode=False)
+    expected = torch.tensor([[50, 100, 399, 299], [500, 10, 608, 39]])
+    assert (data["boxes"] - expected).abs().max() <= 3  # a small mask's pixel is 2.4 of the crop's
+
+
 def test_mask_iou_matrix():
     a = np.zeros((2, 4, 4), bool)
     a[0, :2] = True  # 8 pixels

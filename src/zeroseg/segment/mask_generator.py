@@ -39,6 +39,11 @@ OUTPUT_MODES = ("binary_mask", "coco_rle")
 PRE_REFINE_NMS = 0.9
 """With edge refinement on, box NMS at this IoU removes a crop's near-copies before refinement, which
 then costs per distinct mask rather than per candidate; the crop's own NMS runs on the refined masks."""
+COARSE_SIDE = 256
+"""With edge refinement on, the candidates' stability, boxes and crop-edge test (which only decide what
+reaches refinement) are computed on masks at most this many pixels a side, not at the crop's full size:
+upscaling and thresholding every candidate at full size cost much of segment-everything's time. The
+survivors are upscaled, refined and filtered again at full size."""
 
 
 class MaskGenerator:
@@ -194,14 +199,18 @@ class MaskGenerator:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
         if predictor.refine_edges:  # edge refinement waits for the masks that survive NMS (_refine_kept)
             data["low_res"] = data["masks"]
+            data["masks"] = predictor.upscale_masks(data["masks"], max_side=COARSE_SIDE)
+            self._threshold(data, crop_box, orig_size, encode=False)
+            return data
         # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
         data["masks"] = predictor.upscale_masks(data["masks"])
-        self._threshold(data, crop_box, orig_size, encode=not predictor.refine_edges)
+        self._threshold(data, crop_box, orig_size)
         return data
 
     def _threshold(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int], encode: bool = True) -> None:
-        """Upscaled logits in ``data["masks"]`` -> stability filter, boxes, crop-edge filter and, with
-        ``encode``, RLEs (masks still to be refined need only their boxes, for NMS)."""
+        """Upscaled logits in ``data["masks"]`` (at the crop's size, or smaller: boxes are scaled to the
+        crop) -> stability filter, boxes, crop-edge filter and, with ``encode``, RLEs (masks still to be
+        refined need only their boxes, for NMS)."""
         predictor = self.predictor
         orig_h, orig_w = orig_size
         threshold = predictor.model.mask_threshold
@@ -209,6 +218,11 @@ class MaskGenerator:
         # one filter, on the binary masks (filtering the float logits first copied them whole)
         data["masks"] = data["masks"] > threshold
         data["boxes"] = batched_mask_to_box(data["masks"])
+        crop_h, crop_w = crop_box[3] - crop_box[1], crop_box[2] - crop_box[0]
+        mask_h, mask_w = data["masks"].shape[-2:]
+        if (mask_h, mask_w) != (crop_h, crop_w):  # inclusive pixel indices of the smaller masks -> the crop's
+            scale = torch.tensor([crop_w / mask_w, crop_h / mask_h] * 2)
+            data["boxes"] = ((data["boxes"] + torch.tensor([0, 0, 1, 1])) * scale - torch.tensor([0, 0, 1, 1])).round().long()
         keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
         if self.stability_score_thresh > 0.0:
             keep &= data["stability_score"] >= self.stability_score_thresh

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zeroseg.errors import ImageError, NoImageSetError, PromptShapeError
@@ -272,12 +273,23 @@ class Predictor:
         )
 
     @torch.inference_mode()
-    def upscale_masks(self, low_res_masks: torch.Tensor) -> torch.Tensor:
-        """Low-resolution logits ``(..., h, w)`` -> logits at the current image's original size."""
+    def upscale_masks(self, low_res_masks: torch.Tensor, max_side: int | None = None) -> torch.Tensor:
+        """Low-resolution logits ``(..., h, w)`` -> logits at the current image's original size, or with
+        ``max_side`` at that size scaled down to at most ``max_side`` pixels a side (a quick look: the
+        padding is cropped in the low-resolution grid and the rest resized once)."""
         self._require_image()
         shape = low_res_masks.shape
         flat = low_res_masks.reshape(-1, 1, *shape[-2:])
-        masks = self.model.postprocess_masks(flat, self.input_size, self.original_size)
+        height, width = self.original_size
+        scale = 1.0 if max_side is None else max_side / max(height, width)
+        if scale < 1.0:
+            size = self._img_size
+            rows = max(1, round(self.input_size[0] * shape[-2] / size))
+            cols = max(1, round(self.input_size[1] * shape[-1] / size))
+            target = (max(1, round(height * scale)), max(1, round(width * scale)))
+            masks = F.interpolate(flat[..., :rows, :cols], target, mode="bilinear", align_corners=False)
+        else:
+            masks = self.model.postprocess_masks(flat, self.input_size, self.original_size)
         return masks.reshape(*shape[:-2], *masks.shape[-2:])
 
     def refine(self, masks: torch.Tensor) -> torch.Tensor:
