@@ -197,14 +197,13 @@ class MaskGenerator:
 
         if self.pred_iou_thresh > 0.0:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
-        if predictor.refine_edges:  # edge refinement waits for the masks that survive NMS (_refine_kept)
+        refined = predictor.refine_edges  # edge refinement waits for the masks that survive NMS (_refine_kept)
+        if refined:
             data["low_res"] = data["masks"]
-            data["masks"] = predictor.upscale_masks(data["masks"], max_side=COARSE_SIDE)
-            self._threshold(data, crop_box, orig_size, encode=False)
-            return data
-        # Upscaling to the image is the costly part: only masks that passed the IoU filter get it.
-        data["masks"] = predictor.upscale_masks(data["masks"])
-        self._threshold(data, crop_box, orig_size)
+        # Upscaling is the costly part: only masks that passed the IoU filter get it, and only a quick look
+        # (COARSE_SIDE) when the survivors are upscaled again for refinement.
+        data["masks"] = predictor.upscale_masks(data["masks"], max_side=COARSE_SIDE if refined else None)
+        self._threshold(data, crop_box, orig_size, encode=not refined)
         return data
 
     def _threshold(self, data: MaskData, crop_box: list[int], orig_size: tuple[int, int], encode: bool = True) -> None:

@@ -276,7 +276,8 @@ class Predictor:
     def upscale_masks(self, low_res_masks: torch.Tensor, max_side: int | None = None) -> torch.Tensor:
         """Low-resolution logits ``(..., h, w)`` -> logits at the current image's original size, or with
         ``max_side`` at that size scaled down to at most ``max_side`` pixels a side (a quick look: the
-        padding is cropped in the low-resolution grid and the rest resized once)."""
+        padding, at the bottom and right as in SAM's frame, is cropped in the low-resolution grid and the rest
+        resized once)."""
         self._require_image()
         shape = low_res_masks.shape
         flat = low_res_masks.reshape(-1, 1, *shape[-2:])
